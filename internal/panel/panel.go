@@ -1,0 +1,162 @@
+// Package panel owns the product's vocabulary: what a dashboard and a panel
+// are, and what one run of a panel's query produced. It has no I/O; the
+// catalog loads these types, the refresh engine fills Results, and the views
+// render them.
+package panel
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"math"
+	"time"
+)
+
+// Kind says how a panel draws its query result.
+type Kind string
+
+// The panel kinds of DESIGN.md. The column conventions each kind reads are
+// documented in docs/panels.md.
+const (
+	Stat       Kind = "stat"
+	Table      Kind = "table"
+	Timeseries Kind = "timeseries"
+	Bar        Kind = "bar"
+	Feed       Kind = "feed"
+)
+
+// Kinds lists every valid Kind, in documentation order.
+var Kinds = []Kind{Stat, Table, Timeseries, Bar, Feed}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	for _, v := range Kinds {
+		if k == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Dashboard is one row of dashboard.dashboards with its panels in display
+// order.
+type Dashboard struct {
+	ID          int64
+	Slug        string
+	Title       string
+	Description string
+	Public      bool
+	// MaxRefreshHz, when above zero, lowers the server-wide per-panel refresh
+	// cap for this dashboard's panels.
+	MaxRefreshHz float64
+	Position     int
+	Panels       []*Def
+}
+
+// Def is one row of dashboard.panels: a titled SQL query and how to draw it.
+type Def struct {
+	ID          int64
+	DashboardID int64
+	Slug        string
+	Title       string
+	Kind        Kind
+	SQL         string
+	Position    int
+	Width       int // grid columns, 1-4
+	Height      int // grid rows, 1-4
+	Options     Options
+	// DependsOn is the operator's explicit list of tables the query reads,
+	// added to the ones found with EXPLAIN.
+	DependsOn []string
+}
+
+// DOMID is the element id of the panel on its dashboard page. It is unique
+// within a page because panel slugs are unique within a dashboard.
+func (d *Def) DOMID() string { return "panel-" + d.Slug }
+
+// Options are the per-panel display settings stored as jsonb. Unknown keys
+// are ignored so that operators can keep notes in the same object.
+type Options struct {
+	Unit      string `json:"unit,omitempty"`      // appended to numbers, e.g. "ms" or "%"
+	Prefix    string `json:"prefix,omitempty"`    // prepended to numbers, e.g. "$"
+	Decimals  *int   `json:"decimals,omitempty"`  // fixed decimals for numbers; nil means automatic
+	Sparkline bool   `json:"sparkline,omitempty"` // stat: draw the value's history from all rows
+	Delta     bool   `json:"delta,omitempty"`     // stat: show the change from the previous row
+	Limit     int    `json:"limit,omitempty"`     // feed: rows shown (default 20)
+	Stacked   bool   `json:"stacked,omitempty"`   // bar: stack series instead of grouping them
+}
+
+// ValueKind tells which field of a Value holds the data.
+type ValueKind uint8
+
+// The value kinds a query cell is normalised to.
+const (
+	Null ValueKind = iota
+	Text
+	Number
+	Time
+	Bool
+)
+
+// Value is one cell of a query result, normalised so that views never see
+// driver types. Text is always set to the display form (empty for Null).
+type Value struct {
+	Kind ValueKind
+	Text string
+	Num  float64   // Number; also 1/0 for Bool
+	Time time.Time // Time, in UTC
+}
+
+// Result is what one run of a panel's query produced, or why it failed.
+type Result struct {
+	Columns   []string
+	Rows      [][]Value
+	Truncated bool // more rows than the server's row limit; Rows holds the limit
+	// Err is the message to show in place of the data; empty on success. It
+	// never holds connection details, only what an operator needs to fix the
+	// panel's SQL.
+	Err string
+	// Notice is shown beside the data, for example the statement an owner
+	// must run so that the panel updates live.
+	Notice string
+	// LSN is the WAL position read in the same transaction as the query.
+	LSN uint64
+}
+
+// Hash is a digest of everything in r that the page shows, so that equal
+// data gives equal hashes. LSN is left out: a re-run that sees the same rows
+// at a later position has not changed.
+func (r *Result) Hash() uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	str := func(s string) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	num := func(u uint64) {
+		binary.LittleEndian.PutUint64(buf[:], u)
+		h.Write(buf[:])
+	}
+	num(uint64(len(r.Columns)))
+	for _, c := range r.Columns {
+		str(c)
+	}
+	num(uint64(len(r.Rows)))
+	for _, row := range r.Rows {
+		num(uint64(len(row)))
+		for _, v := range row {
+			num(uint64(v.Kind))
+			str(v.Text)
+			num(math.Float64bits(v.Num))
+			num(uint64(v.Time.UnixNano()))
+		}
+	}
+	if r.Truncated {
+		num(1)
+	} else {
+		num(0)
+	}
+	str(r.Err)
+	str(r.Notice)
+	return h.Sum64()
+}
