@@ -1,0 +1,114 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clearEnv unsets every variable Config reads, restoring them when the test
+// ends, so the host's environment cannot leak into a test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_LEVEL",
+		"DASHBOARD_LOG_FORMAT", "DASHBOARD_BATCH_WINDOW", "DASHBOARD_MAX_REFRESH_HZ", "DASHBOARD_TRUSTED_PROXY_CIDRS",
+		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS"} {
+		t.Setenv(name, "") // registers the restore
+		os.Unsetenv(name)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	clearEnv(t)
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("Load with defaults: %v", err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.BatchWindow != 25*time.Millisecond || c.MaxRefreshHz != 10 ||
+		c.QueryTimeout != 5*time.Second || c.SafetyRefresh != 5*time.Minute || !c.Migrate {
+		t.Errorf("got %+v, want the documented defaults", c)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name, value, want string
+	}{
+		{"DASHBOARD_ADDR", "nonsense", "DASHBOARD_ADDR"},
+		{"DASHBOARD_ADDR", "127.0.0.1:99999", "DASHBOARD_ADDR"},
+		{"DASHBOARD_ADDR", "bad host!:80", "DASHBOARD_ADDR"},
+		{"DASHBOARD_LOG_LEVEL", "loud", "DASHBOARD_LOG_LEVEL"},
+		{"DASHBOARD_LOG_FORMAT", "xml", "DASHBOARD_LOG_FORMAT"},
+		{"DASHBOARD_BATCH_WINDOW", "soon", "DASHBOARD_BATCH_WINDOW: cannot use \"soon\": want a duration"},
+		{"DASHBOARD_BATCH_WINDOW", "-1s", "DASHBOARD_BATCH_WINDOW"},
+		{"DASHBOARD_MAX_REFRESH_HZ", "0", "DASHBOARD_MAX_REFRESH_HZ"},
+		{"DASHBOARD_MAX_ROWS", "many", "DASHBOARD_MAX_ROWS: cannot use \"many\": want a whole number"},
+		{"DASHBOARD_MIGRATE", "perhaps", "DASHBOARD_MIGRATE"},
+		{"DASHBOARD_LONGPOLL_WAIT", "2m", "DASHBOARD_LONGPOLL_WAIT"},
+		{"DASHBOARD_TRUSTED_PROXY_CIDRS", "10.0.0.0/8,nope", "DASHBOARD_TRUSTED_PROXY_CIDRS"},
+		{"DATABASE_URL", "nonsense", "DATABASE_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(tt.name, tt.value)
+			_, err := Load()
+			if err == nil {
+				t.Fatalf("Load with %s=%q: got no error, want one naming %s", tt.name, tt.value, tt.name)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got error %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidAddrs(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8080", ":8080", "localhost:0", "[::1]:80", "0.0.0.0:443"} {
+		if !validAddr(addr) {
+			t.Errorf("validAddr(%q) = false, want true", addr)
+		}
+	}
+}
+
+func TestUserHeaderNeedsTrustedProxies(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DASHBOARD_USER_HEADER", "X-Forwarded-User")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "DASHBOARD_USER_HEADER") {
+		t.Fatalf("got %v, want an error naming DASHBOARD_USER_HEADER", err)
+	}
+	t.Setenv("DASHBOARD_TRUSTED_PROXY_CIDRS", "10.0.0.0/8, 127.0.0.1/32")
+	if _, err := Load(); err != nil {
+		t.Fatalf("got %v, want no error", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://app:s3cret@db:5432/app", "postgres://app:<redacted>@db:5432/app"},
+		{"postgres://app@db/app", "postgres://app@db/app"},
+		{"host=db user=app password=s3cret dbname=app", "host=db user=app password=<redacted> dbname=app"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(RedactURL(tt.in), "s3cret") {
+			t.Errorf("RedactURL(%q) leaks the password", tt.in)
+		}
+	}
+}
+
+func TestPrintHelpListsEveryVariable(t *testing.T) {
+	var b strings.Builder
+	if err := PrintHelp(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("help output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
