@@ -1,0 +1,450 @@
+/*
+ * poll.js: the long-poll transport of a live dashboard, and the status and
+ * data-age display shared with app.js.
+ *
+ * Strict ES5 on purpose (no let/const, arrows, fetch, Promise or template
+ * strings; XMLHttpRequest only) so it runs on kiosk browsers that cannot run
+ * htmx 4. It starts by itself when the browser cannot hold the SSE stream
+ * (no fetch, ReadableStream or htmx) or when #live has
+ * data-transport="poll"; otherwise app.js starts it when its watchdog gives up
+ * on the stream, through window.DashboardPoll.
+ *
+ * Protocol (see DESIGN.md, "HTTP contract"): GET data-poll-url?wait=25 with
+ * If-None-Match: "<version>". 304: nothing changed, ask again at once.
+ * 200: the body is a sequence of <hx-partial hx-target="#panel-x"
+ * hx-swap="outerHTML">...</hx-partial>, and ETag is the new version.
+ * Anything else: back off 1 s doubling to 30 s, with jitter.
+ */
+(function (window, document) {
+  'use strict';
+
+  if (window.DashboardPoll) {
+    return;
+  }
+
+  var DEFAULT_WAIT = 25; // seconds the server may hold a poll
+  var MIN_BACKOFF = 1000; // ms
+  var MAX_BACKOFF = 30000; // ms
+  var MIN_INTERVAL_304 = 1000; // ms between polls that end in 304
+  var GUARD = 15000; // ms added to wait before a silent request is abandoned
+
+  var poller = {
+    running: false,
+    url: '',
+    wait: DEFAULT_WAIT,
+    onUpdate: null,
+    xhr: null,
+    seq: 0, // bumped to invalidate the callbacks of an abandoned request
+    timer: null,
+    guard: null,
+    failures: 0
+  };
+  var updatedAt = now(); // the page was rendered with current data
+  var ticker = null;
+
+  function now() {
+    return new Date().getTime();
+  }
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  function setText(el, text) {
+    if ('textContent' in el) {
+      el.textContent = text;
+    } else {
+      el.innerText = text;
+    }
+  }
+
+  function live() {
+    return byId('live');
+  }
+
+  function getVersion() {
+    var el = live();
+    return (el && el.getAttribute('data-version')) || '';
+  }
+
+  function setVersion(v) {
+    var el = live();
+    if (el && v) {
+      el.setAttribute('data-version', v);
+    }
+  }
+
+  // setStatus shows state ("live", "reconnecting" or "polling") in #status,
+  // as its data-state attribute (for styling) and its text.
+  function setStatus(state) {
+    var el = byId('status');
+    if (el && el.getAttribute('data-state') !== state) {
+      el.setAttribute('data-state', state);
+      setText(el, state);
+    }
+  }
+
+  function ageText(ms) {
+    var s = Math.floor(ms / 1000);
+    if (s < 0) {
+      s = 0;
+    }
+    if (s < 60) {
+      return 'updated ' + s + ' s ago';
+    }
+    if (s < 3600) {
+      return 'updated ' + Math.floor(s / 60) + ' min ago';
+    }
+    return 'updated ' + Math.floor(s / 3600) + ' h ago';
+  }
+
+  function renderAge() {
+    var el = byId('data-age');
+    if (el) {
+      setText(el, ageText(now() - updatedAt));
+    }
+  }
+
+  // touch records that the data on screen was confirmed current just now:
+  // an update arrived, or the server said nothing changed.
+  function touch() {
+    updatedAt = now();
+    var el = byId('data-age');
+    if (el) {
+      try {
+        el.setAttribute('datetime', new Date(updatedAt).toISOString());
+      } catch (e) {
+        // toISOString is missing before IE9; the text still updates.
+      }
+    }
+    renderAge();
+  }
+
+  function startTicker() {
+    if (ticker === null) {
+      renderAge();
+      ticker = window.setInterval(renderAge, 1000);
+    }
+  }
+
+  // parseETag returns the version in an ETag header value: W/ and the quotes
+  // are stripped.
+  function parseETag(etag) {
+    if (!etag) {
+      return '';
+    }
+    etag = etag.replace(/^\s+|\s+$/g, '');
+    if (etag.indexOf('W/') === 0) {
+      etag = etag.substring(2);
+    }
+    if (etag.length >= 2 && etag.charAt(0) === '"' && etag.charAt(etag.length - 1) === '"') {
+      etag = etag.substring(1, etag.length - 1);
+    }
+    return etag;
+  }
+
+  // container returns a detached element to parse a response into. It lives
+  // in an inert document where possible, so nothing in it (images, say) is
+  // fetched before it is placed.
+  function container() {
+    var impl = document.implementation;
+    if (impl && impl.createHTMLDocument) {
+      try {
+        return impl.createHTMLDocument('').createElement('div');
+      } catch (e) {
+        // fall through
+      }
+    }
+    return document.createElement('div');
+  }
+
+  function adopt(node) {
+    if (node.ownerDocument !== document && document.importNode) {
+      return document.importNode(node, true);
+    }
+    return node;
+  }
+
+  function findTarget(selector) {
+    if (!selector) {
+      return null;
+    }
+    if (/^#[A-Za-z0-9_\-]+$/.test(selector)) {
+      return byId(selector.substring(1));
+    }
+    try {
+      return document.querySelector(selector);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function htmxProcess(el) {
+    var htmx = window.htmx;
+    if (htmx && typeof htmx.process === 'function' && el.nodeType === 1) {
+      try {
+        htmx.process(el);
+      } catch (e) {
+        // content works without htmx attributes being wired
+      }
+    }
+  }
+
+  // applyPartials swaps every <hx-partial> of html into the page: the element
+  // its hx-target names is replaced by the partial's child elements
+  // (hx-swap="outerHTML", the default) or has its content replaced
+  // (hx-swap="innerHTML").
+  function applyPartials(html) {
+    var box = container();
+    box.innerHTML = html;
+    var found = box.getElementsByTagName('hx-partial');
+    var partials = [];
+    var i, j;
+    for (i = 0; i < found.length; i++) {
+      partials.push(found[i]);
+    }
+    for (i = 0; i < partials.length; i++) {
+      var p = partials[i];
+      var target = findTarget(p.getAttribute('hx-target') || (p.id ? '#' + p.id : ''));
+      if (!target || !target.parentNode) {
+        continue;
+      }
+      var swap = (p.getAttribute('hx-swap') || 'outerHTML').split(' ')[0];
+      var nodes = [];
+      for (var c = p.firstChild; c; c = c.nextSibling) {
+        if (swap === 'innerHTML' || c.nodeType === 1) {
+          nodes.push(c);
+        }
+      }
+      var added = [];
+      if (swap === 'innerHTML') {
+        while (target.firstChild) {
+          target.removeChild(target.firstChild);
+        }
+        for (j = 0; j < nodes.length; j++) {
+          added.push(target.appendChild(adopt(nodes[j])));
+        }
+      } else {
+        var parent = target.parentNode;
+        for (j = 0; j < nodes.length; j++) {
+          added.push(parent.insertBefore(adopt(nodes[j]), target));
+        }
+        parent.removeChild(target);
+      }
+      for (j = 0; j < added.length; j++) {
+        htmxProcess(added[j]);
+      }
+    }
+  }
+
+  function clearTimers() {
+    if (poller.timer !== null) {
+      window.clearTimeout(poller.timer);
+      poller.timer = null;
+    }
+    if (poller.guard !== null) {
+      window.clearTimeout(poller.guard);
+      poller.guard = null;
+    }
+  }
+
+  // abandon invalidates the request in flight, if any, and aborts it.
+  function abandon() {
+    poller.seq++;
+    clearTimers();
+    var xhr = poller.xhr;
+    poller.xhr = null;
+    if (xhr) {
+      try {
+        xhr.abort();
+      } catch (e) {
+        // already done
+      }
+    }
+  }
+
+  function schedule(delay) {
+    if (!poller.running) {
+      return;
+    }
+    if (poller.timer !== null) {
+      window.clearTimeout(poller.timer);
+    }
+    poller.timer = window.setTimeout(function () {
+      poller.timer = null;
+      request();
+    }, delay);
+  }
+
+  function failed() {
+    poller.failures++;
+    var d = MIN_BACKOFF * Math.pow(2, Math.min(poller.failures - 1, 10));
+    if (d > MAX_BACKOFF) {
+      d = MAX_BACKOFF;
+    }
+    // Equal jitter: half fixed, half random, so many kiosks that lost the
+    // same server do not come back in step.
+    d = d / 2 + Math.random() * (d / 2);
+    setStatus('reconnecting');
+    schedule(Math.round(d));
+  }
+
+  function request() {
+    if (!poller.running) {
+      return;
+    }
+    var seq = ++poller.seq;
+    var started = now();
+    var url = poller.url + (poller.url.indexOf('?') < 0 ? '?' : '&') + 'wait=' + encodeURIComponent(poller.wait);
+    var xhr;
+    try {
+      xhr = new window.XMLHttpRequest();
+      xhr.open('GET', url, true);
+      var v = getVersion();
+      if (v) {
+        xhr.setRequestHeader('If-None-Match', '"' + v + '"');
+      }
+    } catch (e) {
+      failed();
+      return;
+    }
+    poller.xhr = xhr;
+    xhr.onreadystatechange = function () {
+      if (xhr.readyState !== 4 || seq !== poller.seq) {
+        return;
+      }
+      poller.seq++;
+      poller.xhr = null;
+      if (poller.guard !== null) {
+        window.clearTimeout(poller.guard);
+        poller.guard = null;
+      }
+      if (poller.running) {
+        handle(xhr, started);
+      }
+    };
+    // Abandon a request the network silently dropped (no readystate 4 ever).
+    poller.guard = window.setTimeout(function () {
+      poller.guard = null;
+      if (seq === poller.seq) {
+        abandon();
+        failed();
+      }
+    }, poller.wait * 1000 + GUARD);
+    try {
+      xhr.send(null);
+    } catch (e2) {
+      if (seq === poller.seq) {
+        abandon();
+        failed();
+      }
+    }
+  }
+
+  function handle(xhr, started) {
+    var status = xhr.status;
+    if (status === 200) {
+      var version = parseETag(xhr.getResponseHeader('ETag'));
+      // A 200 for the version we already show (a cache turning our 304 into
+      // its stored 200) changes nothing.
+      if (!version || version !== getVersion()) {
+        applyPartials(xhr.responseText || '');
+        setVersion(version);
+        if (poller.onUpdate) {
+          try {
+            poller.onUpdate(version);
+          } catch (e) {
+            // a broken callback must not stop the loop
+          }
+        }
+      }
+      poller.failures = 0;
+      touch();
+      setStatus('polling');
+      schedule(0);
+      return;
+    }
+    if (status === 304) {
+      poller.failures = 0;
+      touch();
+      setStatus('polling');
+      // Loop at once, but never spin if something answers 304 immediately.
+      var elapsed = now() - started;
+      schedule(elapsed < MIN_INTERVAL_304 ? MIN_INTERVAL_304 - elapsed : 0);
+      return;
+    }
+    failed();
+  }
+
+  // start begins the long-poll loop, or updates its options if it runs.
+  // opts.url defaults to #live's data-poll-url, opts.wait to 25 seconds;
+  // opts.onUpdate(version) is called after each applied update.
+  function start(opts) {
+    opts = opts || {};
+    var el = live();
+    var url = opts.url || (el && el.getAttribute('data-poll-url')) || '';
+    if (!url) {
+      return false;
+    }
+    poller.url = url;
+    poller.wait = opts.wait >= 0 ? opts.wait : DEFAULT_WAIT;
+    if (opts.onUpdate) {
+      poller.onUpdate = opts.onUpdate;
+    }
+    startTicker();
+    if (poller.running) {
+      return true;
+    }
+    poller.running = true;
+    poller.failures = 0;
+    setStatus('polling');
+    request();
+    return true;
+  }
+
+  // stop ends the loop and aborts the request in flight; a response that
+  // arrives afterwards is ignored. It leaves #status to the caller.
+  function stop() {
+    poller.running = false;
+    abandon();
+  }
+
+  window.DashboardPoll = {
+    start: start,
+    stop: stop,
+    running: function () {
+      return poller.running;
+    },
+    version: getVersion,
+    setVersion: setVersion,
+    status: setStatus,
+    touch: touch,
+    parseETag: parseETag,
+    applyPartials: applyPartials
+  };
+
+  function canStream() {
+    return !!(window.fetch && window.ReadableStream && window.htmx);
+  }
+
+  function boot() {
+    var el = live();
+    if (!el) {
+      return;
+    }
+    startTicker();
+    if (!canStream() || el.getAttribute('data-transport') === 'poll') {
+      start({});
+    }
+  }
+
+  if (document.readyState === 'loading') {
+    if (document.addEventListener) {
+      document.addEventListener('DOMContentLoaded', boot, false);
+    } else if (window.attachEvent) {
+      window.attachEvent('onload', boot);
+    }
+  } else {
+    boot();
+  }
+}(window, document));
