@@ -1,0 +1,649 @@
+package migrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/livedash/dashboard/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// connect opens a connection that the test closes when it ends.
+func connect(t *testing.T, connString string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), connString)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func exec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := conn.Exec(t.Context(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// migratedDB returns a fresh database with every migration applied.
+func migratedDB(t *testing.T) string {
+	t.Helper()
+	connString := pgtest.NewDB(t)
+	if _, err := Up(t.Context(), connect(t, connString)); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	return connString
+}
+
+// feed is a migrated database with a writer and a LISTEN connection.
+type feed struct {
+	writer   *pgx.Conn
+	listener *pgx.Conn
+	seq      atomic.Int64
+}
+
+func newFeed(t *testing.T) *feed {
+	t.Helper()
+	connString := migratedDB(t)
+	f := &feed{writer: connect(t, connString), listener: connect(t, connString)}
+	exec(t, f.listener, "LISTEN dashboard")
+	return f
+}
+
+// notifications returns the payloads delivered on channel dashboard since the
+// previous call, in order. The writer sends a sentinel in a transaction of its
+// own; notifications are delivered in commit order, so everything committed
+// before has arrived once the sentinel has, and counts are exact without
+// sleeping.
+func (f *feed) notifications(t *testing.T) []string {
+	t.Helper()
+	sentinel := fmt.Sprintf("sentinel-%d", f.seq.Add(1))
+	exec(t, f.writer, "SELECT pg_notify('dashboard', $1)", sentinel)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got := []string{}
+	for {
+		n, err := f.listener.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v (received before: %q)", sentinel, err, got)
+		}
+		if n.Channel != "dashboard" {
+			t.Fatalf("got notification on channel %q, want dashboard", n.Channel)
+		}
+		if n.Payload == sentinel {
+			return got
+		}
+		got = append(got, n.Payload)
+	}
+}
+
+// notifyTriggers counts the dashboard_notify_% triggers on table.
+func notifyTriggers(t *testing.T, conn *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	err := conn.QueryRow(t.Context(),
+		`SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE 'dashboard\_notify\_%'`,
+		table).Scan(&n)
+	if err != nil {
+		t.Fatalf("counting triggers on %s: %v", table, err)
+	}
+	return n
+}
+
+func isWatched(t *testing.T, conn *pgx.Conn, table string) bool {
+	t.Helper()
+	var watched bool
+	if err := conn.QueryRow(t.Context(), "SELECT dashboard.is_watched($1::regclass)", table).Scan(&watched); err != nil {
+		t.Fatalf("is_watched(%s): %v", table, err)
+	}
+	return watched
+}
+
+func TestNotify(t *testing.T) {
+	t.Parallel()
+	const watched = `CREATE TABLE t (id int, v text);
+		INSERT INTO t SELECT i, 'x' FROM generate_series(1, 3) i;
+		SELECT dashboard.watch('t');`
+	tests := []struct {
+		name  string
+		setup string
+		stmts []string
+		want  []string
+	}{
+		{"update matching zero rows", watched, []string{"UPDATE t SET v = 'y' WHERE id < 0"}, nil},
+		{"delete matching zero rows", watched, []string{"DELETE FROM t WHERE id < 0"}, nil},
+		{"insert of zero rows", watched, []string{"INSERT INTO t SELECT 1, 'x' WHERE false"}, nil},
+		{"insert of one row", watched, []string{"INSERT INTO t VALUES (4, 'x')"}, []string{"public.t"}},
+		{"insert of 10000 rows", watched,
+			[]string{"INSERT INTO t SELECT i, 'x' FROM generate_series(1, 10000) i"}, []string{"public.t"}},
+		{"update of rows", watched, []string{"UPDATE t SET v = 'y'"}, []string{"public.t"}},
+		{"update setting the same values", watched, []string{"UPDATE t SET v = v"}, []string{"public.t"}},
+		{"delete of rows", watched, []string{"DELETE FROM t WHERE id <= 2"}, []string{"public.t"}},
+		{"truncate", watched, []string{"TRUNCATE t"}, []string{"public.t"}},
+		{"upsert", watched + "ALTER TABLE t ADD PRIMARY KEY (id);",
+			[]string{"INSERT INTO t VALUES (1, 'z') ON CONFLICT (id) DO UPDATE SET v = excluded.v"}, []string{"public.t"}},
+		{"100 statements in one transaction", watched,
+			slices.Concat([]string{"BEGIN"}, slices.Repeat([]string{"INSERT INTO t VALUES (5, 'x')", "UPDATE t SET v = 'y'", "DELETE FROM t WHERE id = 5", "UPDATE t SET v = 'z' WHERE id < 0"}, 25), []string{"COMMIT"}),
+			[]string{"public.t"}},
+		{"statements in two transactions", watched,
+			[]string{"INSERT INTO t VALUES (5, 'x')", "DELETE FROM t WHERE id = 5"}, []string{"public.t", "public.t"}},
+		{"rolled back transaction", watched,
+			[]string{"BEGIN", "INSERT INTO t VALUES (5, 'x')", "TRUNCATE t", "ROLLBACK"}, nil},
+		{"rolled back savepoint", watched,
+			[]string{"BEGIN", "SAVEPOINT s", "INSERT INTO t VALUES (5, 'x')", "ROLLBACK TO SAVEPOINT s", "COMMIT"}, nil},
+		{"two tables in one transaction", watched + "CREATE TABLE u (id int); SELECT dashboard.watch('u');",
+			[]string{"BEGIN", "INSERT INTO u VALUES (1)", "INSERT INTO t VALUES (5, 'x')", "INSERT INTO u VALUES (2)", "COMMIT"},
+			[]string{"public.u", "public.t"}},
+		{"table that is not watched", "CREATE TABLE t (id int)",
+			[]string{"INSERT INTO t VALUES (1)", "TRUNCATE t"}, nil},
+		{"name that needs quotes",
+			`CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."order items" (id int); SELECT dashboard.watch('"Sales"."order items"');`,
+			[]string{`INSERT INTO "Sales"."order items" VALUES (1)`}, []string{`"Sales"."order items"`}},
+		{"name with a dot and a quote",
+			`CREATE SCHEMA "a.b"; CREATE TABLE "a.b"."it""s" (id int); SELECT dashboard.watch('"a.b"."it""s"');`,
+			[]string{`INSERT INTO "a.b"."it""s" VALUES (1)`}, []string{`"a.b"."it""s"`}},
+		{"schema outside the search path",
+			"CREATE SCHEMA other; CREATE TABLE other.t (id int); SELECT dashboard.watch('other.t');",
+			[]string{"INSERT INTO other.t VALUES (1)"}, []string{"other.t"}},
+		{"temporary table named like the transition table",
+			watched + "CREATE TEMP TABLE dashboard_new_rows (id int);",
+			[]string{"UPDATE t SET v = 'y' WHERE id < 0", "INSERT INTO t VALUES (9, 'x')"}, []string{"public.t"}},
+		{"inheritance child",
+			"CREATE TABLE base (id int); CREATE TABLE child () INHERITS (base); SELECT dashboard.watch('child');",
+			[]string{"INSERT INTO child VALUES (1)", "UPDATE base SET id = 2"}, []string{"public.child"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFeed(t)
+			exec(t, f.writer, tt.setup)
+			if got := f.notifications(t); len(got) != 0 {
+				t.Fatalf("setup: got notifications %q, want none", got)
+			}
+			for _, s := range tt.stmts {
+				exec(t, f.writer, s)
+			}
+			got := f.notifications(t)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got notifications %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNotifyDashboardTables checks that the migration watches its own tables,
+// so editing a panel updates every open screen.
+func TestNotifyDashboardTables(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	steps := []struct {
+		sql  string
+		want []string
+	}{
+		{"INSERT INTO dashboard.dashboards (slug, title) VALUES ('ops', 'Ops')", []string{"dashboard.dashboards"}},
+		{`INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql)
+		  SELECT id, 'orders', 'Orders', 'stat', 'SELECT 1' FROM dashboard.dashboards`, []string{"dashboard.panels"}},
+		{"UPDATE dashboard.panels SET title = 'Orders today'", []string{"dashboard.panels"}},
+		{"INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('secret'), 'kiosk')", []string{"dashboard.access_tokens"}},
+		{"INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id) SELECT sha256('other'), 'tv', id FROM dashboard.dashboards", []string{"dashboard.access_tokens"}},
+		{"DELETE FROM dashboard.access_tokens WHERE dashboard_id IS NULL", []string{"dashboard.access_tokens"}},
+		// The cascade deletes the panel and the token: every table notifies.
+		{"DELETE FROM dashboard.dashboards", []string{"dashboard.access_tokens", "dashboard.dashboards", "dashboard.panels"}},
+		{"DELETE FROM dashboard.panels", nil},
+	}
+	for _, s := range steps {
+		exec(t, f.writer, s.sql)
+		got := f.notifications(t)
+		slices.Sort(got)
+		if !slices.Equal(got, s.want) {
+			t.Errorf("%s: got notifications %q, want %q", s.sql, got, s.want)
+		}
+	}
+	for _, table := range []string{"dashboard.dashboards", "dashboard.panels", "dashboard.access_tokens"} {
+		if !isWatched(t, f.writer, table) {
+			t.Errorf("is_watched(%s): got false, want true", table)
+		}
+	}
+}
+
+func TestWatchTwice(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, "CREATE TABLE t (id int)")
+	exec(t, f.writer, "SELECT dashboard.watch('t')")
+	exec(t, f.writer, "SELECT dashboard.watch('t')")
+	exec(t, f.writer, "SELECT dashboard.watch('t'), dashboard.watch('public.t')")
+	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
+		t.Errorf("got %d dashboard_notify_ triggers, want 4", got)
+	}
+	exec(t, f.writer, "INSERT INTO t VALUES (1)")
+	exec(t, f.writer, "DELETE FROM t")
+	if got, want := f.notifications(t), []string{"public.t", "public.t"}; !slices.Equal(got, want) {
+		t.Errorf("got notifications %q, want %q", got, want)
+	}
+}
+
+func TestUnwatch(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, "CREATE TABLE t (id int); CREATE TABLE never (id int)")
+	exec(t, f.writer, "SELECT dashboard.watch('t')")
+	exec(t, f.writer, "SELECT dashboard.unwatch('t')")
+	exec(t, f.writer, "SELECT dashboard.unwatch('t')")     // again: harmless
+	exec(t, f.writer, "SELECT dashboard.unwatch('never')") // never watched: harmless
+	for _, table := range []string{"t", "never"} {
+		if got := notifyTriggers(t, f.writer, table); got != 0 {
+			t.Errorf("%s: got %d dashboard_notify_ triggers, want 0", table, got)
+		}
+	}
+	for _, s := range []string{"INSERT INTO t VALUES (1)", "UPDATE t SET id = 2", "DELETE FROM t", "TRUNCATE t"} {
+		exec(t, f.writer, s)
+	}
+	if got := f.notifications(t); len(got) != 0 {
+		t.Errorf("got notifications %q, want none", got)
+	}
+	// Watching again after unwatch works.
+	exec(t, f.writer, "SELECT dashboard.watch('t')")
+	exec(t, f.writer, "INSERT INTO t VALUES (1)")
+	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
+		t.Errorf("after watching again: got notifications %q, want %q", got, want)
+	}
+}
+
+func TestIsWatched(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, "CREATE TABLE t (id int)")
+	steps := []struct {
+		sql  string
+		want bool
+	}{
+		{"", false},
+		{"SELECT dashboard.watch('t')", true},
+		{"SELECT dashboard.unwatch('t')", false},
+		{"SELECT dashboard.watch('t')", true},
+		{"DROP TRIGGER dashboard_notify_truncate ON t", false},
+		{"SELECT dashboard.watch('t')", true},
+		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify_update", false},
+		{"SELECT dashboard.watch('t')", true},
+		// Same name, other definition: not the real thing, and watch replaces it.
+		{`DROP TRIGGER dashboard_notify_insert ON t;
+		  CREATE TRIGGER dashboard_notify_insert AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION dashboard.notify_statement()`, false},
+		{"SELECT dashboard.watch('t')", true},
+	}
+	for _, s := range steps {
+		if s.sql != "" {
+			exec(t, f.writer, s.sql)
+		}
+		if got := isWatched(t, f.writer, "t"); got != s.want {
+			t.Errorf("after %q: got is_watched %v, want %v", s.sql, got, s.want)
+		}
+	}
+	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
+		t.Errorf("got %d dashboard_notify_ triggers, want 4", got)
+	}
+	exec(t, f.writer, "INSERT INTO t VALUES (1)")
+	exec(t, f.writer, "UPDATE t SET id = 2")
+	if got, want := f.notifications(t), []string{"public.t", "public.t"}; !slices.Equal(got, want) {
+		t.Errorf("after repair: got notifications %q, want %q", got, want)
+	}
+	var null *bool
+	if err := f.writer.QueryRow(t.Context(), "SELECT dashboard.is_watched(NULL)").Scan(&null); err != nil || null != nil {
+		t.Errorf("is_watched(NULL): got %v, %v, want NULL, no error", null, err)
+	}
+}
+
+func TestWatchRejectsUnsupportedRelations(t *testing.T) {
+	t.Parallel()
+	conn := connect(t, migratedDB(t))
+	exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY);
+		CREATE VIEW v AS SELECT * FROM t;
+		CREATE MATERIALIZED VIEW mv AS SELECT * FROM t;
+		CREATE SEQUENCE seq;
+		CREATE TYPE pair AS (a int, b int);`)
+	tests := []struct {
+		target   string
+		wantCode string
+		wantMsg  string
+	}{
+		{"v", "42809", "public.v is a view"},
+		{"mv", "42809", "public.mv is a materialized view"},
+		{"seq", "42809", "public.seq is a sequence"},
+		{"t_pkey", "42809", "public.t_pkey is an index"},
+		{"pair", "42809", "public.pair is a composite type"},
+		{"NULL", "22004", "must not be null"},
+	}
+	for _, tt := range tests {
+		arg := "'" + tt.target + "'"
+		if tt.target == "NULL" {
+			arg = "NULL"
+		}
+		_, err := conn.Exec(t.Context(), "SELECT dashboard.watch("+arg+")")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			t.Errorf("watch(%s): got error %v, want a server error", tt.target, err)
+			continue
+		}
+		if pgErr.Code != tt.wantCode || !strings.Contains(pgErr.Message, tt.wantMsg) {
+			t.Errorf("watch(%s): got %s %q, want %s containing %q", tt.target, pgErr.Code, pgErr.Message, tt.wantCode, tt.wantMsg)
+		}
+	}
+}
+
+func TestWatchPartitioned(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, `CREATE TABLE m (id int, k int) PARTITION BY RANGE (k);
+		CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100);
+		CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (100) TO (200);
+		SELECT dashboard.watch('m');`)
+	steps := []struct {
+		sql  string
+		want []string
+	}{
+		{"INSERT INTO m VALUES (1, 1), (2, 150)", []string{"public.m"}},
+		{"UPDATE m SET k = 151 WHERE id = 1", []string{"public.m"}},
+		{"DELETE FROM m WHERE id = 2", []string{"public.m"}},
+		// A statement naming a partition fires only the partition's triggers.
+		{"INSERT INTO m1 VALUES (3, 3)", nil},
+		{"SELECT dashboard.watch('m1')", nil},
+		{"INSERT INTO m1 VALUES (4, 4)", []string{"public.m1"}},
+		// TRUNCATE of the parent truncates, and fires, the partitions too.
+		{"TRUNCATE m", []string{"public.m", "public.m1"}},
+	}
+	for _, s := range steps {
+		exec(t, f.writer, s.sql)
+		got := f.notifications(t)
+		slices.Sort(got)
+		if !slices.Equal(got, s.want) {
+			t.Errorf("%s: got notifications %q, want %q", s.sql, got, s.want)
+		}
+	}
+}
+
+// TestPrivileges checks that writers need nothing beyond their own write to
+// notify, and that watch runs with the caller's rights.
+func TestPrivileges(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	var super bool
+	if err := f.writer.QueryRow(t.Context(), "SELECT current_setting('is_superuser')::bool").Scan(&super); err != nil {
+		t.Fatal(err)
+	}
+	if !super {
+		t.Skip("needs a superuser to create roles")
+	}
+	role := fmt.Sprintf("mig_writer_%d", time.Now().UnixNano())
+	exec(t, f.writer, "CREATE ROLE "+role)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = f.writer.Exec(ctx, "RESET ROLE")
+		if _, err := f.writer.Exec(ctx, "DROP OWNED BY "+role+"; DROP ROLE "+role); err != nil {
+			t.Errorf("dropping role %s: %v", role, err)
+		}
+	})
+	exec(t, f.writer, "REVOKE ALL ON SCHEMA dashboard FROM PUBLIC")
+	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t'); GRANT INSERT ON t TO "+role)
+	exec(t, f.writer, "SET ROLE "+role)
+	exec(t, f.writer, "INSERT INTO t VALUES (1)")
+	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
+		t.Errorf("write by a role without access to schema dashboard: got notifications %q, want %q", got, want)
+	}
+	exec(t, f.writer, "RESET ROLE")
+	exec(t, f.writer, "GRANT USAGE ON SCHEMA dashboard TO "+role+"; CREATE TABLE u (id int)")
+	exec(t, f.writer, "SET ROLE "+role)
+	_, err := f.writer.Exec(t.Context(), "SELECT dashboard.watch('u')")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Errorf("watch by a role without TRIGGER privilege: got %v, want SQLSTATE 42501 (insufficient_privilege)", err)
+	}
+	exec(t, f.writer, "RESET ROLE")
+}
+
+func TestSchemaConstraints(t *testing.T) {
+	t.Parallel()
+	conn := connect(t, migratedDB(t))
+	exec(t, conn, `INSERT INTO dashboard.dashboards (slug, title, created_at, updated_at)
+		VALUES ('ops', 'Ops', '2000-01-01', '2000-01-01')`)
+	tests := []struct {
+		name, sql, wantCode string
+	}{
+		{"slug with upper case", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('Ops2', 'x')", "23514"},
+		{"slug starting with a dash", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('-ops', 'x')", "23514"},
+		{"slug of 64 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES (repeat('a', 64), 'x')", "23514"},
+		{"slug of 63 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES (repeat('a', 63), 'x')", ""},
+		{"duplicate slug", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('ops', 'x')", "23505"},
+		{"unknown visibility", "INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ('v', 'x', 'secret')", "23514"},
+		{"zero refresh cap", "INSERT INTO dashboard.dashboards (slug, title, max_refresh_hz) VALUES ('z', 'x', 0)", "23514"},
+		{"explicit id", "INSERT INTO dashboard.dashboards (id, slug, title) VALUES (99, 'i', 'x')", "428C9"},
+		{"unknown kind", panelSQL("'pie'", "1", "'p1'"), "23514"},
+		{"width 5", panelSQL("'stat'", "5", "'p2'"), "23514"},
+		{"width 0", panelSQL("'stat'", "0", "'p3'"), "23514"},
+		{"valid panel", panelSQL("'feed'", "4", "'p4'"), ""},
+		{"duplicate panel slug", panelSQL("'feed'", "4", "'p4'"), "23505"},
+		{"bad panel slug", panelSQL("'stat'", "1", "'P5'"), "23514"},
+		{"token hash not sha256", "INSERT INTO dashboard.access_tokens (token_hash, label) VALUES ('\\x01', 'x')", "23514"},
+		{"token for a missing dashboard", "INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id) VALUES (sha256('a'), 'x', -1)", "23503"},
+	}
+	for _, tt := range tests {
+		_, err := conn.Exec(t.Context(), tt.sql)
+		var code string
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+			code = pgErr.Code
+		} else if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if code != tt.wantCode {
+			t.Errorf("%s: got SQLSTATE %q (%v), want %q", tt.name, code, err, tt.wantCode)
+		}
+	}
+
+	// updated_at follows updates; created_at does not.
+	exec(t, conn, "UPDATE dashboard.dashboards SET title = 'Operations' WHERE slug = 'ops'")
+	exec(t, conn, "UPDATE dashboard.panels SET title = 'Renamed'")
+	var dashboardsFresh, panelsFresh, createdKept bool
+	err := conn.QueryRow(t.Context(), `SELECT
+		(SELECT updated_at > '2001-01-01' FROM dashboard.dashboards WHERE slug = 'ops'),
+		(SELECT bool_and(updated_at >= created_at) FROM dashboard.panels),
+		(SELECT created_at = '2000-01-01' FROM dashboard.dashboards WHERE slug = 'ops')`).
+		Scan(&dashboardsFresh, &panelsFresh, &createdKept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dashboardsFresh || !panelsFresh || !createdKept {
+		t.Errorf("got dashboards updated_at moved %v, panels updated_at >= created_at %v, created_at kept %v, want all true",
+			dashboardsFresh, panelsFresh, createdKept)
+	}
+}
+
+func panelSQL(kind, width, slug string) string {
+	return fmt.Sprintf(`INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, width)
+		SELECT id, %s, 'x', %s, 'SELECT 1', %s FROM dashboard.dashboards WHERE slug = 'ops'`, slug, kind, width)
+}
+
+// TestUpIdempotent also covers Pending before and after.
+func TestUpIdempotent(t *testing.T) {
+	t.Parallel()
+	conn := connect(t, pgtest.NewDB(t))
+	all, err := load(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for _, m := range all {
+		want = append(want, m.version)
+	}
+
+	pending, err := Pending(t.Context(), conn)
+	if err != nil || !slices.Equal(pending, want) {
+		t.Fatalf("Pending on an empty database: got %v, %v, want %v, nil", pending, err, want)
+	}
+	applied, err := Up(t.Context(), conn)
+	if err != nil || !slices.Equal(applied, want) {
+		t.Fatalf("first Up: got %v, %v, want %v, nil", applied, err, want)
+	}
+	applied, err = Up(t.Context(), conn)
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("second Up: got %v, %v, want [], nil", applied, err)
+	}
+	pending, err = Pending(t.Context(), conn)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("Pending after Up: got %v, %v, want [], nil", pending, err)
+	}
+	if got := recorded(t, conn); !slices.Equal(got, want) {
+		t.Errorf("got recorded versions %v, want %v", got, want)
+	}
+	var locks int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").Scan(&locks); err != nil {
+		t.Fatal(err)
+	}
+	if locks != 0 {
+		t.Errorf("got %d advisory locks held by the session after Up, want 0", locks)
+	}
+}
+
+func recorded(t *testing.T, conn *pgx.Conn) []int {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), "SELECT version FROM dashboard.schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatalf("reading schema_migrations: %v", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatalf("reading schema_migrations: %v", err)
+	}
+	return versions
+}
+
+// TestUpConcurrent starts two Up calls while a third session holds the lock,
+// waits until both are queued on it, then lets them run.
+func TestUpConcurrent(t *testing.T) {
+	t.Parallel()
+	connString := pgtest.NewDB(t)
+	holder := connect(t, connString)
+	exec(t, holder, "SELECT pg_advisory_lock($1)", lockKey)
+
+	conns := []*pgx.Conn{connect(t, connString), connect(t, connString)}
+	results := make([][]int, len(conns))
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() { results[i], errs[i] = Up(t.Context(), c) })
+	}
+
+	// Wait for the explicit signal: two sessions waiting on the lock.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		var waiting int
+		err := holder.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting)
+		if err != nil {
+			t.Fatalf("waiting for both Up calls to queue on the lock: %v", err)
+		}
+		if waiting == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling pg_locks, not hoping
+	}
+	exec(t, holder, "SELECT pg_advisory_unlock($1)", lockKey)
+	wg.Wait()
+
+	var all []int
+	for i := range conns {
+		if errs[i] != nil {
+			t.Errorf("Up %d: got error %v, want nil", i, errs[i])
+		}
+		all = append(all, results[i]...)
+	}
+	slices.Sort(all)
+	want := recorded(t, holder)
+	if len(want) == 0 || !slices.Equal(all, want) {
+		t.Errorf("got versions applied across both calls %v, want each of %v exactly once", all, want)
+	}
+}
+
+func TestUpBrokenSets(t *testing.T) {
+	t.Parallel()
+	first := &fstest.MapFile{Data: []byte("CREATE TABLE first (id int);")}
+	ok := func(table string) *fstest.MapFile {
+		return &fstest.MapFile{Data: []byte("CREATE TABLE " + table + " (id int);\n")}
+	}
+	tests := []struct {
+		name         string
+		files        fstest.MapFS
+		wantErr      []string
+		wantVersions []int
+		absent       []string // tables that must not exist afterwards
+	}{
+		{"version without four digits", fstest.MapFS{"0001_first.sql": first, "2_second.sql": ok("second")},
+			[]string{"2_second.sql", "NNNN_name.sql"}, []int{1}, []string{"second"}},
+		{"dash instead of underscore", fstest.MapFS{"0001_first.sql": first, "0002-second.sql": ok("second")},
+			[]string{"0002-second.sql"}, []int{1}, []string{"second"}},
+		{"upper-case name", fstest.MapFS{"0001_first.sql": first, "0002_Second.sql": ok("second")},
+			[]string{"0002_Second.sql"}, []int{1}, []string{"second"}},
+		{"version zero", fstest.MapFS{"0000_zero.sql": ok("zero"), "0001_first.sql": first},
+			[]string{"0000_zero.sql"}, []int{1}, []string{"zero"}},
+		{"duplicate version", fstest.MapFS{"0001_first.sql": first, "0002_a.sql": ok("a"), "0002_b.sql": ok("b")},
+			[]string{"0002_a.sql", "0002_b.sql", "duplicate version 2"}, []int{1}, []string{"a", "b"}},
+		{"empty file", fstest.MapFS{"0001_first.sql": first, "0002_empty.sql": {Data: []byte("  \n")}},
+			[]string{"0002_empty.sql", "empty"}, []int{1}, nil},
+		{"no files", fstest.MapFS{"README.md": {Data: []byte("x")}},
+			[]string{"no migrations"}, []int{1}, nil},
+		{"failing SQL", fstest.MapFS{
+			"0001_first.sql":  first,
+			"0002_second.sql": ok("second"),
+			"0003_broken.sql": {Data: []byte("CREATE TABLE third (id int);\n\nINSERT INTO nope VALUES (1);\n")},
+			"0004_later.sql":  ok("later"),
+		}, []string{"applying migration 0003_broken.sql", "line 3", `relation "nope" does not exist`}, []int{1, 2}, []string{"third", "later"}},
+		{"transaction control", fstest.MapFS{"0001_first.sql": first, "0002_commit.sql": {Data: []byte("COMMIT;")}},
+			[]string{"0002_commit.sql", "transaction"}, []int{1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn := connect(t, pgtest.NewDB(t))
+			if _, err := up(t.Context(), conn, fstest.MapFS{"0001_first.sql": first}); err != nil {
+				t.Fatalf("applying the good set: %v", err)
+			}
+			applied, err := up(t.Context(), conn, tt.files)
+			if err == nil {
+				t.Fatalf("got applied %v and no error, want an error", applied)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got error %q, want it to contain %q", err, w)
+				}
+			}
+			if got := recorded(t, conn); !slices.Equal(got, tt.wantVersions) {
+				t.Errorf("got recorded versions %v, want %v", got, tt.wantVersions)
+			}
+			for _, table := range tt.absent {
+				var exists bool
+				if err := conn.QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists); err != nil {
+					t.Fatal(err)
+				}
+				if exists {
+					t.Errorf("got table %s, want it rolled back or never created", table)
+				}
+			}
+			// The lock is released after a failure, so the next start can run.
+			if _, err := up(t.Context(), conn, fstest.MapFS{"0001_first.sql": first}); err != nil {
+				t.Errorf("Up after the failure: got %v, want nil", err)
+			}
+		})
+	}
+}
