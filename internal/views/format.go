@@ -1,0 +1,205 @@
+package views
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/livedash/dashboard/internal/panel"
+)
+
+// formatNumber formats v for display with the panel's prefix, unit and
+// decimals. Without fixed decimals it shows up to two decimals (significant
+// digits for tiny values) and, when compact is set, abbreviates values from
+// ten thousand up (12.3k, 4.5M). It uses strconv only, so the output is the
+// same on every machine.
+func formatNumber(v float64, o panel.Options, compact bool) string {
+	return affix(formatBare(v, o.Decimals, compact), o)
+}
+
+// affix puts the operator's prefix and unit around a formatted number,
+// keeping a minus sign in front of the prefix ("-$5", not "$-5").
+func affix(s string, o panel.Options) string {
+	if o.Prefix == "" && o.Unit == "" {
+		return s
+	}
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	return sign + o.Prefix + s + o.Unit
+}
+
+// formatBare formats v without prefix or unit.
+func formatBare(v float64, decimals *int, compact bool) string {
+	switch {
+	case math.IsNaN(v):
+		return "NaN"
+	case math.IsInf(v, 1):
+		return "∞"
+	case math.IsInf(v, -1):
+		return "-∞"
+	}
+	if decimals != nil {
+		d := min(max(*decimals, 0), 10)
+		return groupThousands(noNegZero(strconv.FormatFloat(v, 'f', d, 64)))
+	}
+	a := math.Abs(v)
+	if compact && a >= 10_000 {
+		return formatCompact(v)
+	}
+	if a != 0 && a < 0.01 {
+		return strconv.FormatFloat(v, 'g', 2, 64)
+	}
+	return groupThousands(noNegZero(trimZeros(strconv.FormatFloat(v, 'f', 2, 64))))
+}
+
+var compactUnits = []struct {
+	size   float64
+	suffix string
+}{{1e3, "k"}, {1e6, "M"}, {1e9, "B"}, {1e12, "T"}}
+
+// formatCompact abbreviates |v| >= 1000 with k, M, B or T: one decimal below
+// 100 of the unit, none above, trailing zeros dropped.
+func formatCompact(v float64) string {
+	a := math.Abs(v)
+	i := 0
+	for i+1 < len(compactUnits) && a >= compactUnits[i+1].size {
+		i++
+	}
+	for {
+		scaled := a / compactUnits[i].size
+		dec := 1
+		if scaled >= 100 {
+			dec = 0
+		}
+		s := strconv.FormatFloat(scaled, 'f', dec, 64)
+		// Rounding can carry into the next unit: 999.96k is 1M.
+		if r, _ := strconv.ParseFloat(s, 64); r >= 1000 && i+1 < len(compactUnits) {
+			i++
+			continue
+		}
+		s = groupThousands(trimZeros(s)) + compactUnits[i].suffix
+		if v < 0 {
+			s = "-" + s
+		}
+		return s
+	}
+}
+
+// trimZeros drops trailing zeros after a decimal point, and the point.
+func trimZeros(s string) string {
+	if !strings.Contains(s, ".") {
+		return s
+	}
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
+}
+
+// noNegZero turns "-0" or "-0.00" into its unsigned form.
+func noNegZero(s string) string {
+	if strings.HasPrefix(s, "-") && strings.Trim(s[1:], "0.") == "" {
+		return s[1:]
+	}
+	return s
+}
+
+// groupThousands inserts commas into the integer part of a plain decimal
+// number ("-1234567.5" -> "-1,234,567.5").
+func groupThousands(s string) string {
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	intPart, frac := s, ""
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		intPart, frac = s[:i], s[i:]
+	}
+	if len(intPart) <= 3 {
+		return sign + s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/3 + 1)
+	b.WriteString(sign)
+	first := len(intPart) % 3
+	if first == 0 {
+		first = 3
+	}
+	b.WriteString(intPart[:first])
+	for i := first; i < len(intPart); i += 3 {
+		b.WriteByte(',')
+		b.WriteString(intPart[i : i+3])
+	}
+	b.WriteString(frac)
+	return b.String()
+}
+
+// formatTime is the full display form of a timestamp, always in UTC. Whole
+// days show as a date.
+func formatTime(t time.Time) string {
+	t = t.UTC()
+	if t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0 {
+		return t.Format("2006-01-02")
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
+
+// isoTime is the machine-readable form for <time datetime>.
+func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// formatValue is the display text of a cell. Numbers follow the panel's
+// options without abbreviation; times are UTC; text and booleans use the
+// display text the refresh engine set.
+func formatValue(v panel.Value, o panel.Options) string {
+	switch v.Kind {
+	case panel.Null:
+		return ""
+	case panel.Number:
+		return formatNumber(v.Num, o, false)
+	case panel.Time:
+		return formatTime(v.Time)
+	case panel.Bool:
+		if v.Text != "" {
+			return v.Text
+		}
+		if v.Num != 0 {
+			return "true"
+		}
+		return "false"
+	default:
+		return v.Text
+	}
+}
+
+// numeric reports whether v can be drawn as a number, and the number.
+// Non-finite numbers (Postgres NaN and Infinity) cannot.
+func numeric(v panel.Value) (float64, bool) {
+	if v.Kind != panel.Number && v.Kind != panel.Bool {
+		return 0, false
+	}
+	if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+		return 0, false
+	}
+	return v.Num, true
+}
+
+// ellipsis shortens s to at most n runes.
+func ellipsis(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// coord formats an SVG coordinate rounded to one decimal, the precision
+// that keeps charts sharp and frames small.
+func coord(f float64) string {
+	r := math.Round(f*10) / 10
+	if r == 0 {
+		r = 0 // no "-0"
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64)
+}

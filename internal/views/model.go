@@ -1,0 +1,290 @@
+package views
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"net/url"
+	"strconv"
+
+	"github.com/a-h/templ"
+
+	"github.com/livedash/dashboard/internal/panel"
+)
+
+// Assets are the URLs of the static files a page links, content-hashed by
+// the static package.
+type Assets struct {
+	CSS  string // stylesheet
+	HTMX string // htmx 4
+	SSE  string // htmx hx-sse extension
+	App  string // status and watchdog script
+	Poll string // ES5 long-poll fallback script
+}
+
+// IndexPage is the list of dashboards the caller may see.
+type IndexPage struct {
+	Dashboards []*panel.Dashboard
+	Assets     Assets
+}
+
+// DashboardPage is a dashboard rendered with its current data, so that the
+// first paint needs no stream.
+type DashboardPage struct {
+	Dashboard *panel.Dashboard
+	// Results holds the latest result of each panel by panel ID; a panel
+	// without one shows that it is waiting for data.
+	Results map[int64]*panel.Result
+	// Version is the dashboard version the page shows (`<lsn>-<hash>`); the
+	// stream resumes from it.
+	Version string
+	// Transport is "poll" to use the long-poll instead of SSE; anything else
+	// means SSE.
+	Transport string
+	Assets    Assets
+	// NoScriptRefresh is the meta refresh interval in seconds for browsers
+	// without JavaScript; zero or less leaves it out.
+	NoScriptRefresh int
+}
+
+// RenderPanel renders one panel to bytes. The hub calls it once per change
+// and sends the same bytes to every viewer, so it must be, and is,
+// deterministic.
+func RenderPanel(ctx context.Context, d *panel.Def, r *panel.Result) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := Panel(d, r).Render(ctx, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// clampSpan keeps a panel's grid span within 1-4.
+func clampSpan(n int) int { return min(max(n, 1), 4) }
+
+// gridStyle is the panel's inline grid placement. It is built from integers
+// only, so it is safe as CSS.
+func gridStyle(d *panel.Def) templ.SafeCSS {
+	return templ.SafeCSS("grid-column: span " + strconv.Itoa(clampSpan(d.Width)) +
+		"; grid-row: span " + strconv.Itoa(clampSpan(d.Height)))
+}
+
+// panelClass is the class list of a panel section: its kind and its size
+// classes (w1-w4, h1-h4) that let the stylesheet narrow spans on small
+// screens.
+func panelClass(d *panel.Def) string {
+	kind := "unknown"
+	if d.Kind.Valid() {
+		kind = string(d.Kind)
+	}
+	return "panel kind-" + kind + " w" + strconv.Itoa(clampSpan(d.Width)) + " h" + strconv.Itoa(clampSpan(d.Height))
+}
+
+// statView is what a stat panel shows.
+type statView struct {
+	Value     string
+	Null      bool
+	Delta     string
+	DeltaDir  string // "up", "down" or "flat"
+	Sparkline *sparkline
+}
+
+func statOf(d *panel.Def, r *panel.Result) (statView, bool) {
+	if len(r.Rows) == 0 || len(r.Rows[len(r.Rows)-1]) == 0 {
+		return statView{}, false
+	}
+	o := d.Options
+	last := r.Rows[len(r.Rows)-1][0]
+	var s statView
+	switch last.Kind {
+	case panel.Null:
+		s.Value, s.Null = "—", true
+	case panel.Number:
+		s.Value = formatNumber(last.Num, o, true)
+	default:
+		s.Value = formatValue(last, o)
+	}
+	if o.Delta && len(r.Rows) >= 2 && len(r.Rows[len(r.Rows)-2]) > 0 {
+		cur, ok1 := numeric(last)
+		prev, ok2 := numeric(r.Rows[len(r.Rows)-2][0])
+		if ok1 && ok2 {
+			s.Delta, s.DeltaDir = deltaText(cur, prev, o)
+		}
+	}
+	if o.Sparkline {
+		s.Sparkline = sparklineOf(r)
+	}
+	return s, true
+}
+
+// deltaText formats the change from prev to cur: arrow, signed amount and,
+// when prev is not zero, the relative change.
+func deltaText(cur, prev float64, o panel.Options) (text, dir string) {
+	diff := cur - prev
+	if diff == 0 {
+		return "= 0", "flat"
+	}
+	arrow, sign, dir := "▲ +", "+", "up"
+	if diff < 0 {
+		arrow, sign, dir = "▼ ", "", "down"
+	}
+	text = arrow + formatNumber(diff, o, true)
+	if prev != 0 {
+		pct := diff / math.Abs(prev) * 100
+		text += " (" + sign + groupThousands(noNegZero(trimZeros(strconv.FormatFloat(pct, 'f', 1, 64)))) + "%)"
+	}
+	return text, dir
+}
+
+// cell is one formatted table or feed cell.
+type cell struct {
+	Text     string
+	Class    string // "num", "null", "time" or ""
+	Datetime string // set for times
+	Column   string
+}
+
+func cellOf(v panel.Value, col string, o panel.Options) cell {
+	c := cell{Text: formatValue(v, o), Column: col}
+	switch v.Kind {
+	case panel.Number:
+		c.Class = "num"
+	case panel.Null:
+		c.Class = "null"
+	case panel.Time:
+		c.Class, c.Datetime = "time", isoTime(v.Time)
+	case panel.Bool:
+		c.Class = "bool"
+	}
+	return c
+}
+
+// tableView is a table panel: header classes mark numeric columns so that
+// their headings align with the numbers.
+type tableView struct {
+	Head []cell
+	Rows [][]cell
+}
+
+// tableOpts are the options tables apply: decimals only, because prefix and
+// unit belong to one measure and tables show many columns.
+func tableOpts(o panel.Options) panel.Options { return panel.Options{Decimals: o.Decimals} }
+
+func tableOf(d *panel.Def, r *panel.Result) tableView {
+	o := tableOpts(d.Options)
+	var t tableView
+	for i, name := range r.Columns {
+		num, any := true, false
+		for _, row := range r.Rows {
+			if i < len(row) && row[i].Kind != panel.Null {
+				any = true
+				if row[i].Kind != panel.Number {
+					num = false
+				}
+			}
+		}
+		h := cell{Text: name}
+		if num && any {
+			h.Class = "num"
+		}
+		t.Head = append(t.Head, h)
+	}
+	for _, row := range r.Rows {
+		cells := make([]cell, len(r.Columns))
+		for i := range cells {
+			v := panel.Value{}
+			if i < len(row) {
+				v = row[i]
+			}
+			cells[i] = cellOf(v, r.Columns[i], o)
+		}
+		t.Rows = append(t.Rows, cells)
+	}
+	return t
+}
+
+// feedItem is one entry of a feed: an optional time, the main text (the
+// first other column) and the remaining columns as details.
+type feedItem struct {
+	Time    *cell
+	Main    cell
+	Details []cell
+}
+
+// defaultFeedLimit is the number of feed rows shown without Options.Limit.
+const defaultFeedLimit = 20
+
+func feedOf(d *panel.Def, r *panel.Result) []feedItem {
+	limit := d.Options.Limit
+	if limit <= 0 {
+		limit = defaultFeedLimit
+	}
+	o := tableOpts(d.Options)
+	rows := r.Rows
+	if len(rows) > limit {
+		rows = rows[:limit]
+	}
+	items := make([]feedItem, 0, len(rows))
+	for _, row := range rows {
+		var it feedItem
+		first := true
+		for i, v := range row {
+			col := ""
+			if i < len(r.Columns) {
+				col = r.Columns[i]
+			}
+			c := cellOf(v, col, o)
+			switch {
+			case i == 0 && v.Kind == panel.Time:
+				c.Text = v.Time.UTC().Format("Jan 02 15:04:05")
+				it.Time = &c
+			case v.Kind == panel.Null:
+			case first:
+				it.Main, first = c, false
+			default:
+				it.Details = append(it.Details, c)
+			}
+		}
+		if it.Time == nil && first {
+			continue // nothing but nulls
+		}
+		items = append(items, it)
+	}
+	return items
+}
+
+// dashboardURL is the page of a dashboard.
+func dashboardURL(slug string) string { return "/d/" + url.PathEscape(slug) }
+
+// eventsURL is the SSE endpoint, resuming after version.
+func eventsURL(slug, version string) string {
+	u := dashboardURL(slug) + "/events"
+	if version != "" {
+		u += "?lastEventId=" + url.QueryEscape(version)
+	}
+	return u
+}
+
+func pollURL(slug string) string { return dashboardURL(slug) + "/poll" }
+
+// transport normalises DashboardPage.Transport to "sse" or "poll".
+func transport(t string) string {
+	if t == "poll" {
+		return "poll"
+	}
+	return "sse"
+}
+
+// classes joins the non-empty class names.
+func classes(names ...string) string {
+	out := ""
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if out != "" {
+			out += " "
+		}
+		out += n
+	}
+	return out
+}
