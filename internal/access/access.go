@@ -1,0 +1,230 @@
+// Package access owns who may see a private dashboard: kiosk tokens (random,
+// stored as SHA-256, compared in constant time, scoped and expiring) and
+// the identity header of a trusted auth proxy. It does not render or route.
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// TokenPrefix starts every token so that leaked ones are easy to find in
+// logs and secret scanners.
+const TokenPrefix = "dbt_"
+
+// Token is one row of dashboard.access_tokens, without its secret.
+type Token struct {
+	ID        int64
+	Label     string
+	Dashboard string // slug; "" means every dashboard
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+}
+
+// NewSecret returns a new random token.
+func NewSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Hash is what the database stores for a token.
+func Hash(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// ValidSecret reports whether s has the shape of a token, so that garbage
+// is refused before it reaches the database.
+func ValidSecret(s string) bool {
+	if !strings.HasPrefix(s, TokenPrefix) || len(s) != len(TokenPrefix)+43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s[len(TokenPrefix):])
+	return err == nil
+}
+
+// Create stores a new token for dashboard (a slug, or "" for all) and
+// returns its secret, which is not kept anywhere.
+func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl time.Duration) (string, Token, error) {
+	if strings.TrimSpace(label) == "" {
+		return "", Token{}, errors.New("a token needs a --label saying where it is used")
+	}
+	secret := NewSecret()
+	var t Token
+	var expires *time.Time
+	if ttl > 0 {
+		e := time.Now().Add(ttl).UTC()
+		expires = &e
+	}
+	var dashID *int64
+	if dashboard != "" {
+		var id int64
+		err := db.QueryRow(ctx, "SELECT id FROM dashboard.dashboards WHERE slug = $1", dashboard).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", Token{}, fmt.Errorf("no dashboard %q", dashboard)
+		}
+		if err != nil {
+			return "", Token{}, fmt.Errorf("finding dashboard: %w", err)
+		}
+		dashID = &id
+	}
+	err := db.QueryRow(ctx, `
+		INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id, expires_at)
+		VALUES ($1, $2, $3, $4) RETURNING id, created_at`, Hash(secret), label, dashID, expires).Scan(&t.ID, &t.CreatedAt)
+	if err != nil {
+		return "", Token{}, fmt.Errorf("storing token: %w", err)
+	}
+	t.Label, t.Dashboard, t.ExpiresAt = label, dashboard, expires
+	return secret, t, nil
+}
+
+// List returns every token, newest first.
+func List(ctx context.Context, db *pgxpool.Pool) ([]Token, error) {
+	rows, err := db.Query(ctx, `
+		SELECT t.id, t.label, coalesce(d.slug, ''), t.created_at, t.expires_at
+		FROM dashboard.access_tokens t LEFT JOIN dashboard.dashboards d ON d.id = t.dashboard_id
+		ORDER BY t.id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("listing tokens: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Token, error) {
+		var t Token
+		err := r.Scan(&t.ID, &t.Label, &t.Dashboard, &t.CreatedAt, &t.ExpiresAt)
+		return t, err
+	})
+}
+
+// Revoke deletes a token. Streams that use it close through the change
+// feed.
+func Revoke(ctx context.Context, db *pgxpool.Pool, id int64) error {
+	tag, err := db.Exec(ctx, "DELETE FROM dashboard.access_tokens WHERE id = $1", id)
+	if err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("no token with id %d", id)
+	}
+	return nil
+}
+
+// Grant is a valid token as the server holds it in memory.
+type Grant struct {
+	ID          int64
+	Hash        []byte
+	DashboardID int64 // 0: every dashboard
+	ExpiresAt   time.Time
+}
+
+// Set is an immutable snapshot of the valid tokens, reloaded when
+// dashboard.access_tokens changes.
+type Set struct {
+	grants []Grant
+}
+
+// LoadSet reads every unexpired token.
+func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
+	rows, err := db.Query(ctx, `
+		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(expires_at, 'infinity')
+		FROM dashboard.access_tokens WHERE expires_at IS NULL OR expires_at > now()`)
+	if err != nil {
+		return nil, fmt.Errorf("loading tokens: %w", err)
+	}
+	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
+		var g Grant
+		var exp pgtypeTime
+		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &exp)
+		g.ExpiresAt = exp.t
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading tokens: %w", err)
+	}
+	return &Set{grants: grants}, nil
+}
+
+// Check returns the grant of secret if it is valid now for dashboardID.
+// Every stored hash is compared, in constant time, so timing says nothing
+// about which tokens exist.
+func (s *Set) Check(secret string, dashboardID int64, now time.Time) (Grant, bool) {
+	if s == nil || !ValidSecret(secret) {
+		return Grant{}, false
+	}
+	h := Hash(secret)
+	var found Grant
+	ok := false
+	for _, g := range s.grants {
+		if subtle.ConstantTimeCompare(g.Hash, h) == 1 {
+			found, ok = g, true
+		}
+	}
+	if !ok || now.After(found.ExpiresAt) || (found.DashboardID != 0 && found.DashboardID != dashboardID) {
+		return Grant{}, false
+	}
+	return found, true
+}
+
+// Has reports whether the grant with id is still in the set.
+func (s *Set) Has(id int64) bool {
+	if s == nil {
+		return false
+	}
+	for _, g := range s.grants {
+		if g.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Proxy believes an identity header only from trusted addresses.
+type Proxy struct {
+	Header string
+	Ranges []netip.Prefix
+}
+
+// User returns the identity a trusted proxy set on r, or "".
+func (p *Proxy) User(r *http.Request) string {
+	if p == nil || p.Header == "" {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	addr := ap.Addr().Unmap()
+	for _, pr := range p.Ranges {
+		if pr.Contains(addr) {
+			return strings.TrimSpace(r.Header.Get(p.Header))
+		}
+	}
+	return ""
+}
+
+// pgtypeTime scans a timestamptz that may be infinity.
+type pgtypeTime struct{ t time.Time }
+
+func (p *pgtypeTime) ScanTimestamptz(v pgtype.Timestamptz) error {
+	switch v.InfinityModifier {
+	case pgtype.Infinity:
+		p.t = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	case pgtype.NegativeInfinity:
+		p.t = time.Time{}
+	default:
+		p.t = v.Time
+	}
+	return nil
+}

@@ -1,0 +1,340 @@
+// Package catalog owns what dashboards exist: it loads dashboards and panels
+// from the dashboard schema, finds the tables each panel's query reads (with
+// EXPLAIN, plus the operator's explicit list), and makes sure those tables
+// are watched, or says which statement an owner must run. It does not run
+// panel queries.
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/livedash/dashboard/internal/panel"
+)
+
+// Tables whose changes mean the catalog itself must be reloaded. They are
+// watched by the migrations, so they arrive through the same feed.
+const (
+	DashboardsTable = "dashboard.dashboards"
+	PanelsTable     = "dashboard.panels"
+	TokensTable     = "dashboard.access_tokens"
+)
+
+// Snapshot is one consistent, immutable view of every dashboard and panel.
+// Readers share it without locks; a reload builds a new one.
+type Snapshot struct {
+	Dashboards []*panel.Dashboard // by position, then slug
+
+	bySlug  map[string]*panel.Dashboard
+	byID    map[int64]*panel.Dashboard
+	panels  map[int64]*panel.Def
+	byTable map[string][]*panel.Def
+	deps    map[int64][]string
+	notices map[int64]string
+}
+
+// Dashboard returns the dashboard with slug, or nil.
+func (s *Snapshot) Dashboard(slug string) *panel.Dashboard { return s.bySlug[slug] }
+
+// DashboardByID returns the dashboard with id, or nil.
+func (s *Snapshot) DashboardByID(id int64) *panel.Dashboard { return s.byID[id] }
+
+// Panel returns the panel with id, or nil.
+func (s *Snapshot) Panel(id int64) *panel.Def { return s.panels[id] }
+
+// PanelsReading returns the panels whose queries read table (schema-
+// qualified, as in notification payloads).
+func (s *Snapshot) PanelsReading(table string) []*panel.Def { return s.byTable[table] }
+
+// Dependencies returns the tables panel id reads, as notification payloads.
+func (s *Snapshot) Dependencies(id int64) []string { return s.deps[id] }
+
+// Notice returns the operator-facing notice for a panel, such as the watch
+// statement an owner must run, or "".
+func (s *Snapshot) Notice(id int64) string { return s.notices[id] }
+
+// Loader builds Snapshots. It remembers the dependencies it found per query
+// text so that a reload only EXPLAINs panels whose SQL changed.
+type Loader struct {
+	Pool         *pgxpool.Pool
+	Logger       *slog.Logger
+	QueryTimeout time.Duration
+	// SafetyRefresh is named in notices so operators know how stale an
+	// unwatched panel can get.
+	SafetyRefresh time.Duration
+
+	cache map[string]depResult // key: SQL + "\x00" + explicit deps
+}
+
+type depResult struct {
+	tables []string
+	err    string
+}
+
+// Load reads the dashboard tables and returns a new Snapshot. Panels whose
+// SQL cannot be explained keep their place with a notice; only a failure to
+// read the dashboard tables themselves is an error.
+func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
+	if l.cache == nil {
+		l.cache = make(map[string]depResult)
+	}
+	dashboards, err := l.readDashboards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deps := make(map[int64][]string)
+	notices := make(map[int64]string)
+	used := make(map[string]depResult)
+	var watchNeeded []string
+	for _, d := range dashboards {
+		for _, p := range d.Panels {
+			key := p.SQL + "\x00" + strings.Join(p.DependsOn, ",")
+			dr, ok := l.cache[key]
+			if !ok {
+				dr = l.dependencies(ctx, p)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+			}
+			used[key] = dr
+			if dr.err != "" {
+				notices[p.ID] = dr.err
+			}
+			deps[p.ID] = dr.tables
+			watchNeeded = append(watchNeeded, dr.tables...)
+		}
+	}
+	l.cache = used
+	slices.Sort(watchNeeded)
+	unwatchable := l.ensureWatched(ctx, slices.Compact(watchNeeded))
+	for id, tables := range deps {
+		var missing []string
+		for _, t := range tables {
+			if _, bad := unwatchable[t]; bad {
+				missing = append(missing, fmt.Sprintf("SELECT dashboard.watch('%s');", strings.ReplaceAll(t, "'", "''")))
+			}
+		}
+		if len(missing) > 0 && notices[id] == "" {
+			notices[id] = fmt.Sprintf("Refreshes every %s only: the server may not watch this panel's tables. For live updates a table owner must run: %s",
+				l.SafetyRefresh, strings.Join(missing, " "))
+		}
+	}
+	return NewSnapshot(dashboards, deps, notices), nil
+}
+
+// NewSnapshot indexes dashboards (with their panels), the tables each panel
+// reads (by panel id, in payload form) and the panels' notices.
+func NewSnapshot(dashboards []*panel.Dashboard, deps map[int64][]string, notices map[int64]string) *Snapshot {
+	s := &Snapshot{
+		Dashboards: dashboards,
+		bySlug:     make(map[string]*panel.Dashboard),
+		byID:       make(map[int64]*panel.Dashboard),
+		panels:     make(map[int64]*panel.Def),
+		byTable:    make(map[string][]*panel.Def),
+		deps:       deps,
+		notices:    notices,
+	}
+	for _, d := range dashboards {
+		s.bySlug[d.Slug] = d
+		s.byID[d.ID] = d
+		for _, p := range d.Panels {
+			s.panels[p.ID] = p
+			for _, t := range deps[p.ID] {
+				s.byTable[t] = append(s.byTable[t], p)
+			}
+		}
+	}
+	return s
+}
+
+func (l *Loader) readDashboards(ctx context.Context) ([]*panel.Dashboard, error) {
+	rows, err := l.Pool.Query(ctx, `
+		SELECT id, slug, title, description, visibility = 'public', coalesce(max_refresh_hz, 0), position
+		FROM dashboard.dashboards ORDER BY position, slug`)
+	if err != nil {
+		return nil, fmt.Errorf("reading dashboards: %w", err)
+	}
+	var dashboards []*panel.Dashboard
+	byID := make(map[int64]*panel.Dashboard)
+	for rows.Next() {
+		d := &panel.Dashboard{}
+		if err := rows.Scan(&d.ID, &d.Slug, &d.Title, &d.Description, &d.Public, &d.MaxRefreshHz, &d.Position); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading dashboards: %w", err)
+		}
+		dashboards = append(dashboards, d)
+		byID[d.ID] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading dashboards: %w", err)
+	}
+	rows, err = l.Pool.Query(ctx, `
+		SELECT id, dashboard_id, slug, title, kind, sql, position, width, height, options::text, depends_on
+		FROM dashboard.panels ORDER BY dashboard_id, position, slug`)
+	if err != nil {
+		return nil, fmt.Errorf("reading panels: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p := &panel.Def{}
+		var kind, options string
+		if err := rows.Scan(&p.ID, &p.DashboardID, &p.Slug, &p.Title, &kind, &p.SQL, &p.Position,
+			&p.Width, &p.Height, &options, &p.DependsOn); err != nil {
+			return nil, fmt.Errorf("reading panels: %w", err)
+		}
+		p.Kind = panel.Kind(kind)
+		// A malformed options object must not take the panel down: it is
+		// shown with defaults. The column is jsonb, so this only fails on
+		// types that do not fit (e.g. "limit": "ten").
+		_ = json.Unmarshal([]byte(options), &p.Options)
+		if d := byID[p.DashboardID]; d != nil {
+			d.Panels = append(d.Panels, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading panels: %w", err)
+	}
+	return dashboards, nil
+}
+
+// dependencies EXPLAINs the panel's query in a read-only transaction and
+// returns the tables it reads, views resolved to their base tables, plus the
+// explicit list, all in payload form.
+func (l *Loader) dependencies(ctx context.Context, p *panel.Def) depResult {
+	ctx, cancel := context.WithTimeout(ctx, l.QueryTimeout+time.Second)
+	defer cancel()
+	var plan []byte
+	var names []string
+	err := pgx.BeginTxFunc(ctx, l.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", fmt.Sprint(l.QueryTimeout.Milliseconds())); err != nil {
+			return err
+		}
+		// The extended protocol accepts exactly one statement, so SQL that
+		// tries "; COMMIT; ..." cannot leave the read-only transaction.
+		if err := tx.QueryRow(ctx, "EXPLAIN (VERBOSE, FORMAT JSON) "+p.SQL, pgx.QueryExecModeDescribeExec).Scan(&plan); err != nil {
+			return err
+		}
+		var schemas, rels []string
+		collectRelations(plan, &schemas, &rels)
+		return tx.QueryRow(ctx, `
+			SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}') FROM (
+				SELECT format('%I.%I', n.nspname, c.relname) AS name
+				FROM unnest($1::text[], $2::text[]) AS t(s, r)
+				JOIN pg_namespace n ON n.nspname = t.s
+				JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.r
+				UNION
+				SELECT format('%I.%I', n.nspname, c.relname)
+				FROM unnest($3::text[]) AS e(name)
+				JOIN pg_class c ON c.oid = to_regclass(e.name)
+				JOIN pg_namespace n ON n.oid = c.relnamespace
+			) deps`, schemas, rels, p.DependsOn).Scan(&names)
+	})
+	if err != nil {
+		msg := "Cannot find the tables this query reads, so it refreshes every " + l.SafetyRefresh.String() + " only: " + QueryError(err)
+		l.Logger.Warn("explaining panel query", "panel", p.Slug, "err", err)
+		return depResult{err: msg}
+	}
+	return depResult{tables: names}
+}
+
+// collectRelations walks an EXPLAIN (FORMAT JSON) plan for scanned tables.
+func collectRelations(plan []byte, schemas, rels *[]string) {
+	var root any
+	if json.Unmarshal(plan, &root) != nil {
+		return
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			rel, _ := v["Relation Name"].(string)
+			schema, _ := v["Schema"].(string)
+			if rel != "" && schema != "" {
+				*schemas = append(*schemas, schema)
+				*rels = append(*rels, rel)
+			}
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				walk(v[k])
+			}
+		}
+	}
+	walk(root)
+}
+
+// ensureWatched installs the triggers on every table not yet watched and
+// returns the tables it could not watch (typically: not their owner).
+func (l *Loader) ensureWatched(ctx context.Context, tables []string) map[string]struct{} {
+	unwatchable := make(map[string]struct{})
+	if len(tables) == 0 {
+		return unwatchable
+	}
+	var unwatched []string
+	err := l.Pool.QueryRow(ctx, `
+		SELECT coalesce(array_agg(t), '{}') FROM unnest($1::text[]) AS t
+		WHERE NOT dashboard.is_watched(t::regclass)`, tables).Scan(&unwatched)
+	if err != nil {
+		l.Logger.Warn("checking watched tables", "err", err)
+		return unwatchable
+	}
+	for _, t := range unwatched {
+		err := pgx.BeginFunc(ctx, l.Pool, func(tx pgx.Tx) error {
+			// CREATE TRIGGER waits for a lock on the table: do not queue
+			// behind a long writer for long.
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "SELECT dashboard.watch($1::regclass)", t)
+			return err
+		})
+		if err != nil {
+			unwatchable[t] = struct{}{}
+			l.Logger.Warn("cannot watch table", "table", t, "err", err)
+			continue
+		}
+		l.Logger.Info("watching table", "table", t)
+	}
+	return unwatchable
+}
+
+// QueryError turns a query error into the text shown on a panel: the
+// server's message and hint, never connection details.
+func QueryError(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		msg := pgErr.Message
+		if pgErr.Code == "57014" {
+			msg = "query cancelled: it ran longer than DASHBOARD_QUERY_TIMEOUT"
+		}
+		if pgErr.Detail != "" {
+			msg += ". " + pgErr.Detail
+		}
+		if pgErr.Hint != "" {
+			msg += ". Hint: " + pgErr.Hint
+		}
+		return msg + " (SQLSTATE " + pgErr.Code + ")"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "query took longer than DASHBOARD_QUERY_TIMEOUT"
+	}
+	return "query failed"
+}

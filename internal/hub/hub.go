@@ -1,0 +1,416 @@
+// Package hub owns what each dashboard looks like right now and who is
+// looking: it renders every changed panel once, gives the dashboard a new
+// version, and lets any number of subscribers fetch the same encoded bytes
+// for the step from the version they have to the current one. A subscriber
+// that falls behind is not queued up: it simply gets the latest state next
+// (latest wins). It does not speak HTTP.
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/sse"
+	"github.com/livedash/dashboard/internal/views"
+)
+
+// Version identifies a dashboard state: the WAL position of the newest
+// result in it and a hash of its rendered panels. Every replica computes the
+// same hash for the same data, and positions only grow, so clients may move
+// between replicas.
+type Version struct {
+	LSN  uint64
+	Hash uint64
+}
+
+// String formats v as `<lsn>-<hash>`, both lowercase hex.
+func (v Version) String() string {
+	return strconv.FormatUint(v.LSN, 16) + "-" + fmt.Sprintf("%016x", v.Hash)
+}
+
+// ParseVersion parses the form String produces. Anything else, including
+// an empty string, is reported as not ok and treated as "unknown state".
+func ParseVersion(s string) (Version, bool) {
+	lsn, hash, found := strings.Cut(s, "-")
+	if !found || len(lsn) == 0 || len(lsn) > 16 || len(hash) != 16 {
+		return Version{}, false
+	}
+	l, err1 := strconv.ParseUint(lsn, 16, 64)
+	h, err2 := strconv.ParseUint(hash, 16, 64)
+	if err1 != nil || err2 != nil {
+		return Version{}, false
+	}
+	return Version{LSN: l, Hash: h}, true
+}
+
+// Frame is the encoded step from one version to the current one. Its byte
+// slices are shared by every subscriber and must not be modified.
+type Frame struct {
+	Version Version
+	// Body is the partials, one <hx-partial> per changed panel (or one for
+	// the whole grid), as the long-poll answers it.
+	Body []byte
+	// SSE is Body as one SSE message with Version as its id.
+	SSE []byte
+}
+
+// Hub holds every dashboard's board.
+type Hub struct {
+	logger  *slog.Logger
+	metrics *Metrics
+
+	mu     sync.RWMutex
+	boards map[int64]*Board
+}
+
+// New returns an empty Hub; boards appear with the first catalog.
+func New(logger *slog.Logger, metrics *Metrics) *Hub {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Hub{logger: logger, metrics: metrics, boards: make(map[int64]*Board)}
+}
+
+// Board returns the board of a dashboard, or nil if the catalog has no such
+// dashboard.
+func (h *Hub) Board(dashboardID int64) *Board {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.boards[dashboardID]
+}
+
+// recentChanges is how many steps a board remembers, so a subscriber a few
+// versions behind still gets only the panels that changed.
+const recentChanges = 16
+
+// Board is one dashboard's current state.
+type Board struct {
+	id int64
+
+	mu      sync.RWMutex
+	dash    *panel.Dashboard
+	results map[int64]*panel.Result
+	frags   map[int64][]byte
+	layout  uint64
+	version Version
+	removed bool
+	changed chan struct{}
+	// recent[i] lists the panels that changed to reach versions[i]; nil
+	// means the whole grid changed.
+	versions []Version
+	recent   [][]int64
+
+	fmu    sync.RWMutex
+	frames map[Version]*Frame // keyed by the version the step starts from; reset per version
+	full   *Frame
+}
+
+// Changed returns a channel that is closed when the board moves to a new
+// version (or is removed). Take it before reading the state, so that no
+// change can fall between the read and the wait.
+func (b *Board) Changed() <-chan struct{} {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.changed
+}
+
+// Removed reports whether the dashboard was deleted.
+func (b *Board) Removed() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.removed
+}
+
+// Version returns the current version.
+func (b *Board) Version() Version {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.version
+}
+
+// Page returns what a full page shows: the dashboard, its results and the
+// version they make up. The maps must not be modified.
+func (b *Board) Page() (*panel.Dashboard, map[int64]*panel.Result, Version) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	results := make(map[int64]*panel.Result, len(b.results))
+	for k, v := range b.results {
+		results[k] = v
+	}
+	return b.dash, results, b.version
+}
+
+// Dashboard returns the board's dashboard definition.
+func (b *Board) Dashboard() *panel.Dashboard {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.dash
+}
+
+// FrameSince returns the step from the version a client has to the current
+// one, or nil when there is nothing to send: the hashes are equal, or the
+// client's state is newer than this server's (it came from a replica that is
+// ahead). known is false for a client whose version is missing or
+// malformed: it gets the full state.
+func (b *Board) FrameSince(have Version, known bool) *Frame {
+	b.mu.RLock()
+	cur := b.version
+	b.mu.RUnlock()
+	if known && (have.Hash == cur.Hash || have.LSN > cur.LSN) {
+		return nil
+	}
+	// Fast path: a subscriber that woke earlier for this version built it.
+	b.fmu.RLock()
+	f := b.cached(have, known)
+	b.fmu.RUnlock()
+	if f != nil && f.Version == cur {
+		return f
+	}
+
+	// Slow path, once per version and starting point. The step and the
+	// frame are computed under one read lock so that they agree.
+	b.fmu.Lock()
+	defer b.fmu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	cur = b.version
+	if known && (have.Hash == cur.Hash || have.LSN > cur.LSN) {
+		return nil
+	}
+	if f := b.cached(have, known); f != nil && f.Version == cur {
+		return f
+	}
+	changed, full := b.stepFrom(have, known)
+	f, err := b.build(full, changed)
+	if err != nil {
+		return nil
+	}
+	if !known {
+		b.full = f
+	} else {
+		if b.frames == nil || len(b.frames) >= 64 {
+			b.frames = make(map[Version]*Frame)
+		}
+		b.frames[have] = f
+	}
+	return f
+}
+
+// cached returns the frame built earlier for a starting point, possibly for
+// an older current version. Called with fmu held.
+func (b *Board) cached(have Version, known bool) *Frame {
+	if !known {
+		return b.full
+	}
+	return b.frames[have]
+}
+
+// stepFrom lists the panels that changed since have, or reports that the
+// client needs the whole grid: its version is unknown, too old to be
+// remembered, or a layout change lies in between. Called with mu held.
+func (b *Board) stepFrom(have Version, known bool) (changed []int64, full bool) {
+	if !known {
+		return nil, true
+	}
+	for i := len(b.versions) - 1; i >= 0; i-- {
+		if b.versions[i] != have {
+			continue
+		}
+		seen := make(map[int64]bool)
+		for _, ids := range b.recent[i+1:] {
+			if ids == nil {
+				return nil, true
+			}
+			for _, id := range ids {
+				if !seen[id] {
+					seen[id] = true
+					changed = append(changed, id)
+				}
+			}
+		}
+		return changed, false
+	}
+	return nil, true
+}
+
+// build encodes the step to the current version. Called with mu held.
+func (b *Board) build(full bool, changed []int64) (*Frame, error) {
+	var body bytes.Buffer
+	if full {
+		body.WriteString(`<hx-partial hx-target="#grid" hx-swap="outerHTML">`)
+		if err := views.Grid(b.dash, b.results).Render(context.Background(), &body); err != nil {
+			return nil, fmt.Errorf("rendering grid: %w", err)
+		}
+		body.WriteString("</hx-partial>")
+	} else {
+		want := make(map[int64]bool, len(changed))
+		for _, id := range changed {
+			want[id] = true
+		}
+		for _, p := range b.dash.Panels {
+			if frag := b.frags[p.ID]; want[p.ID] && frag != nil {
+				body.WriteString(`<hx-partial hx-target="#`)
+				body.WriteString(p.DOMID())
+				body.WriteString(`" hx-swap="outerHTML">`)
+				body.Write(frag)
+				body.WriteString("</hx-partial>")
+			}
+		}
+	}
+	f := &Frame{Version: b.version, Body: body.Bytes()}
+	var err error
+	f.SSE, err = sse.AppendEvent(nil, b.version.String(), "", f.Body)
+	return f, err
+}
+
+// CatalogChanged installs new dashboard definitions. A dashboard whose
+// layout changed (panels added, removed, moved or resized) gets a version
+// whose step is the whole grid; a deleted one is marked removed.
+func (h *Hub) CatalogChanged(s *catalog.Snapshot) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := make(map[int64]bool)
+	for _, d := range s.Dashboards {
+		seen[d.ID] = true
+		b := h.boards[d.ID]
+		if b == nil {
+			b = &Board{id: d.ID, results: make(map[int64]*panel.Result),
+				frags: make(map[int64][]byte), changed: make(chan struct{})}
+			h.boards[d.ID] = b
+		}
+		b.setDashboard(d)
+	}
+	for id, b := range h.boards {
+		if !seen[id] {
+			b.mu.Lock()
+			b.removed = true
+			close(b.changed)
+			b.changed = make(chan struct{})
+			b.mu.Unlock()
+			delete(h.boards, id)
+		}
+	}
+}
+
+func (b *Board) setDashboard(d *panel.Dashboard) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dash = d
+	keep := make(map[int64]bool, len(d.Panels))
+	for _, p := range d.Panels {
+		keep[p.ID] = true
+	}
+	for id := range b.results {
+		if !keep[id] {
+			delete(b.results, id)
+			delete(b.frags, id)
+		}
+	}
+	if l := layoutHash(d); l != b.layout {
+		b.layout = l
+		b.advance(b.version.LSN, nil)
+	}
+}
+
+// Publish renders a changed panel result once and moves its dashboard to a
+// new version. Called by the refresh engine.
+func (h *Hub) Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time) {
+	b := h.Board(p.DashboardID)
+	if b == nil {
+		return
+	}
+	start := time.Now()
+	frag, err := views.RenderPanel(context.Background(), p, r)
+	h.metrics.render.Observe(time.Since(start).Seconds())
+	if err != nil {
+		h.logger.Error("rendering panel", "panel", p.Slug, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.results[p.ID] = r
+	lsn := max(b.version.LSN, r.LSN)
+	if bytes.Equal(b.frags[p.ID], frag) {
+		return
+	}
+	b.frags[p.ID] = frag
+	b.advance(lsn, []int64{p.ID})
+	if !notifiedAt.IsZero() {
+		h.metrics.commitToFrame.Observe(time.Since(notifiedAt).Seconds())
+	}
+}
+
+// advance moves to a new version after the panels in changed (nil: the
+// grid) changed. Called with mu held.
+func (b *Board) advance(lsn uint64, changed []int64) {
+	hsh := fnv.New64a()
+	for _, p := range b.dash.Panels {
+		fmt.Fprintf(hsh, "%d:%d:", p.ID, len(b.frags[p.ID]))
+		hsh.Write(b.frags[p.ID])
+	}
+	var lb [8]byte
+	for i := range lb {
+		lb[i] = byte(b.layout >> (8 * i))
+	}
+	hsh.Write(lb[:])
+	b.version = Version{LSN: lsn, Hash: hsh.Sum64()}
+	b.versions = append(b.versions, b.version)
+	b.recent = append(b.recent, changed)
+	if len(b.versions) > recentChanges {
+		b.versions = b.versions[1:]
+		b.recent = b.recent[1:]
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// layoutHash covers what the grid partial must redraw: which panels, in
+// which order and size, with which title and kind.
+func layoutHash(d *panel.Dashboard) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%q|%q|", d.Title, d.Description)
+	for _, p := range d.Panels {
+		fmt.Fprintf(h, "%d|%q|%q|%d|%d|", p.ID, p.Kind, p.Title, p.Width, p.Height)
+	}
+	return h.Sum64()
+}
+
+// Metrics are the hub's Prometheus metrics.
+type Metrics struct {
+	render        prometheus.Histogram
+	commitToFrame prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them with reg, if not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		render: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "dashboard", Name: "render_duration_seconds",
+			Help:    "Time to render one changed panel (once for all its viewers).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
+		commitToFrame: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "dashboard", Name: "commit_to_frame_seconds",
+			Help:    "Time from receipt of a notification to the new frame handed to subscribers.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.render, m.commitToFrame)
+	}
+	return m
+}

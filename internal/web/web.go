@@ -1,0 +1,310 @@
+// Package web owns the HTTP surface: every route in one place, the page and
+// index, the SSE stream and the long-poll, health and metrics, security
+// headers, and the one function that turns errors into responses. It reads
+// state from the hub and never runs SQL for a viewer.
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/hub"
+	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/views"
+	"github.com/livedash/dashboard/static"
+)
+
+// Config holds the HTTP settings, usually copied from config.Config.
+type Config struct {
+	Heartbeat      time.Duration
+	StreamMaxAge   time.Duration
+	WriteTimeout   time.Duration
+	LongPollWait   time.Duration
+	MaxLongPoll    time.Duration // upper clamp of ?wait=
+	MaxStreams     int
+	MaxStreamsIP   int
+	MaxLongPolls   int
+	FrameAncestors string
+	// PageWait bounds how long a page or a new stream waits for the first
+	// query of a dashboard nobody was watching.
+	PageWait time.Duration
+}
+
+// Engine is what the web side needs of the refresh engine: the current
+// dashboards, and a way to say that a dashboard has a viewer so that its
+// panels are kept fresh (implemented by refresh.Engine).
+type Engine interface {
+	Snapshot() *catalog.Snapshot
+	Acquire(dashboardID int64) (ready <-chan struct{}, release func())
+}
+
+// Server is the HTTP side of the product.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	hub     *hub.Hub
+	engine  Engine
+	ready   func(context.Context) error
+	metrics *Metrics
+	gather  http.Handler
+
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+
+	streams   atomic.Int64
+	longPolls atomic.Int64
+	perIPMu   sync.Mutex
+	perIP     map[string]int
+}
+
+// New returns a Server. ready reports whether the server can serve
+// (database reachable, listener listening); metrics serves /metrics.
+func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, ready func(context.Context) error, m *Metrics, metrics http.Handler) *Server {
+	if cfg.MaxLongPoll <= 0 {
+		cfg.MaxLongPoll = 55 * time.Second
+	}
+	if cfg.PageWait <= 0 {
+		cfg.PageWait = 5 * time.Second
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Server{cfg: cfg, logger: logger, hub: h, engine: e, ready: ready, metrics: m, gather: metrics,
+		shutdown: make(chan struct{}), perIP: make(map[string]int)}
+}
+
+// Handler returns every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /d/{slug}", s.page)
+	mux.HandleFunc("GET /d/{slug}/events", s.events)
+	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
+	mux.Handle("GET "+static.Prefix, static.Handler())
+	mux.Handle("GET /metrics", s.gather)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return s.secure(mux)
+}
+
+// Shutdown tells every open stream and long-poll to end now, so that
+// http.Server.Shutdown does not wait for them. Streams are told to
+// reconnect, which lands them on another replica or on this one restarted.
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+// secure adds the headers every response carries.
+func (s *Server) secure(next http.Handler) http.Handler {
+	csp := "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+		"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors " + s.cfg.FrameAncestors
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) assets() views.Assets {
+	return views.Assets{
+		CSS:  static.Path("dashboard.css"),
+		HTMX: static.Path("vendor/htmx.min.js"),
+		SSE:  static.Path("vendor/hx-sse.min.js"),
+		App:  static.Path("app.js"),
+		Poll: static.Path("poll.js"),
+	}
+}
+
+// dashboard resolves the {slug} of a request to a dashboard the caller may
+// see and its board. Anything else is answered 404, the same for missing
+// and forbidden, so that private slugs cannot be discovered.
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, *hub.Board, bool) {
+	snap := s.engine.Snapshot()
+	var d *panel.Dashboard
+	if snap != nil {
+		d = snap.Dashboard(r.PathValue("slug"))
+	}
+	if d == nil || !s.allowed(r, d) {
+		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
+		return nil, nil, false
+	}
+	b := s.hub.Board(d.ID)
+	if b == nil {
+		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
+		return nil, nil, false
+	}
+	return d, b, true
+}
+
+// allowed reports whether the request may see d.
+func (s *Server) allowed(r *http.Request, d *panel.Dashboard) bool {
+	return d.Public
+}
+
+func (s *Server) index(w http.ResponseWriter, r *http.Request) {
+	var list []*panel.Dashboard
+	if snap := s.engine.Snapshot(); snap != nil {
+		for _, d := range snap.Dashboards {
+			if s.allowed(r, d) {
+				list = append(list, d)
+			}
+		}
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	s.render(w, r, http.StatusOK, views.Index(views.IndexPage{Dashboards: list, Assets: s.assets()}))
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	d, b, ok := s.dashboard(w, r)
+	if !ok {
+		return
+	}
+	ready, release := s.engine.Acquire(d.ID)
+	defer release()
+	if !s.await(r.Context(), ready, s.cfg.PageWait) {
+		return
+	}
+	dash, results, version := b.Page()
+	if dash == nil {
+		dash = d
+	}
+	transport := "sse"
+	if r.URL.Query().Get("transport") == "poll" {
+		transport = "poll"
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	s.render(w, r, http.StatusOK, views.Dashboard(views.DashboardPage{
+		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
+		Assets: s.assets(), NoScriptRefresh: 30,
+	}))
+}
+
+// await waits for ready, at most max; it reports false only if the client
+// went away.
+func (s *Server) await(ctx context.Context, ready <-chan struct{}, max time.Duration) bool {
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C: // serve what there is; the stream brings the rest
+	case <-s.shutdown:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.ready(ctx); err != nil {
+		s.logger.Warn("not ready", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready: " + err.Error() + "\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// render writes a page; a render failure is logged and answered 500.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Render into memory first so a failure can still change the status.
+	var buf strings.Builder
+	if err := c.Render(r.Context(), &buf); err != nil {
+		s.logger.Error("rendering page", "path", r.URL.Path, "err", err)
+		s.error(w, r, http.StatusInternalServerError, "Something went wrong", "The page could not be drawn. The error was logged.")
+		return
+	}
+	w.WriteHeader(status)
+	w.Write([]byte(buf.String()))
+}
+
+// error is the one place that turns a failure into a response: an HTML page
+// for browsers, plain text for stream and poll clients. It never shows
+// internal details.
+func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, title, message string) {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(1+rand.IntN(5)))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/poll") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		w.Write([]byte(message + "\n"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	views.StyledErrorPage(s.assets(), status, title, message).Render(r.Context(), w)
+}
+
+// clientIP is the address the connection comes from.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// jitter returns d scaled by a random factor in [1-f, 1].
+func jitter(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * (1 - f*rand.Float64()))
+}
+
+var errSlowClient = errors.New("client did not take the write within the write timeout")
+
+// Metrics are the HTTP side's Prometheus metrics.
+type Metrics struct {
+	sseClients   prometheus.Gauge
+	longPolls    prometheus.Gauge
+	frames       prometheus.Counter
+	bytes        prometheus.Counter
+	slowDropped  prometheus.Counter
+	limitRefused *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg, if not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dashboard", Name: "sse_clients",
+			Help: "Open SSE streams."}),
+		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dashboard", Name: "longpoll_waiting",
+			Help: "Long-poll requests waiting for a change."}),
+		frames: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "frames_sent_total",
+			Help: "Update frames written to SSE and long-poll clients."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "bytes_sent_total",
+			Help: "Bytes of update frames written to SSE and long-poll clients."}),
+		slowDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "slow_clients_dropped_total",
+			Help: "SSE clients disconnected because a write missed the write timeout."}),
+		limitRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dashboard", Name: "limit_refused_total",
+			Help: "Requests answered 503 because a limit was reached, by limit."}, []string{"limit"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused)
+	}
+	return m
+}
