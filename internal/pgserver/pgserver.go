@@ -222,6 +222,12 @@ func (s *Server) prepare(ctx context.Context) error {
 			"choose a shorter data folder", s.dir, sock, len(sock), maxSocketPath)
 	}
 
+	// The parents are created traversable (0755): as root the server runs
+	// as another user, who must be able to reach the data folder.
+	if err := os.MkdirAll(filepath.Dir(s.dir), 0o755); err != nil {
+		return fmt.Errorf("creating folder for postgresql data: %w", err)
+	}
+
 	var uid, gid uint32
 	if os.Geteuid() == 0 {
 		// initdb, pg_ctl and postgres refuse to run as root.
