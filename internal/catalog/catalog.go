@@ -28,7 +28,6 @@ import (
 const (
 	DashboardsTable = "dashboard.dashboards"
 	PanelsTable     = "dashboard.panels"
-	TokensTable     = "dashboard.access_tokens"
 )
 
 // Snapshot is one consistent, immutable view of every dashboard and panel.
@@ -86,6 +85,10 @@ type depResult struct {
 // SQL cannot be explained keep their place with a notice; only a failure to
 // read the dashboard tables themselves is an error.
 func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
+	if l.Logger == nil {
+		// A Loader literal without a Logger must not panic on its first warning.
+		l.Logger = slog.New(slog.DiscardHandler)
+	}
 	if l.cache == nil {
 		l.cache = make(map[string]depResult)
 	}

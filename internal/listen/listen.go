@@ -257,3 +257,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// Sinks sends the feed to several sinks, in order.
+type Sinks []Sink
+
+// TableChanged implements Sink.
+func (ss Sinks) TableChanged(table string, receivedAt time.Time) {
+	for _, s := range ss {
+		s.TableChanged(table, receivedAt)
+	}
+}
+
+// Resync implements Sink.
+func (ss Sinks) Resync() {
+	for _, s := range ss {
+		s.Resync()
+	}
+}

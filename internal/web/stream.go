@@ -21,7 +21,7 @@ var heartbeatMessage = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
 // heartbeat, maximum age and board changes. Each write has its own deadline;
 // a client that cannot take a frame in time is dropped and counted.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	d, b, ok := s.dashboard(w, r)
+	d, b, grant, ok := s.dashboard(w, r)
 	if !ok {
 		return
 	}
@@ -63,7 +63,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer heartbeat.Stop()
 	maxAge := time.NewTimer(jitter(s.cfg.StreamMaxAge, 0.2))
 	defer maxAge.Stop()
+	// A stream opened with a token lives only as long as the token: it
+	// ends when the token expires or is revoked.
+	var tokensChanged <-chan struct{}
+	if grant.ID != 0 {
+		if until := time.Until(grant.ExpiresAt); until < s.cfg.StreamMaxAge {
+			maxAge.Reset(until)
+		}
+	}
 	for {
+		if grant.ID != 0 {
+			tokensChanged = s.tokens.Changed()
+			if !s.tokens.Set().Has(grant.ID) {
+				return
+			}
+		}
 		changed := b.Changed()
 		if b.Removed() {
 			return
@@ -91,6 +105,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-changed:
+		case <-tokensChanged:
 		}
 	}
 }
@@ -149,7 +164,7 @@ func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (leave func
 // poll is GET /d/{slug}/poll: hold until the dashboard's version differs
 // from If-None-Match, then answer the same partials as the stream.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
-	d, b, ok := s.dashboard(w, r)
+	d, b, _, ok := s.dashboard(w, r)
 	if !ok {
 		return
 	}

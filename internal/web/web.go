@@ -20,6 +20,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
@@ -61,6 +62,8 @@ type Server struct {
 	metrics *Metrics
 	gather  http.Handler
 
+	tokens       *access.Store
+	proxy        *access.Proxy
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
 
@@ -71,8 +74,10 @@ type Server struct {
 }
 
 // New returns a Server. ready reports whether the server can serve
-// (database reachable, listener listening); metrics serves /metrics.
-func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, ready func(context.Context) error, m *Metrics, metrics http.Handler) *Server {
+// (database reachable, listener listening); metrics serves /metrics;
+// tokens and proxy decide who sees private dashboards (proxy may be nil).
+func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.Store, proxy *access.Proxy,
+	ready func(context.Context) error, m *Metrics, metrics http.Handler) *Server {
 	if cfg.MaxLongPoll <= 0 {
 		cfg.MaxLongPoll = 55 * time.Second
 	}
@@ -82,8 +87,8 @@ func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, ready func(conte
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Server{cfg: cfg, logger: logger, hub: h, engine: e, ready: ready, metrics: m, gather: metrics,
-		shutdown: make(chan struct{}), perIP: make(map[string]int)}
+	return &Server{cfg: cfg, logger: logger, hub: h, engine: e, tokens: tokens, proxy: proxy, ready: ready,
+		metrics: m, gather: metrics, shutdown: make(chan struct{}), perIP: make(map[string]int)}
 }
 
 // Handler returns every route.
@@ -131,36 +136,99 @@ func (s *Server) assets() views.Assets {
 }
 
 // dashboard resolves the {slug} of a request to a dashboard the caller may
-// see and its board. Anything else is answered 404, the same for missing
-// and forbidden, so that private slugs cannot be discovered.
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, *hub.Board, bool) {
+// see, its board, and the token grant that let the caller in (zero for
+// public dashboards and proxy users). Anything else is answered 404, the
+// same for missing and forbidden, so that private slugs cannot be found.
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, *hub.Board, access.Grant, bool) {
 	snap := s.engine.Snapshot()
 	var d *panel.Dashboard
 	if snap != nil {
 		d = snap.Dashboard(r.PathValue("slug"))
 	}
-	if d == nil || !s.allowed(r, d) {
-		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
-		return nil, nil, false
+	var grant access.Grant
+	ok := d != nil
+	if ok {
+		grant, ok = s.allowed(r, d)
 	}
-	b := s.hub.Board(d.ID)
+	var b *hub.Board
+	if ok {
+		b = s.hub.Board(d.ID)
+	}
 	if b == nil {
 		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
-		return nil, nil, false
+		return nil, nil, access.Grant{}, false
 	}
-	return d, b, true
+	return d, b, grant, true
 }
 
-// allowed reports whether the request may see d.
-func (s *Server) allowed(r *http.Request, d *panel.Dashboard) bool {
-	return d.Public
+// tokenCookie holds a kiosk token after the ?token= exchange.
+const tokenCookie = "dashboard_token"
+
+// allowed reports whether the request may see d: it is public, a trusted
+// proxy names a user, or the token cookie holds a valid grant for it.
+func (s *Server) allowed(r *http.Request, d *panel.Dashboard) (access.Grant, bool) {
+	if d.Public || s.proxy.User(r) != "" {
+		return access.Grant{}, true
+	}
+	for _, c := range r.CookiesNamed(tokenCookie) {
+		if g, ok := s.tokens.Set().Check(c.Value, d.ID, time.Now()); ok {
+			return g, true
+		}
+	}
+	return access.Grant{}, false
+}
+
+// exchangeToken turns ?token= into an HttpOnly cookie scoped to the
+// dashboard (or to the whole site for a token valid everywhere) and
+// redirects to the clean URL, so the secret leaves the address bar and
+// the history. It reports whether it answered the request.
+func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
+	secret := r.URL.Query().Get("token")
+	if secret == "" {
+		return false
+	}
+	snap := s.engine.Snapshot()
+	var d *panel.Dashboard
+	if snap != nil {
+		d = snap.Dashboard(r.PathValue("slug"))
+	}
+	var g access.Grant
+	ok := d != nil
+	if ok {
+		g, ok = s.tokens.Set().Check(secret, d.ID, time.Now())
+	}
+	if !ok {
+		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
+		return true
+	}
+	path := "/d/" + d.Slug
+	if g.DashboardID == 0 {
+		path = "/"
+	}
+	maxAge := 400 * 24 * time.Hour // the longest browsers keep a cookie
+	if until := time.Until(g.ExpiresAt); until < maxAge {
+		maxAge = until
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: tokenCookie, Value: secret, Path: path, MaxAge: int(maxAge.Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+	q := r.URL.Query()
+	q.Del("token")
+	clean := "/d/" + d.Slug
+	if len(q) > 0 {
+		clean += "?" + q.Encode()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, clean, http.StatusSeeOther)
+	return true
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	var list []*panel.Dashboard
 	if snap := s.engine.Snapshot(); snap != nil {
 		for _, d := range snap.Dashboards {
-			if s.allowed(r, d) {
+			if _, ok := s.allowed(r, d); ok {
 				list = append(list, d)
 			}
 		}
@@ -170,7 +238,10 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	d, b, ok := s.dashboard(w, r)
+	if s.exchangeToken(w, r) {
+		return
+	}
+	d, b, _, ok := s.dashboard(w, r)
 	if !ok {
 		return
 	}

@@ -1,0 +1,21 @@
+// Command dashboard serves live dashboards from a PostgreSQL change feed.
+// Run `dashboard help` for the subcommands and settings.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dashboard:", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testConfig is the configuration of a test server: a fresh database, a
+// random port, short timers.
+func testConfig(t testing.TB) config.Config {
+	t.Helper()
+	return config.Config{
+		DatabaseURL:      pgtest.NewDB(t),
+		Addr:             "127.0.0.1:0",
+		LogLevel:         "debug",
+		LogFormat:        "text",
+		Migrate:          true,
+		BatchWindow:      10 * time.Millisecond,
+		MaxRefreshHz:     50,
+		QueryTimeout:     5 * time.Second,
+		QueryConcurrency: 4,
+		SafetyRefresh:    5 * time.Minute,
+		MaxRows:          1000,
+		ListenerPing:     time.Second,
+		Heartbeat:        15 * time.Second,
+		StreamMaxAge:     30 * time.Minute,
+		WriteTimeout:     5 * time.Second,
+		LongPollWait:     25 * time.Second,
+		MaxStreams:       1000,
+		MaxStreamsIP:     1000,
+		MaxLongPoll:      1000,
+		ShutdownGrace:    5 * time.Second,
+		FrameAncestors:   "'none'",
+	}
+}
+
+// testServer is the real program running in the test process.
+type testServer struct {
+	*running
+	URL  string
+	logs *syncBuffer
+}
+
+// startServer runs serve with cfg until the test ends, and fails the test
+// if serve returns an error.
+func startServer(t testing.TB, cfg config.Config, demoMode bool) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	started := make(chan *running, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, logger, serveOptions{demo: demoMode, stdout: io.Discard,
+			started: func(r *running) { started <- r }})
+	}()
+	var r *running
+	select {
+	case r = <-started:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v\nlogs:\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("serve did not start within 60s\nlogs:\n%s", logs.String())
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop within 30s after cancel")
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	// Tests start from a listening server, as a real client would find one
+	// after /readyz turned true.
+	deadline := time.After(30 * time.Second)
+	for {
+		st, changed := r.listener.State()
+		if st.Listening {
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("listener not listening within 30s\nlogs:\n%s", logs.String())
+		}
+	}
+	return &testServer{running: r, URL: "http://" + r.addr, logs: logs}
+}
+
+// exec runs SQL on the server's database.
+func (s *testServer) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	if _, err := s.pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// get fetches path and returns the response with its body read.
+func (s *testServer) get(t testing.TB, path string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// createDashboard adds a dashboard with one panel per (slug, kind, sql)
+// triple and returns the dashboard id.
+func createDashboard(t testing.TB, pool *pgxpool.Pool, slug string, public bool, panels ...[3]string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	vis := "public"
+	if !public {
+		vis = "private"
+	}
+	var id int64
+	err := pool.QueryRow(ctx, `INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ($1, $2, $3) RETURNING id`,
+		slug, "Dashboard "+slug, vis).Scan(&id)
+	if err != nil {
+		t.Fatalf("creating dashboard: %v", err)
+	}
+	for i, p := range panels {
+		_, err := pool.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position) VALUES ($1, $2, $3, $4, $5, $6)`,
+			id, p[0], "Panel "+p[0], p[1], p[2], i)
+		if err != nil {
+			t.Fatalf("creating panel %s: %v", p[0], err)
+		}
+	}
+	return id
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRunHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"dashboard demo", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_FORMAT"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	t.Setenv("DASHBOARD_ADDR", "nonsense")
+	err := run(context.Background(), []string{"serve"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "DASHBOARD_ADDR") {
+		t.Fatalf("got %v, want an error naming DASHBOARD_ADDR", err)
+	}
+}
+
+func TestRunUnreachableDatabaseFailsFast(t *testing.T) {
+	// A port on loopback where nothing listens: connection refused at once.
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=3")
+	t.Setenv("DASHBOARD_ADDR", "127.0.0.1:0")
+	err := run(context.Background(), []string{"serve"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "database unreachable") {
+		t.Fatalf("got %v, want a 'database unreachable' error", err)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("got a multi-line error %q, want one line", err)
+	}
+}
+
+func TestRunUnknownCommand(t *testing.T) {
+	err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("got %v, want unknown command", err)
+	}
+}
+
+func TestServeHealthReadyMetrics(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", "dashboard_listener_connected 1"},
+		{"/", "Dashboards"},
+	} {
+		resp, body := s.get(t, tt.path)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s: got %d %q, want 200 containing %q", tt.path, resp.StatusCode, trim(body), tt.want)
+		}
+	}
+}
+
+func trim(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/migrations"
+)
+
+const usage = `dashboard: live dashboards from a PostgreSQL change feed
+
+Usage:
+  dashboard [serve]            serve dashboards (default)
+  dashboard demo               serve with demo data and live traffic
+  dashboard migrate            apply database migrations
+  dashboard watch TABLE...     install the change triggers on tables
+  dashboard unwatch TABLE...   remove them
+  dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
+  dashboard token list | token revoke ID
+  dashboard help               this text and every setting
+
+Settings come from the environment:
+`
+
+// run is the whole program; main only adds signals and the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		fmt.Fprint(stdout, usage)
+		return config.PrintHelp(stdout)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := newLogger(cfg, stderr)
+	slog.SetDefault(logger)
+
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			return fmt.Errorf("serve takes no arguments, got %q", args)
+		}
+		return serve(ctx, cfg, logger, serveOptions{})
+	case "demo":
+		if len(args) > 0 {
+			return fmt.Errorf("demo takes no arguments, got %q", args)
+		}
+		return serve(ctx, cfg, logger, serveOptions{demo: true, stdout: stdout})
+	case "migrate":
+		return withConn(ctx, cfg, logger, func(conn *pgx.Conn) error {
+			applied, err := migrations.Up(ctx, conn)
+			if err != nil {
+				return err
+			}
+			if len(applied) == 0 {
+				fmt.Fprintln(stdout, "database is up to date")
+			}
+			for _, v := range applied {
+				fmt.Fprintf(stdout, "applied migration %04d\n", v)
+			}
+			return nil
+		})
+	case "watch", "unwatch":
+		if len(args) == 0 {
+			return fmt.Errorf("%s needs at least one table name", cmd)
+		}
+		return withConn(ctx, cfg, logger, func(conn *pgx.Conn) error {
+			for _, table := range args {
+				if _, err := conn.Exec(ctx, "SELECT dashboard."+cmd+"($1::regclass)", table); err != nil {
+					return fmt.Errorf("%s %s: %w", cmd, table, err)
+				}
+				fmt.Fprintf(stdout, "%sed %s\n", strings.TrimSuffix(cmd, "e"), table)
+			}
+			return nil
+		})
+	case "token":
+		return tokenCommand(ctx, cfg, logger, args, stdout)
+	}
+	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// withConn runs f on one connection to the configured database, starting
+// the private server for the duration if no server runs on it, and applies
+// migrations first so that the dashboard schema exists.
+func withConn(ctx context.Context, cfg config.Config, logger *slog.Logger, f func(*pgx.Conn) error) error {
+	db, err := openDatabase(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	conn, err := pgx.Connect(ctx, db.connString)
+	if err != nil {
+		return fmt.Errorf("connecting to database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := migrations.Up(ctx, conn); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return f(conn)
+}

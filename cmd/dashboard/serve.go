@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/livedash/dashboard/internal/access"
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/internal/demo"
+	"github.com/livedash/dashboard/internal/hub"
+	"github.com/livedash/dashboard/internal/listen"
+	"github.com/livedash/dashboard/internal/refresh"
+	"github.com/livedash/dashboard/internal/web"
+	"github.com/livedash/dashboard/migrations"
+)
+
+// serveOptions are what differs between `serve`, `demo` and tests.
+type serveOptions struct {
+	demo   bool
+	stdout io.Writer // where demo prints the URL to open
+	// started, if set, is called once the server accepts requests, with its
+	// address and parts that tests inspect.
+	started func(s *running)
+}
+
+// running is the started program, for tests.
+type running struct {
+	addr     string
+	engine   *refresh.Engine
+	listener *listen.Listener
+	hub      *hub.Hub
+	pool     *pgxpool.Pool
+}
+
+// serve runs the server until ctx is cancelled. It fails fast: the address
+// is bound and the database reached before anything else starts.
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts serveOptions) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("DASHBOARD_ADDR: %w", err)
+	}
+	defer ln.Close()
+
+	db, err := openDatabase(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	poolCfg, err := pgxpool.ParseConfig(db.connString)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	poolCfg.MaxConns = int32(cfg.QueryConcurrency + 4)
+	poolCfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("connecting to database: %w", err)
+	}
+	defer pool.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		// pgx lists every address it tried on its own line; one line reads
+		// better in a terminal and in logs.
+		return fmt.Errorf("database unreachable (%s): %s", config.RedactURL(db.connString),
+			strings.Join(strings.Fields(err.Error()), " "))
+	}
+
+	if cfg.Migrate || opts.demo {
+		if err := migrate(ctx, pool); err != nil {
+			return err
+		}
+	}
+	if opts.demo {
+		if err := demo.Setup(ctx, pool); err != nil {
+			return fmt.Errorf("setting up demo: %w", err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	h := hub.New(logger, hub.NewMetrics(reg))
+	engine := refresh.New(refresh.Config{
+		Pool: pool,
+		Loader: &catalog.Loader{Pool: pool, Logger: logger, QueryTimeout: cfg.QueryTimeout,
+			SafetyRefresh: cfg.SafetyRefresh},
+		Publisher:     h,
+		Logger:        logger,
+		Metrics:       refresh.NewMetrics(reg),
+		BatchWindow:   cfg.BatchWindow,
+		MaxRefreshHz:  cfg.MaxRefreshHz,
+		QueryTimeout:  cfg.QueryTimeout,
+		Concurrency:   cfg.QueryConcurrency,
+		SafetyRefresh: cfg.SafetyRefresh,
+		MaxRows:       cfg.MaxRows,
+	})
+	if err := engine.LoadCatalog(ctx); err != nil {
+		return fmt.Errorf("loading dashboards: %w", err)
+	}
+	tokens := access.NewStore(pool, logger)
+	if err := tokens.Load(ctx); err != nil {
+		return err
+	}
+	proxy, err := trustedProxy(cfg)
+	if err != nil {
+		return err
+	}
+	listener := listen.New(listen.Config{
+		ConnConfig:   poolCfg.ConnConfig,
+		Sink:         listen.Sinks{engine, tokens},
+		Logger:       logger,
+		Metrics:      listen.NewMetrics(reg),
+		PingInterval: cfg.ListenerPing,
+	})
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return errors.New("database unreachable")
+		}
+		if !listener.Listening() {
+			return errors.New("listener not listening")
+		}
+		return nil
+	}
+	site := web.New(web.Config{
+		Heartbeat: cfg.Heartbeat, StreamMaxAge: cfg.StreamMaxAge, WriteTimeout: cfg.WriteTimeout,
+		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
+		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
+		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout,
+	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{
+		Handler:           site.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, // slowloris
+		MaxHeaderBytes:    32 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return listener.Run(gctx) })
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return tokens.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		site.Shutdown()
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
+	if opts.demo {
+		g.Go(func() error { return demo.Traffic(gctx, pool, cfg.DemoRate, logger) })
+	}
+
+	url := "http://" + ln.Addr().String() + "/"
+	logger.Info("dashboard serving", "url", url)
+	if opts.demo && opts.stdout != nil {
+		fmt.Fprintf(opts.stdout, "\n  Demo running: open %s\n  Press Ctrl-C to stop.\n\n", url)
+	}
+	if opts.started != nil {
+		opts.started(&running{addr: ln.Addr().String(), engine: engine, listener: listener, hub: h, pool: pool})
+	}
+	err = g.Wait()
+	logger.Info("dashboard stopped")
+	return err
+}
+
+// trustedProxy builds the identity-header check; nil when not configured.
+func trustedProxy(cfg config.Config) (*access.Proxy, error) {
+	if cfg.UserHeader == "" {
+		return nil, nil
+	}
+	p := &access.Proxy{Header: cfg.UserHeader}
+	for _, c := range cfg.TrustedProxyCIDRs {
+		pr, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("DASHBOARD_TRUSTED_PROXY_CIDRS: %w", err)
+		}
+		p.Ranges = append(p.Ranges, pr.Masked())
+	}
+	return p, nil
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	defer conn.Release()
+	if _, err := migrations.Up(ctx, conn.Conn()); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	return nil
+}
