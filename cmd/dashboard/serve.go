@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -176,6 +177,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if opts.demo {
 		g.Go(func() error { return demo.Traffic(gctx, pool, cfg.DemoRate, logger) })
 	}
+	if cfg.PprofAddr != "" {
+		if err := servePprof(gctx, g, cfg.PprofAddr, logger); err != nil {
+			return err
+		}
+	}
 
 	url := "http://" + ln.Addr().String() + "/"
 	logger.Info("dashboard serving", "url", url)
@@ -188,6 +194,35 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	err = g.Wait()
 	logger.Info("dashboard stopped")
 	return err
+}
+
+// servePprof serves the Go profiler on its own listener, so that profiles
+// of a loaded server can be taken without exposing them on the main
+// address.
+func servePprof(ctx context.Context, g *errgroup.Group, addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("DASHBOARD_PPROF_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving pprof: %w", err)
+		}
+		return nil
+	})
+	logger.Info("pprof serving", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return nil
 }
 
 // trustedProxy builds the identity-header check; nil when not configured.

@@ -50,6 +50,8 @@ type Config struct {
 	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User"`
 	FrameAncestors    string   `envconfig:"DASHBOARD_FRAME_ANCESTORS" default:"'none'" desc:"CSP frame-ancestors sources allowed to embed pages"`
 
+	PprofAddr string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
+
 	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"5" desc:"demo: writes per second of the traffic generator"`
 }
 
@@ -95,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if !validAddr(c.Addr) {
 		bad("DASHBOARD_ADDR", "%q is not host:port (for example 127.0.0.1:8080)", c.Addr)
+	}
+	if c.PprofAddr != "" && !validAddr(c.PprofAddr) {
+		bad("DASHBOARD_PPROF_ADDR", "%q is not host:port (for example 127.0.0.1:6060)", c.PprofAddr)
 	}
 	if c.DatabaseURL == "" && strings.TrimSpace(c.DataDir) == "" {
 		bad("DASHBOARD_DATA_DIR", "must not be empty when DATABASE_URL is empty")
