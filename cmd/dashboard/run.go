@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return serve(ctx, cfg, logger, serveOptions{demo: true, stdout: stdout})
 	case "migrate":
-		return withConn(ctx, cfg, logger, func(conn *pgx.Conn) error {
+		return withConn(ctx, cfg, logger, false, func(conn *pgx.Conn) error {
 			applied, err := migrations.Up(ctx, conn)
 			if err != nil {
 				return err
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if len(args) == 0 {
 			return fmt.Errorf("%s needs at least one table name", cmd)
 		}
-		return withConn(ctx, cfg, logger, func(conn *pgx.Conn) error {
+		return withConn(ctx, cfg, logger, true, func(conn *pgx.Conn) error {
 			for _, table := range args {
 				if _, err := conn.Exec(ctx, "SELECT dashboard."+cmd+"($1::regclass)", table); err != nil {
 					return fmt.Errorf("%s %s: %w", cmd, table, err)
@@ -101,9 +101,10 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // withConn runs f on one connection to the configured database, starting
-// the private server for the duration if no server runs on it, and applies
-// migrations first so that the dashboard schema exists.
-func withConn(ctx context.Context, cfg config.Config, logger *slog.Logger, f func(*pgx.Conn) error) error {
+// the private server for the duration if no server runs on it. With
+// migrateFirst it applies migrations first so that the dashboard schema
+// exists.
+func withConn(ctx context.Context, cfg config.Config, logger *slog.Logger, migrateFirst bool, f func(*pgx.Conn) error) error {
 	db, err := openDatabase(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -114,8 +115,10 @@ func withConn(ctx context.Context, cfg config.Config, logger *slog.Logger, f fun
 		return fmt.Errorf("connecting to database: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := migrations.Up(ctx, conn); err != nil {
-		return fmt.Errorf("migrating: %w", err)
+	if migrateFirst {
+		if _, err := migrations.Up(ctx, conn); err != nil {
+			return fmt.Errorf("migrating: %w", err)
+		}
 	}
 	return f(conn)
 }

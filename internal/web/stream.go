@@ -17,6 +17,10 @@ import (
 // that the page's watchdog can see; hx-sse does not surface comments.
 var heartbeatMessage = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
 
+// reconnectMessage ends a stream on shutdown. It is a named event, so that
+// hx-sse applies the short retry sent with it.
+var reconnectMessage = []byte("event: reconnect\ndata:\n\n")
+
 // events is GET /d/{slug}/events: one select over the client, shutdown,
 // heartbeat, maximum age and board changes. Each write has its own deadline;
 // a client that cannot take a frame in time is dropped and counted.
@@ -48,10 +52,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	// Per-connection jitter spreads the reconnects after a restart.
-	hello := sse.AppendComment(nil, "connected")
-	hello = sse.AppendRetry(hello, 1000+rand.IntN(2000))
-	if s.write(rc, w, hello) != nil {
+	// Per-connection jitter spreads the reconnects after a restart. The
+	// retry field is sent with the comment (EventSource applies it at once)
+	// and again in front of the first message, because hx-sse applies it
+	// only with a message it dispatches.
+	retry := sse.AppendRetry(nil, 1000+rand.IntN(2000))
+	if s.write(rc, w, append(sse.AppendComment(nil, "connected"), retry...)) != nil {
 		return
 	}
 
@@ -83,7 +89,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if f := b.FrameSince(have, known); f != nil {
-			if s.write(rc, w, f.SSE) != nil {
+			msg := f.SSE
+			if retry != nil {
+				msg, retry = append(retry, f.SSE...), nil
+			}
+			if s.write(rc, w, msg) != nil {
 				return
 			}
 			have, known = f.Version, true
@@ -96,7 +106,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-s.shutdown:
 			// A short retry sends the client to another replica or to this
 			// one restarted, soon, without a thundering herd.
-			s.write(rc, w, sse.AppendRetry(nil, 250+rand.IntN(1000)))
+			s.write(rc, w, append(sse.AppendRetry(nil, 250+rand.IntN(1000)), reconnectMessage...))
 			return
 		case <-maxAge.C:
 			return
