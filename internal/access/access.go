@@ -53,8 +53,10 @@ func ValidSecret(s string) bool {
 	if !strings.HasPrefix(s, TokenPrefix) || len(s) != len(TokenPrefix)+43 {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(s[len(TokenPrefix):])
-	return err == nil
+	// The decoder skips CR and LF, so the decoded length, not only the
+	// string's, must be that of a secret.
+	b, err := base64.RawURLEncoding.DecodeString(s[len(TokenPrefix):])
+	return err == nil && len(b) == 32
 }
 
 // Create stores a new token for dashboard (a slug, or "" for all) and

@@ -199,9 +199,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	deadline := time.NewTimer(jitter(wait, 0.1))
 	defer deadline.Stop()
+	// expired records that the wait ran out while the first query ran: the
+	// timer fired once and will not fire again below.
+	expired := false
 	select {
 	case <-ready:
 	case <-deadline.C:
+		expired = true
 	case <-s.shutdown:
 	case <-ctx.Done():
 		return
@@ -217,7 +221,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			s.metrics.bytes.Add(float64(len(f.Body)))
 			return
 		}
-		if wait == 0 || b.Removed() {
+		if wait == 0 || expired || b.Removed() {
 			break
 		}
 		select {

@@ -1,0 +1,521 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livedash/dashboard/internal/access"
+	"github.com/livedash/dashboard/internal/config"
+)
+
+// This file tests what hostile clients and hostile data can do: access
+// control, token exchange and revocation, escaping, limits and slowloris.
+
+// noRedirect is a client that returns redirects instead of following them.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// securityFixture is a server with table t, the public dashboard "ops",
+// the private dashboards "secret" and "other", and identity headers
+// trusted only from 10.0.0.0/8 (so never from the tests' 127.0.0.1).
+type securityFixture struct {
+	*testServer
+	secretID int64
+}
+
+func newSecurityFixture(t *testing.T, cfg config.Config) *securityFixture {
+	t.Helper()
+	s := startServer(t, cfg, false)
+	s.exec(t, `CREATE TABLE t (id serial PRIMARY KEY, v text NOT NULL DEFAULT '')`)
+	createDashboard(t, s.pool, "ops", true, [3]string{"p1", "stat", "SELECT count(*) AS n FROM t"})
+	id := createDashboard(t, s.pool, "secret", false, [3]string{"p1", "stat", "SELECT count(*) AS n FROM t"})
+	createDashboard(t, s.pool, "other", false, [3]string{"p1", "stat", "SELECT 1 AS n"})
+	for _, slug := range []string{"ops", "secret", "other"} {
+		awaitDashboard(t, s, slug, "t")
+	}
+	return &securityFixture{s, id}
+}
+
+// token creates a token for slug ("" for every dashboard) and waits until
+// the server's token store has it.
+func (s *securityFixture) token(t testing.TB, slug string) (string, int64) {
+	t.Helper()
+	secret, tok, err := access.Create(context.Background(), s.pool, slug, "test "+slug, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slug == "" {
+		slug = "secret"
+	}
+	s.awaitStatus(t, "/d/"+slug+"/poll?wait=0", http.StatusOK, cookie(secret)...)
+	return secret, tok.ID
+}
+
+// status answers method path with the header name/value pairs; streams are
+// closed once their headers arrived.
+func (s *testServer) status(t testing.TB, method, path string, header ...string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode
+}
+
+// awaitStatus waits until GET path answers want, for changes that reach
+// the server through the change feed (token expiry, revocation).
+func (s *testServer) awaitStatus(t testing.TB, path string, want int, header ...string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("GET %s answering %d", path, want), func() bool {
+		return s.status(t, "GET", path, header...) == want
+	})
+}
+
+func cookie(secret string) []string { return []string{"Cookie", "dashboard_token=" + secret} }
+
+func TestHostileRequests(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"10.0.0.0/8"}
+	cfg.UserHeader = "X-Forwarded-User"
+	s := newSecurityFixture(t, cfg)
+
+	valid, _ := s.token(t, "secret")
+	forOther, _ := s.token(t, "other")
+	expired, expiredID := s.token(t, "secret")
+	revoked, revokedID := s.token(t, "secret")
+	s.exec(t, `UPDATE dashboard.access_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1`, expiredID)
+	if err := access.Revoke(context.Background(), s.pool, revokedID); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{expired, revoked} {
+		s.awaitStatus(t, "/d/secret", http.StatusNotFound, cookie(secret)...)
+	}
+	if got := s.status(t, "GET", "/d/secret", cookie(valid)...); got != http.StatusOK {
+		t.Fatalf("valid token: got %d, want 200", got)
+	}
+	bigHeader := strings.Repeat("a", 64<<10)
+
+	type request struct {
+		method, path string
+		header       []string
+		raw          string // sent as is instead, when set
+	}
+	private := []string{"/d/secret", "/d/secret/events", "/d/secret/poll"}
+	var cases []struct {
+		name string
+		req  request
+		want int
+	}
+	add := func(name string, want int, reqs ...request) {
+		for _, r := range reqs {
+			cases = append(cases, struct {
+				name string
+				req  request
+				want int
+			}{name, r, want})
+		}
+	}
+	onPrivate := func(header ...string) []request {
+		var out []request
+		for _, p := range private {
+			out = append(out, request{method: "GET", path: p, header: header})
+		}
+		return out
+	}
+	add("unknown dashboard", 404, request{method: "GET", path: "/d/nope"},
+		request{method: "GET", path: "/d/nope/events"}, request{method: "GET", path: "/d/nope/poll"})
+	add("private without token", 404, onPrivate()...)
+	add("invalid token", 404, onPrivate(cookie("garbage")...)...)
+	add("invalid token, well formed", 404, onPrivate(cookie(access.NewSecret())...)...)
+	add("expired token", 404, onPrivate(cookie(expired)...)...)
+	add("revoked token", 404, onPrivate(cookie(revoked)...)...)
+	add("token of another dashboard", 404, onPrivate(cookie(forOther)...)...)
+	add("forged identity from an untrusted address", 404, onPrivate("X-Forwarded-User", "admin")...)
+	add("token exchange refused", 404,
+		request{method: "GET", path: "/d/secret?token=garbage"},
+		request{method: "GET", path: "/d/secret?token=" + expired},
+		request{method: "GET", path: "/d/secret?token=" + revoked},
+		request{method: "GET", path: "/d/secret?token=" + forOther},
+		request{method: "GET", path: "/d/nope?token=" + valid},
+		request{method: "GET", path: "/d/secret?token=%ff%00"})
+	add("valid token", 200, onPrivate(cookie(valid)...)...)
+	add("valid token beside garbage cookies", 200, request{method: "GET", path: "/d/secret",
+		header: []string{"Cookie", "dashboard_token=garbage; dashboard_token=" + valid + "; x=%ff"}})
+	add("malformed Last-Event-ID", 200,
+		request{method: "GET", path: "/d/ops/events", header: []string{"Last-Event-ID", "garbage"}},
+		request{method: "GET", path: "/d/ops/events", header: []string{"Last-Event-ID", strings.Repeat("9", 20000)}},
+		request{method: "GET", path: "/d/ops/events?lastEventId=%ff%00%0a"})
+	add("malformed If-None-Match", 200,
+		request{method: "GET", path: "/d/ops/poll", header: []string{"If-None-Match", "garbage"}},
+		request{method: "GET", path: "/d/ops/poll?wait=0", header: []string{"If-None-Match", `W/"", "", W/`}})
+	add("64 KB header", http.StatusRequestHeaderFieldsTooLarge,
+		request{method: "GET", path: "/d/ops", header: []string{"X-Big", bigHeader}},
+		request{method: "GET", path: "/d/ops/events", header: []string{"Cookie", "dashboard_token=" + bigHeader}})
+	add("path traversal under /static/", 404,
+		request{raw: "GET /static/../go.mod HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", method: "GET", path: "/go.mod"},
+		request{method: "GET", path: "/static/..%2f..%2fgo.mod"},
+		request{method: "GET", path: "/static/%2e%2e/%2e%2e/go.mod"},
+		request{method: "GET", path: "/static/..\\..\\go.mod"},
+		request{method: "GET", path: "/static/vendor/%00"})
+	add("wrong method", 405,
+		request{method: "POST", path: "/d/ops"}, request{method: "PUT", path: "/d/ops/events"},
+		request{method: "DELETE", path: "/d/secret"}, request{method: "POST", path: "/d/ops/poll"},
+		request{method: "PATCH", path: "/"})
+	add("invalid UTF-8 and NUL in the query", 200,
+		request{method: "GET", path: "/?q=%ff%fe%00"},
+		request{method: "GET", path: "/d/ops?transport=%ff%00"},
+		request{method: "GET", path: "/d/ops/poll?x=%ff&y=%00"})
+	add("invalid UTF-8 and NUL in ?wait=", 400,
+		request{method: "GET", path: "/d/ops/poll?wait=%ff"},
+		request{method: "GET", path: "/d/ops/poll?wait=1%00"})
+	add("raw NUL in the request line", 400,
+		request{raw: "GET /d/ops?x=\x00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+		request{raw: "GET /d/\x00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"})
+	add("raw invalid UTF-8 in the query", 200,
+		request{raw: "GET /d/ops?x=\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"})
+	add("raw invalid UTF-8 in the path", 404,
+		request{raw: "GET /d/\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+		request{raw: "GET /d/secret\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"})
+
+	for _, c := range cases {
+		var got int
+		if c.req.raw != "" {
+			got = rawStatus(t, s.addr, c.req.raw)
+			if got >= 300 && got < 400 && c.req.path != "" {
+				// The mux cleans the path first; the clean path must
+				// not serve anything.
+				got = s.status(t, c.req.method, c.req.path)
+			}
+		} else {
+			got = s.status(t, c.req.method, c.req.path, c.req.header...)
+		}
+		if got != c.want {
+			t.Errorf("%s: %s %.80q: got %d, want %d", c.name, c.req.method, c.req.path+c.req.raw, got, c.want)
+		}
+		// The server still serves others afterwards.
+		if st := s.status(t, "GET", "/d/ops/poll?wait=0"); st != http.StatusOK {
+			t.Fatalf("after %s: GET /d/ops/poll answered %d, want 200", c.name, st)
+		}
+	}
+}
+
+func TestTokenExchangeAndRevocation(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	s := newSecurityFixture(t, cfg)
+	secret, id := s.token(t, "secret")
+
+	resp, err := noRedirect.Get(s.URL + "/d/secret?token=" + secret + "&transport=poll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/d/secret?transport=poll" {
+		t.Fatalf("token exchange: got %d to %q, want 303 to /d/secret?transport=poll", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("token exchange Cache-Control: got %q, want no-store", got)
+	}
+	var c *http.Cookie
+	for _, k := range resp.Cookies() {
+		if k.Name == "dashboard_token" {
+			c = k
+		}
+	}
+	if c == nil {
+		t.Fatalf("token exchange set no dashboard_token cookie: %q", resp.Header.Values("Set-Cookie"))
+	}
+	if c.Value != secret || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/d/secret" || c.MaxAge <= 0 {
+		t.Errorf("got cookie %q, want the token, HttpOnly, SameSite=Strict, Path=/d/secret, a max age", c.String())
+	}
+	for _, p := range []string{"/d/secret", "/d/secret/events", "/d/secret/poll"} {
+		if got := s.status(t, "GET", p, cookie(secret)...); got != http.StatusOK {
+			t.Errorf("GET %s with the cookie: got %d, want 200", p, got)
+		}
+		if got := s.status(t, "GET", p); got != http.StatusNotFound {
+			t.Errorf("GET %s without the cookie: got %d, want 404", p, got)
+		}
+	}
+
+	// The index lists only what the caller may see.
+	_, body := s.get(t, "/")
+	if !strings.Contains(body, `href="/d/ops"`) || strings.Contains(body, "/d/secret") || strings.Contains(body, "/d/other") {
+		t.Errorf("anonymous index: got %q, want ops only", trim(body))
+	}
+	everywhere, _ := s.token(t, "")
+	resp, err = noRedirect.Get(s.URL + "/d/other?token=" + everywhere)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Set-Cookie"), "Path=/;") {
+		t.Errorf("site-wide token exchange: got %d %q, want 303 with a cookie for /", resp.StatusCode, resp.Header.Get("Set-Cookie"))
+	}
+	_, body = s.get(t, "/", cookie(everywhere)...)
+	if !strings.Contains(body, "/d/secret") || !strings.Contains(body, "/d/other") {
+		t.Errorf("index with a site-wide token: got %q, want every dashboard", trim(body))
+	}
+
+	// Revocation closes an open stream, by a plain DELETE and by Revoke.
+	for _, how := range []struct {
+		name   string
+		revoke func(id int64)
+	}{
+		{"DELETE", func(id int64) { s.exec(t, "DELETE FROM dashboard.access_tokens WHERE id = $1", id) }},
+		{"access.Revoke", func(id int64) {
+			if err := access.Revoke(context.Background(), s.pool, id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"expiry", func(id int64) {
+			s.exec(t, "UPDATE dashboard.access_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1", id)
+		}},
+	} {
+		// The first case revokes the exchanged token, the others fresh ones.
+		sec, tokID := secret, id
+		if how.name != "DELETE" {
+			sec, tokID = s.token(t, "secret")
+		}
+		stream := openSSE(t, nil, s.URL+"/d/secret/events", cookie(sec)...)
+		if stream.resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: stream with token: got %d, want 200", how.name, stream.resp.StatusCode)
+		}
+		stream.nextUpdate(t)
+		start := time.Now()
+		how.revoke(tokID)
+		for {
+			_, err := stream.line(contractWait)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: got %v, want the stream closed", how.name, err)
+			}
+		}
+		t.Logf("%s: stream closed %v after the token was revoked", how.name, time.Since(start))
+		if got := s.status(t, "GET", "/d/secret/events", cookie(sec)...); got != http.StatusNotFound {
+			t.Errorf("%s: reconnect with the revoked token: got %d, want 404", how.name, got)
+		}
+	}
+}
+
+func TestTrustedProxy(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"127.0.0.1/32"}
+	cfg.UserHeader = "X-Forwarded-User"
+	s := newSecurityFixture(t, cfg)
+	for _, p := range []string{"/d/secret", "/d/secret/events", "/d/secret/poll"} {
+		if got := s.status(t, "GET", p, "X-Forwarded-User", "alice"); got != http.StatusOK {
+			t.Errorf("GET %s from the trusted proxy: got %d, want 200", p, got)
+		}
+		for _, user := range []string{"", "   "} {
+			if got := s.status(t, "GET", p, "X-Forwarded-User", user); got != http.StatusNotFound {
+				t.Errorf("GET %s with user %q: got %d, want 404", p, user, got)
+			}
+		}
+	}
+	_, body := s.get(t, "/", "X-Forwarded-User", "alice")
+	if !strings.Contains(body, "/d/secret") {
+		t.Errorf("index for a proxy user: got %q, want the private dashboards", trim(body))
+	}
+	// The same header from an address outside the range: see
+	// TestHostileRequests (10.0.0.0/8 configured, requests from 127.0.0.1).
+}
+
+// TestHostileData renders values that attack the page.
+func TestHostileData(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testConfig(t), false)
+	id := createDashboard(t, s.pool, "evil", true,
+		[3]string{"tbl", "table", `SELECT '<script>alert(1)</script>' AS html,
+			'<svg onload=alert(1)><circle/></svg>' AS svg,
+			'javascript:alert(1)' AS url,
+			'"><img src=x onerror=alert(1)>' AS attr,
+			'\xff'::bytea AS bin,
+			1 AS "<b>col</b>"`},
+		[3]string{"big", "stat", `SELECT repeat('A', 1000000) AS big`},
+		[3]string{"feed", "feed", `SELECT now() AS t, '<script>alert(3)</script>' AS msg`},
+		[3]string{"bars", "bar", `SELECT '<script>alert(2)</script>' AS label, 1 AS v`})
+	s.exec(t, `UPDATE dashboard.dashboards SET title = '<script>alert(4)</script>', description = '<img src=x onerror=alert(5)>' WHERE id = $1`, id)
+	awaitDashboard(t, s, "evil")
+	eventually(t, "the hostile title in the catalog", func() bool {
+		return strings.Contains(s.engine.Snapshot().Dashboard("evil").Title, "alert(4)")
+	})
+
+	check := func(what, body string) {
+		t.Helper()
+		for _, bad := range []string{"<script>alert", "<svg onload", "<img src=x", "<b>col</b>", `href="javascript:`,
+			strings.Repeat("A", 2100)} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s contains %.40q unescaped", what, bad)
+			}
+		}
+		if len(body) > 200<<10 {
+			t.Errorf("%s is %d bytes, want the 1 MB value cut", what, len(body))
+		}
+	}
+	resp, page := s.get(t, "/d/evil")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /d/evil: got %d", resp.StatusCode)
+	}
+	check("page", page)
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", `\xff`, "…"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	t.Logf("page with a 1 MB value: %d bytes", len(page))
+	_, poll := s.get(t, "/d/evil/poll")
+	check("long-poll body", poll)
+	stream := openSSE(t, nil, s.URL+"/d/evil/events")
+	check("SSE frame", stream.nextUpdate(t).body())
+}
+
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MaxStreams = 2
+	cfg.MaxStreamsIP = 1
+	cfg.MaxLongPoll = 1
+	s := newContractFixture(t, cfg)
+	events := s.URL + "/d/ops/events"
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	want503 := func(what string, c *sseClient) {
+		t.Helper()
+		if c.resp.StatusCode != http.StatusServiceUnavailable || c.resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: got %d with Retry-After %q, want 503 with Retry-After", what, c.resp.StatusCode, c.resp.Header.Get("Retry-After"))
+		}
+		c.close()
+	}
+	a := openSSE(t, from("127.0.0.1"), events)
+	a.nextUpdate(t)
+	want503("second stream from one address", openSSE(t, from("127.0.0.1"), events))
+	b := openSSE(t, from("127.0.0.2"), events)
+	if b.resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream from another address: got %d, want 200", b.resp.StatusCode)
+	}
+	want503("third stream overall", openSSE(t, from("127.0.0.3"), events))
+	b.close()
+	eventually(t, "a stream slot free", func() bool { return promValue(t, s.testServer, "dashboard_sse_clients") == 1 })
+	c := openSSE(t, from("127.0.0.3"), events)
+	if c.resp.StatusCode != http.StatusOK {
+		t.Errorf("stream after one closed: got %d, want 200", c.resp.StatusCode)
+	}
+
+	cur := currentVersion(t, s.testServer, "ops")
+	waiting := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", s.URL+"/d/ops/poll?wait=30", nil)
+		req.Header.Set("If-None-Match", `"`+cur.String()+`"`)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			waiting <- 0
+			return
+		}
+		resp.Body.Close()
+		waiting <- resp.StatusCode
+	}()
+	eventually(t, "a long-poll waiting", func() bool { return promValue(t, s.testServer, "dashboard_longpoll_waiting") == 1 })
+	resp, body := s.get(t, "/d/ops/poll?wait=0")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second long-poll: got %d %q with Retry-After %q, want 503 with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	insertRow(t, s.testServer)
+	if got := <-waiting; got != http.StatusOK {
+		t.Errorf("waiting long-poll after a write: got %d, want 200", got)
+	}
+}
+
+// TestSlowloris holds 200 connections that send headers slowly and 2,000
+// idle ones, while a token viewer of a private dashboard gets every update.
+func TestSlowloris(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	secret, _ := s.token(t, "secret")
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+		return c
+	}
+	var slow []net.Conn
+	for i := 0; i < 200; i++ {
+		c := dial()
+		fmt.Fprintf(c, "GET /d/secret/events HTTP/1.1\r\nHost: x\r\n")
+		slow = append(slow, c)
+	}
+	for i := 0; i < 2000; i++ {
+		dial()
+	}
+	// One goroutine drips a header line into every slow connection.
+	stop := make(chan struct{})
+	dripped := make(chan struct{})
+	go func() {
+		defer close(dripped)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for _, c := range slow {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				fmt.Fprintf(c, "X-Drip-%d: a\r\n", n)
+			}
+		}
+	}()
+	defer func() { close(stop); <-dripped }()
+
+	start := time.Now()
+	viewer := openSSE(t, nil, s.URL+"/d/secret/events", cookie(secret)...)
+	if viewer.resp.StatusCode != http.StatusOK {
+		t.Fatalf("viewer: got %d, want 200", viewer.resp.StatusCode)
+	}
+	viewer.nextUpdate(t)
+	t.Logf("viewer connected and got the state %v after 2,200 hostile connections", time.Since(start))
+	for i := 0; i < 5; i++ {
+		at := time.Now()
+		insertRow(t, s.testServer)
+		wantUpdate(t, viewer.nextUpdate(t), "#panel-p1")
+		t.Logf("update %d: %v from commit to client", i+1, time.Since(at))
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("viewer needed %v for its state and 5 updates, want well under 10s", d)
+	}
+	if got := s.status(t, "GET", "/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz: got %d, want 200", got)
+	}
+}
