@@ -85,6 +85,15 @@ type Options struct {
 	Stacked   bool   `json:"stacked,omitempty"`   // bar: stack series instead of grouping them
 }
 
+// Equal reports whether o and p hold the same settings. Decimals is a
+// pointer (nil means automatic), so == would compare addresses.
+func (o Options) Equal(p Options) bool {
+	sameDecimals := (o.Decimals == nil) == (p.Decimals == nil) &&
+		(o.Decimals == nil || *o.Decimals == *p.Decimals)
+	o.Decimals, p.Decimals = nil, nil
+	return o == p && sameDecimals
+}
+
 // ValueKind tells which field of a Value holds the data.
 type ValueKind uint8
 

@@ -8,8 +8,8 @@ package refresh
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -537,7 +537,7 @@ func (e *Engine) notice(id int64) string {
 func sameDef(a, b *panel.Def) bool {
 	return a.Slug == b.Slug && a.Title == b.Title && a.Kind == b.Kind && a.SQL == b.SQL &&
 		a.Position == b.Position && a.Width == b.Width && a.Height == b.Height &&
-		a.Options == b.Options && fmt.Sprint(a.DependsOn) == fmt.Sprint(b.DependsOn) && a.DashboardID == b.DashboardID
+		a.Options.Equal(b.Options) && slices.Equal(a.DependsOn, b.DependsOn) && a.DashboardID == b.DashboardID
 }
 
 // notifyReady closes the waiters of dashboards whose panels have all been

@@ -5,6 +5,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -140,11 +141,7 @@ func (s *Server) assets() views.Assets {
 // public dashboards and proxy users). Anything else is answered 404, the
 // same for missing and forbidden, so that private slugs cannot be found.
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, *hub.Board, access.Grant, bool) {
-	snap := s.engine.Snapshot()
-	var d *panel.Dashboard
-	if snap != nil {
-		d = snap.Dashboard(r.PathValue("slug"))
-	}
+	d := s.lookup(r)
 	var grant access.Grant
 	ok := d != nil
 	if ok {
@@ -155,10 +152,23 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashb
 		b = s.hub.Board(d.ID)
 	}
 	if b == nil {
-		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
+		s.notFound(w, r)
 		return nil, nil, access.Grant{}, false
 	}
 	return d, b, grant, true
+}
+
+// lookup returns the dashboard named by the request's {slug}, or nil.
+func (s *Server) lookup(r *http.Request) *panel.Dashboard {
+	if snap := s.engine.Snapshot(); snap != nil {
+		return snap.Dashboard(r.PathValue("slug"))
+	}
+	return nil
+}
+
+// notFound answers a missing and a forbidden dashboard alike.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
 }
 
 // tokenCookie holds a kiosk token after the ?token= exchange.
@@ -187,18 +197,14 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	if secret == "" {
 		return false
 	}
-	snap := s.engine.Snapshot()
-	var d *panel.Dashboard
-	if snap != nil {
-		d = snap.Dashboard(r.PathValue("slug"))
-	}
+	d := s.lookup(r)
 	var g access.Grant
 	ok := d != nil
 	if ok {
 		g, ok = s.tokens.Set().Check(secret, d.ID, time.Now())
 	}
 	if !ok {
-		s.error(w, r, http.StatusNotFound, "No such dashboard", "There is no dashboard at this address, or it is private.")
+		s.notFound(w, r)
 		return true
 	}
 	path := "/d/" + d.Slug
@@ -303,14 +309,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Render into memory first so a failure can still change the status.
-	var buf strings.Builder
+	var buf bytes.Buffer
 	if err := c.Render(r.Context(), &buf); err != nil {
 		s.logger.Error("rendering page", "path", r.URL.Path, "err", err)
 		s.error(w, r, http.StatusInternalServerError, "Something went wrong", "The page could not be drawn. The error was logged.")
 		return
 	}
 	w.WriteHeader(status)
-	w.Write([]byte(buf.String()))
+	w.Write(buf.Bytes())
 }
 
 // error is the one place that turns a failure into a response: an HTML page
