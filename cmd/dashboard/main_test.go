@@ -197,6 +197,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "DASHBOARD_ADDR") {
 		t.Fatalf("got %v, want an error naming DASHBOARD_ADDR", err)
 	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("got a multi-line error %q, want one line", err)
+	}
 }
 
 func TestRunUnreachableDatabaseFailsFast(t *testing.T) {

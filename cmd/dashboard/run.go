@@ -41,7 +41,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, err := config.Load()
 	if err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
+		// One line, each bad variable after the other, so the message reads
+		// whole in a terminal and in a log line.
+		return fmt.Errorf("configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	logger := newLogger(cfg, stderr)
 	slog.SetDefault(logger)
