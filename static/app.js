@@ -2,7 +2,9 @@
 // back to the long-poll in poll.js (window.DashboardPoll) when the stream
 // fails or goes quiet, trying the stream again after five minutes of polling.
 //
-// Loaded with defer after htmx.min.js, hx-sse.min.js and poll.js. No inline
+// Loaded with defer after htmx.min.js and hx-sse.min.js. The page loads
+// poll.js after this script, so the body below runs once window.DashboardPoll
+// exists: at DOMContentLoaded, when every deferred script has run. No inline
 // script anywhere, so the page works under `script-src 'self'`.
 //
 // Page contract:
@@ -17,7 +19,12 @@
 // loop would still try to reconnect (the element is still in the page), so
 // while polling this script cancels htmx:sse:before:connection, which ends the
 // loop, and aborts any connection that completes anyway.
-(() => {
+((main) => {
+  // Deferred scripts run while readyState is already 'interactive', before
+  // DOMContentLoaded.
+  if (window.DashboardPoll || document.readyState === 'complete') main();
+  else document.addEventListener('DOMContentLoaded', main);
+})(() => {
   'use strict';
 
   const live = document.getElementById('live');
@@ -203,4 +210,4 @@
     lastSignal = Date.now();
     poll.status('live');
   }
-})();
+});
