@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// result is one latency run (or the median of several). Latencies are in
+// milliseconds, from just before the commit is sent to the client's
+// receipt of a frame showing that commit or a later one.
+type result struct {
+	N                int       `json:"n"`
+	M                int       `json:"m"`
+	Rate             float64   `json:"rate"`
+	Commits          int       `json:"commits"`
+	P50              float64   `json:"p50_ms"`
+	P90              float64   `json:"p90_ms"`
+	P99              float64   `json:"p99_ms"`
+	Max              float64   `json:"max_ms"`
+	PollP99          float64   `json:"poll_p99_ms,omitempty"`
+	WindowP99        []float64 `json:"window_p99_ms"` // per 5 s of commits, to see a backlog grow
+	Deliveries       int       `json:"deliveries"`
+	DeliveriesPerSec float64   `json:"deliveries_per_sec"`
+	Frames           int       `json:"frames"`
+	Missing          int       `json:"missing"`
+	Dups             int       `json:"duplicates"`
+	ConnectErrors    int       `json:"connect_errors"`
+	Disconnected     int       `json:"disconnected"`
+	SlowDropped      int       `json:"slow_dropped"`
+	ConnectSeconds   float64   `json:"connect_seconds"`
+	ServerRSSBaseMB  float64   `json:"server_rss_base_mb"`
+	ServerRSSIdleMB  float64   `json:"server_rss_idle_mb"`
+	RSSPerConnKB     float64   `json:"server_rss_per_idle_conn_kb"`
+	ServerCPUPct     float64   `json:"server_cpu_pct"` // of one core
+	ClientCPUPct     float64   `json:"client_cpu_pct"`
+	PgCPUPct         float64   `json:"pg_cpu_pct"`  // the private PostgreSQL
+	BoxCPUPct        float64   `json:"box_cpu_pct"` // the whole machine, of one core
+	QueriesPerCommit float64   `json:"queries_per_commit"`
+	CommitP50        float64   `json:"commit_p50_ms"`
+	CommitP99        float64   `json:"commit_p99_ms"`
+	Runs             int       `json:"runs"`
+}
+
+type stormResult struct {
+	N                   int     `json:"n"`
+	Writers             int     `json:"writers"`
+	Seconds             float64 `json:"seconds"`
+	MaxRefreshHz        float64 `json:"max_refresh_hz"`
+	WritesPerSec        float64 `json:"writes_per_sec"`
+	QueriesPerSec       float64 `json:"queries_per_sec"`
+	FramesPerSecAvg     float64 `json:"frames_per_sec_per_viewer_avg"`
+	PeakFramesPerSecP50 float64 `json:"frames_in_busiest_second_per_viewer_p50"`
+	MaxFramesPerSec     int     `json:"frames_in_busiest_second_max"`
+	Dups                int     `json:"duplicates"`
+	ConnectErrors       int     `json:"connect_errors"`
+	ServerCPUPct        float64 `json:"server_cpu_pct"`
+	ClientCPUPct        float64 `json:"client_cpu_pct"`
+	PgCPUPct            float64 `json:"pg_cpu_pct"`
+	BoxCPUPct           float64 `json:"box_cpu_pct"`
+}
+
+type pgbenchResult struct {
+	Clients     int       `json:"clients"`
+	Scale       int       `json:"scale"`
+	Seconds     float64   `json:"seconds"`
+	Unwatched   []float64 `json:"unwatched_tps"`
+	Watched     []float64 `json:"watched_tps"`
+	UnwatchedMd float64   `json:"unwatched_tps_median"`
+	WatchedMd   float64   `json:"watched_tps_median"`
+	Ratio       float64   `json:"watched_over_unwatched"`
+}
+
+type reportConfig struct {
+	Rate         float64 `json:"rate"`
+	Duration     float64 `json:"duration_seconds"`
+	Warmup       float64 `json:"warmup_seconds"`
+	MaxRefreshHz float64 `json:"max_refresh_hz"`
+	M            int     `json:"m"`
+	Fsync        bool    `json:"fsync"`
+	Server       string  `json:"server,omitempty"`
+}
+
+type report struct {
+	Config  reportConfig   `json:"config"`
+	Results []result       `json:"results,omitempty"` // per N, the median of its runs
+	Runs    []result       `json:"runs,omitempty"`
+	Storm   *stormResult   `json:"storm,omitempty"`
+	Pgbench *pgbenchResult `json:"pgbench,omitempty"`
+}
+
+// median combines runs at the same N field by field.
+func median(rows []result) result {
+	if len(rows) == 1 {
+		r := rows[0]
+		r.Runs = 1
+		return r
+	}
+	med := func(f func(result) float64) float64 {
+		v := make([]float64, len(rows))
+		for i, r := range rows {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	medInt := func(f func(result) int) int { return int(med(func(r result) float64 { return float64(f(r)) })) }
+	r := rows[0]
+	r.Runs = len(rows)
+	r.P50 = med(func(r result) float64 { return r.P50 })
+	r.P90 = med(func(r result) float64 { return r.P90 })
+	r.P99 = med(func(r result) float64 { return r.P99 })
+	r.Max = med(func(r result) float64 { return r.Max })
+	r.PollP99 = med(func(r result) float64 { return r.PollP99 })
+	r.Deliveries = medInt(func(r result) int { return r.Deliveries })
+	r.DeliveriesPerSec = med(func(r result) float64 { return r.DeliveriesPerSec })
+	r.Frames = medInt(func(r result) int { return r.Frames })
+	r.Missing = medInt(func(r result) int { return r.Missing })
+	r.Dups = medInt(func(r result) int { return r.Dups })
+	r.ConnectErrors = medInt(func(r result) int { return r.ConnectErrors })
+	r.Disconnected = medInt(func(r result) int { return r.Disconnected })
+	r.SlowDropped = medInt(func(r result) int { return r.SlowDropped })
+	r.ConnectSeconds = med(func(r result) float64 { return r.ConnectSeconds })
+	r.ServerRSSBaseMB = med(func(r result) float64 { return r.ServerRSSBaseMB })
+	r.ServerRSSIdleMB = med(func(r result) float64 { return r.ServerRSSIdleMB })
+	r.RSSPerConnKB = med(func(r result) float64 { return r.RSSPerConnKB })
+	r.ServerCPUPct = med(func(r result) float64 { return r.ServerCPUPct })
+	r.ClientCPUPct = med(func(r result) float64 { return r.ClientCPUPct })
+	r.BoxCPUPct = med(func(r result) float64 { return r.BoxCPUPct })
+	r.PgCPUPct = med(func(r result) float64 { return r.PgCPUPct })
+	r.QueriesPerCommit = med(func(r result) float64 { return r.QueriesPerCommit })
+	r.CommitP50 = med(func(r result) float64 { return r.CommitP50 })
+	r.CommitP99 = med(func(r result) float64 { return r.CommitP99 })
+	r.WindowP99 = nil // per run only
+	return r
+}
+
+func printReport(w io.Writer, rep report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(rep.Results) > 0 {
+		fmt.Fprintf(w, "commit-to-client latency, %g commits/s, max refresh %g Hz (ms; per N the median of its runs)\n", rep.Config.Rate, rep.Config.MaxRefreshHz)
+		fmt.Fprintln(tw, "N\tM\truns\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
+		for _, r := range rep.Results {
+			trend := "-"
+			for _, run := range rep.Runs {
+				if run.N == r.N && len(run.WindowP99) > 0 {
+					trend = fmt.Sprintf("%.1f/%.1f", run.WindowP99[0], run.WindowP99[len(run.WindowP99)-1])
+				}
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
+				r.N, r.M, r.Runs, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
+				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit, r.CommitP99)
+		}
+		tw.Flush()
+		if len(rep.Runs) > len(rep.Results) {
+			fmt.Fprintln(w, "\nruns:")
+			fmt.Fprintln(tw, "N\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\t")
+			for _, r := range rep.Runs {
+				fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.0f\t%.2f\t\n", r.N, r.P50, r.P99, r.Max, r.Missing, r.RSSPerConnKB, r.ServerCPUPct, r.QueriesPerCommit)
+			}
+			tw.Flush()
+		}
+	}
+	if s := rep.Storm; s != nil {
+		fmt.Fprintf(w, "write storm: %d writers for %.0fs, %d viewers, max refresh %g Hz\n", s.Writers, s.Seconds, s.N, s.MaxRefreshHz)
+		fmt.Fprintln(tw, "writes/s\tqueries/s\tframes/s/viewer\tbusiest second p50\tbusiest second max\tdups\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\t")
+		fmt.Fprintf(tw, "%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t\n", s.WritesPerSec, s.QueriesPerSec, s.FramesPerSecAvg,
+			s.PeakFramesPerSecP50, s.MaxFramesPerSec, s.Dups, s.ServerCPUPct, s.ClientCPUPct, s.PgCPUPct, s.BoxCPUPct)
+		tw.Flush()
+	}
+	if p := rep.Pgbench; p != nil {
+		fmt.Fprintf(w, "writer overhead: pgbench tpcb-like, %d clients, scale %d, %.0fs runs\n", p.Clients, p.Scale, p.Seconds)
+		fmt.Fprintln(tw, "variant\truns (tps)\tmedian tps\t")
+		fmt.Fprintf(tw, "unwatched\t%s\t%.0f\t\n", floats(p.Unwatched), p.UnwatchedMd)
+		fmt.Fprintf(tw, "watched\t%s\t%.0f\t\n", floats(p.Watched), p.WatchedMd)
+		tw.Flush()
+		fmt.Fprintf(w, "watched keeps %.1f%% of unwatched throughput\n", p.Ratio*100)
+	}
+}
+
+func floats(v []float64) string {
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = fmt.Sprintf("%.0f", f)
+	}
+	return strings.Join(s, " ")
+}
+
+func writeJSON(path string, rep report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	return nil
+}
+
+// chartSVG draws p50 and p99 against N, both axes logarithmic.
+func chartSVG(rows []result) []byte {
+	const (
+		width, height         = 640, 400
+		left, right, top, bot = 70, 40, 40, 50
+		plotW, plotH          = width - left - right, height - top - bot
+	)
+	xs := make([]float64, 0, len(rows))
+	var ymin, ymax = math.Inf(1), math.Inf(-1)
+	for _, r := range rows {
+		xs = append(xs, float64(max(r.N, 1)))
+		for _, y := range []float64{r.P50, r.P99} {
+			y = max(y, 0.1)
+			ymin, ymax = min(ymin, y), max(ymax, y)
+		}
+	}
+	xmin, xmax := slices.Min(xs), slices.Max(xs)
+	// Whole decades around the data.
+	lxmin, lxmax := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
+	if lxmax == lxmin {
+		lxmax++
+	}
+	lymin, lymax := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
+	if lymax == lymin {
+		lymax++
+	}
+	px := func(x float64) float64 { return left + (math.Log10(x)-lxmin)/(lxmax-lxmin)*plotW }
+	py := func(y float64) float64 {
+		return top + plotH - (math.Log10(max(y, 0.1))-lymin)/(lymax-lymin)*plotH
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14">Commit-to-client latency against SSE clients (log-log)</text>`+"\n", left)
+	for e := lxmin; e <= lxmax; e++ {
+		x := px(math.Pow(10, e))
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, x, top, x, top+plotH)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x, top+plotH+18, fmtNum(math.Pow(10, e)))
+	}
+	for e := lymin; e <= lymax; e++ {
+		y := py(math.Pow(10, e))
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`, left, y, left+plotW, y)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s ms</text>`+"\n", left-6, y+4, fmtNum(math.Pow(10, e)))
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">SSE clients (N)</text>`+"\n", left+plotW/2, height-10)
+	for _, s := range []struct {
+		name, color string
+		v           func(result) float64
+	}{
+		{"p50", "#1f77b4", func(r result) float64 { return r.P50 }},
+		{"p99", "#d62728", func(r result) float64 { return r.P99 }},
+	} {
+		var pts []string
+		for _, r := range rows {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(float64(max(r.N, 1))), py(s.v(r))))
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", s.color, strings.Join(pts, " "))
+		for i, r := range rows {
+			p := strings.Split(pts[i], ",")
+			fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3.5" fill="%s"><title>N=%d %s=%.1f ms</title></circle>`+"\n", p[0], p[1], s.color, r.N, s.name, s.v(r))
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#1f77b4">p50</text><text x="%d" y="%d" fill="#d62728">p99</text>`+"\n", left+10, top+14, left+45, top+14)
+	b.WriteString("</svg>\n")
+	return []byte(b.String())
+}
+
+func fmtNum(v float64) string {
+	if v >= 1 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%g", v)
+}

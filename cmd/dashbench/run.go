@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// options are the command's flags.
+type options struct {
+	n, m        int
+	ns          []int
+	rate        float64
+	duration    time.Duration
+	warmup      time.Duration
+	grace       time.Duration
+	sources     int
+	runs        int
+	server      string
+	serverBin   string
+	databaseURL string
+	dataDir     string
+	fsync       bool
+	maxHz       float64
+	jsonFile    string
+	svgFile     string
+	cpuProfile  string
+
+	storm        bool
+	stormWriters int
+
+	pgbench        bool
+	pgbenchBin     string
+	pgbenchClients int
+	pgbenchTime    time.Duration
+	pgbenchRuns    int
+	pgbenchScale   int
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("dashbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.n, "n", 1000, "SSE clients (at most ~15,000 per process: the open-file cap is 20,000)")
+	fs.IntVar(&o.m, "m", 0, "long-poll clients")
+	ns := fs.String("ns", "", "comma-separated list of N to sweep (overrides -n), e.g. 1000,5000,10000")
+	fs.Float64Var(&o.rate, "rate", 20, "commits per second")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measured time (storm: storm length)")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "commits before measuring starts")
+	fs.DurationVar(&o.grace, "grace", 5*time.Second, "wait after the last commit for outstanding frames")
+	fs.IntVar(&o.sources, "sources", 0, "127.0.0.x source addresses to spread clients over (0: N/5000+2)")
+	fs.IntVar(&o.runs, "runs", 1, "runs per N; the table adds their median")
+	fs.StringVar(&o.server, "server", "", "URL of a running server (needs -database-url); empty starts one")
+	fs.StringVar(&o.serverBin, "server-bin", "", "dashboard binary to start (empty: go build ./cmd/dashboard)")
+	fs.StringVar(&o.databaseURL, "database-url", "", "database to use (empty: a private PostgreSQL)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "folder of the private PostgreSQL (empty: a temporary one)")
+	fs.BoolVar(&o.fsync, "fsync", false, "private PostgreSQL: keep fsync on (its commit time is then part of every latency)")
+	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server")
+	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&o.svgFile, "svg", "", "draw latency against N as SVG to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (the clients) to this file")
+	fs.BoolVar(&o.storm, "storm", false, "write storm: -storm-writers as fast as they can for -duration")
+	fs.IntVar(&o.stormWriters, "storm-writers", 64, "writers of the storm")
+	fs.BoolVar(&o.pgbench, "pgbench", false, "writer overhead: pgbench tpcb-like, its tables watched vs not")
+	fs.StringVar(&o.pgbenchBin, "pgbench-bin", "", "pgbench program (empty: PATH, then /usr/lib/postgresql/*/bin)")
+	fs.IntVar(&o.pgbenchClients, "pgbench-clients", 8, "pgbench -c")
+	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 15*time.Second, "length of one pgbench run")
+	fs.IntVar(&o.pgbenchRuns, "pgbench-runs", 3, "pgbench runs per variant (interleaved)")
+	fs.IntVar(&o.pgbenchScale, "pgbench-scale", 10, "pgbench -s")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	o.ns = []int{o.n}
+	if *ns != "" {
+		o.ns = nil
+		for _, s := range strings.Split(*ns, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || v < 0 {
+				return o, fmt.Errorf("-ns: %q is not a list of numbers", *ns)
+			}
+			o.ns = append(o.ns, v)
+		}
+	}
+	switch {
+	case o.rate <= 0:
+		return o, errors.New("-rate must be above zero")
+	case o.duration <= 0:
+		return o, errors.New("-duration must be above zero")
+	case o.runs < 1:
+		return o, errors.New("-runs must be at least 1")
+	case o.server != "" && o.databaseURL == "":
+		return o, errors.New("-server needs -database-url: the bench writes to the server's database")
+	}
+	return o, nil
+}
+
+// run is the whole command; main only adds signals and the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	limit := raiseFileLimit()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for _, n := range o.ns {
+		if need := n + o.m + 200; uint64(need) > limit {
+			return fmt.Errorf("%d clients need about %d open files, the limit is %d: run several dashbench processes (-server, -database-url) with at most ~15,000 clients each", n+o.m, need, limit)
+		}
+	}
+
+	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	conn, err := pgx.Connect(ctx, db.connString)
+	if err != nil {
+		return fmt.Errorf("connecting to database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := setupBench(ctx, conn); err != nil {
+		return err
+	}
+
+	b := &bench{o: o, db: db, conn: conn, stderr: stderr}
+	if o.server == "" && o.serverBin == "" {
+		dir, err := os.MkdirTemp("", "dashbench-bin")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if b.o.serverBin, err = buildServer(ctx, dir, stderr); err != nil {
+			return err
+		}
+	}
+
+	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
+		MaxRefreshHz: o.maxHz, M: o.m, Fsync: o.fsync, Server: o.server}}
+	switch {
+	case o.pgbench:
+		r, err := b.pgbenchOverhead(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Pgbench = r
+	case o.storm:
+		r, err := b.stormRun(ctx, o.ns[0])
+		if err != nil {
+			return err
+		}
+		rep.Storm = r
+	default:
+		for _, n := range o.ns {
+			var rows []result
+			for range o.runs {
+				fmt.Fprintf(stderr, "dashbench: N=%d M=%d rate=%g/s for %s...\n", n, o.m, o.rate, o.duration)
+				r, err := b.latencyRun(ctx, n)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, r)
+				rep.Runs = append(rep.Runs, r)
+			}
+			rep.Results = append(rep.Results, median(rows))
+		}
+	}
+	printReport(stdout, rep)
+	if o.jsonFile != "" {
+		if err := writeJSON(o.jsonFile, rep); err != nil {
+			return err
+		}
+	}
+	if o.svgFile != "" && len(rep.Results) > 0 {
+		if err := os.WriteFile(o.svgFile, chartSVG(rep.Results), 0o644); err != nil {
+			return fmt.Errorf("writing chart: %w", err)
+		}
+	}
+	return nil
+}
+
+// raiseFileLimit sets the soft open-files limit to the hard one and
+// returns it.
+func raiseFileLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
+			syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+		}
+	}
+	return rl.Cur
+}
+
+// bench holds what the runs share.
+type bench struct {
+	o      options
+	db     *database
+	conn   *pgx.Conn
+	stderr io.Writer
+}
+
+// target starts a server for one run, or returns the given one.
+func (b *bench) target(ctx context.Context) (base string, stop func(), err error) {
+	if b.o.server != "" {
+		return strings.TrimSuffix(b.o.server, "/"), func() {}, nil
+	}
+	p, err := startServer(ctx, b.o.serverBin, b.db.connString, b.o.maxHz, b.stderr)
+	if err != nil {
+		return "", nil, err
+	}
+	return p.url, p.stop, nil
+}
+
+func (b *bench) sources(n int) int {
+	if b.o.sources > 0 {
+		return min(b.o.sources, 254)
+	}
+	return min(n/5000+2, 254)
+}
+
+// waitBoard waits until the server serves the bench dashboard.
+func waitBoard(ctx context.Context, base string) error {
+	hc := pollHTTPClient(1, 1)
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := hc.Get(base + "/d/" + benchSlug + "/poll?wait=0")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("the server does not serve /d/bench within 30s")
+}
+
+// clients is a set of running viewers.
+type clients struct {
+	viewers  []*viewer
+	sse      int
+	connErrs atomic.Int64
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	stopOnce sync.Once
+	pollHTTP interface{ CloseIdleConnections() }
+}
+
+// connect opens n SSE clients (at most 256 dialling at once) and m
+// long-poll clients, and returns once every SSE client has its response
+// header or failed.
+func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (*clients, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	c := &clients{sse: n, cancel: cancel}
+	src := b.sources(n + m)
+	sem := make(chan struct{}, 256)
+	var connected sync.WaitGroup
+	for i := range n {
+		v := l.newViewer()
+		c.viewers = append(c.viewers, v)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			cancel()
+			c.wg.Wait()
+			return nil, ctx.Err()
+		}
+		connected.Add(1)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			sseClient(cctx, l, v, u, dialer(i, src), func(err error) {
+				if err != nil {
+					c.connErrs.Add(1)
+				}
+				<-sem
+				connected.Done()
+			})
+		}()
+	}
+	connected.Wait()
+	if m > 0 {
+		hc := pollHTTPClient(m, src)
+		c.pollHTTP = hc.Transport.(interface{ CloseIdleConnections() })
+		for range m {
+			v := l.newViewer()
+			c.viewers = append(c.viewers, v)
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				pollClient(cctx, l, v, base, hc)
+			}()
+		}
+	}
+	return c, nil
+}
+
+// stop ends the clients and waits for them; after it their viewers may be
+// read. Calling it again does nothing.
+func (c *clients) stop() {
+	c.stopOnce.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		if c.pollHTTP != nil {
+			c.pollHTTP.CloseIdleConnections()
+		}
+	})
+}
+
+// cpuSeconds is this process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/livedash/dashboard/internal/pgserver"
+	"github.com/livedash/dashboard/migrations"
+)
+
+// The bench dashboard: one stat panel whose value is the sequence number as
+// text, so that it is rendered verbatim (numbers are abbreviated, 12.3k).
+const (
+	benchSlug  = "bench"
+	seqPrefix  = "seqno-"
+	panelQuery = `SELECT 'seqno-' || n AS n FROM bench.seq WHERE id = 1`
+)
+
+// database is the PostgreSQL the bench writes to: a given one, or a private
+// server that it stops on close.
+type database struct {
+	connString string
+	srv        *pgserver.Server
+	tmp        string
+}
+
+func openDatabase(ctx context.Context, url, dataDir string, fsync bool) (*database, error) {
+	if url != "" {
+		return &database{connString: url}, nil
+	}
+	db := &database{}
+	if dataDir == "" {
+		// Short and enterable by the postgres user (initdb runs as it
+		// when we are root); the socket path must stay under 107 bytes.
+		dir, err := os.MkdirTemp("/tmp", "dashbench")
+		if err != nil {
+			return nil, fmt.Errorf("creating database folder: %w", err)
+		}
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("creating database folder: %w", err)
+		}
+		db.tmp = dir
+		dataDir = filepath.Join(dir, "d")
+	}
+	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: dataDir, Fsync: fsync,
+		ExtraConf: map[string]string{"max_connections": "200"}})
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	db.srv = srv
+	if err := srv.CreateDatabase(ctx, "dashbench"); err != nil {
+		db.close()
+		return nil, err
+	}
+	db.connString = srv.ConnString("dashbench")
+	return db, nil
+}
+
+func (db *database) close() {
+	if db.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		db.srv.Stop(ctx)
+		cancel()
+	}
+	if db.tmp != "" {
+		os.RemoveAll(db.tmp)
+	}
+}
+
+// setupBench creates the bench table, watches it and (re)creates the bench
+// dashboard. It returns the current sequence number.
+func setupBench(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	if _, err := migrations.Up(ctx, conn); err != nil {
+		return 0, fmt.Errorf("migrating: %w", err)
+	}
+	stmts := []string{
+		`CREATE SCHEMA IF NOT EXISTS bench`,
+		`CREATE TABLE IF NOT EXISTS bench.seq (id int PRIMARY KEY, n bigint NOT NULL)`,
+		`INSERT INTO bench.seq VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
+		`SELECT dashboard.watch('bench.seq')`,
+		`INSERT INTO dashboard.dashboards (slug, title) VALUES ('bench', 'Bench') ON CONFLICT (slug) DO NOTHING`,
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return 0, fmt.Errorf("setting up bench dashboard: %s: %w", s, err)
+		}
+	}
+	_, err := conn.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql)
+		SELECT id, 'counter', 'Sequence', 'stat', $1 FROM dashboard.dashboards WHERE slug = 'bench'
+		ON CONFLICT (dashboard_id, slug) DO UPDATE SET kind = EXCLUDED.kind, sql = EXCLUDED.sql
+		WHERE panels.sql IS DISTINCT FROM EXCLUDED.sql OR panels.kind IS DISTINCT FROM EXCLUDED.kind`, panelQuery)
+	if err != nil {
+		return 0, fmt.Errorf("setting up bench dashboard: %w", err)
+	}
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT n FROM bench.seq WHERE id = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading sequence: %w", err)
+	}
+	return n, nil
+}
+
+// serverProc is a dashboard server started by the bench as its own process,
+// so that its memory, CPU and open files are its own.
+type serverProc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan error
+}
+
+// buildServer compiles cmd/dashboard into dir; the bench must run inside
+// the module (go run ./cmd/dashbench does).
+func buildServer(ctx context.Context, dir string, stderr io.Writer) (string, error) {
+	bin := filepath.Join(dir, "dashboard")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/livedash/dashboard/cmd/dashboard")
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building the server (or pass -server-bin): %w", err)
+	}
+	return bin, nil
+}
+
+func startServer(ctx context.Context, bin, dbURL string, maxHz float64, stderr io.Writer) (*serverProc, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+dbURL,
+		"DASHBOARD_ADDR="+addr,
+		"DASHBOARD_MAX_REFRESH_HZ="+strconv.FormatFloat(maxHz, 'g', -1, 64),
+		"DASHBOARD_MAX_STREAMS=20000",
+		"DASHBOARD_MAX_STREAMS_PER_IP=20000",
+		"DASHBOARD_MAX_LONGPOLL=20000",
+		"DASHBOARD_LOG_LEVEL=warn",
+	)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting server: %w", err)
+	}
+	p := &serverProc{cmd: cmd, url: "http://" + addr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p, nil
+			}
+		}
+		select {
+		case err := <-p.done:
+			return nil, fmt.Errorf("server exited at start: %v", err)
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, errors.New("server not ready within 60s")
+		}
+	}
+}
+
+// stop ends the server it started (SIGTERM, then SIGKILL after 20 s).
+func (p *serverProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// metrics is what the bench reads from the server's /metrics.
+type metrics struct {
+	queries float64 // dashboard_refresh_queries_total, all labels
+	frames  float64 // dashboard_frames_sent_total
+	slow    float64 // dashboard_slow_clients_dropped_total
+	rss     float64 // process_resident_memory_bytes
+	cpu     float64 // process_cpu_seconds_total
+	clients float64 // dashboard_sse_clients
+}
+
+func scrape(ctx context.Context, base string) (metrics, error) {
+	var m metrics
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m, fmt.Errorf("reading metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			name = line[:i]
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "dashboard_refresh_queries_total":
+			m.queries += v
+		case "dashboard_frames_sent_total":
+			m.frames += v
+		case "dashboard_slow_clients_dropped_total":
+			m.slow += v
+		case "process_resident_memory_bytes":
+			m.rss = v
+		case "process_cpu_seconds_total":
+			m.cpu = v
+		case "dashboard_sse_clients":
+			m.clients = v
+		}
+	}
+	return m, sc.Err()
+}
