@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"slices"
@@ -21,8 +19,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/livedash/dashboard/internal/config"
 )
 
 // The browser tests run the real program and drive the real page in a
@@ -171,51 +167,11 @@ func waitStatus(t *testing.T, ctx context.Context, state string) {
 		`document.getElementById('status').getAttribute('data-state') === `+strconv.Quote(state))
 }
 
-// waitServer waits until cond is true on the server side, checking every
-// few milliseconds.
-func waitServer(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: timed out after %v", what, waitTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitDashboard waits until the server's catalog has the dashboard, so that
-// its page answers.
-func waitDashboard(t *testing.T, s *testServer, slug string) {
-	t.Helper()
-	waitServer(t, "dashboard "+slug+" in the catalog", func() bool {
-		snap := s.engine.Snapshot()
-		return snap != nil && snap.Dashboard(slug) != nil && s.hub.Board(snap.Dashboard(slug).ID) != nil
-	})
-}
-
-// metric returns the value of an unlabelled metric on /metrics.
-func metric(t *testing.T, s *testServer, name string) float64 {
-	t.Helper()
-	_, body := s.get(t, "/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("metric %s not on /metrics", name)
-	return 0
-}
-
 // waitStreams waits until the server holds n open SSE streams.
 func waitStreams(t *testing.T, ctx context.Context, s *testServer, n int) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
-	for metric(t, s, "dashboard_sse_clients") != float64(n) {
+	for promValue(t, s, "dashboard_sse_clients") != float64(n) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waiting for %d open SSE streams: timed out after %v\npage state: %s", n, waitTimeout, pageState(ctx))
 		}
@@ -318,53 +274,6 @@ func interceptEvents(t *testing.T, ctx context.Context, hold func(*pausedRequest
 	}()
 }
 
-// stoppableServer runs serve like startServer, but the test decides when it
-// stops: stop cancels it and waits for serve to return. The server is
-// stopped at the end of the test if it still runs.
-func stoppableServer(t *testing.T, cfg config.Config) (s *testServer, stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	started := make(chan *running, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, logger, serveOptions{stdout: io.Discard,
-			started: func(r *running) { started <- r }})
-	}()
-	var r *running
-	select {
-	case r = <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v\nlogs:\n%s", err, logs.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("serve did not start within 30s\nlogs:\n%s", logs.String())
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve returned %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("serve did not stop within 30s after cancel")
-			}
-			if t.Failed() {
-				t.Logf("server %s logs:\n%s", r.addr, logs.String())
-			}
-		})
-	}
-	t.Cleanup(stop)
-	s = &testServer{running: r, URL: "http://" + r.addr, logs: logs}
-	waitServer(t, "listener listening", func() bool { st, _ := r.listener.State(); return st.Listening })
-	return s, stop
-}
-
 // setupCounts creates one table per panel slug, with n rows each, and a
 // dashboard of stat panels counting them.
 func setupCounts(t *testing.T, s *testServer, slug string, rows int, panels ...string) int64 {
@@ -379,7 +288,7 @@ func setupCounts(t *testing.T, s *testServer, slug string, rows int, panels ...s
 		defs = append(defs, [3]string{p, "stat", "SELECT count(*) AS n FROM " + tbl})
 	}
 	id := createDashboard(t, s.pool, slug, true, defs...)
-	waitDashboard(t, s, slug)
+	awaitDashboard(t, s, slug)
 	return id
 }
 
@@ -419,8 +328,8 @@ func TestBrowserFirstPaint(t *testing.T) {
 		}
 	}
 	// Nothing but the first paint can have drawn them.
-	waitServer(t, "the browser to block /events", func() bool { return reqs.countBlocked("/events") > 0 })
-	if n := metric(t, s, "dashboard_sse_clients"); n != 0 {
+	eventually(t, "the browser to block /events", func() bool { return reqs.countBlocked("/events") > 0 })
+	if n := promValue(t, s, "dashboard_sse_clients"); n != 0 {
 		t.Errorf("got %v open streams, want 0", n)
 	}
 }
@@ -510,7 +419,7 @@ func TestBrowserStreamCutResumes(t *testing.T) {
 	// reconnect reaches the server.
 	before := board.Version()
 	insert(t, s, "a")
-	waitServer(t, "the write to be published", func() bool { return board.Version() != before })
+	eventually(t, "the write to be published", func() bool { return board.Version() != before })
 	if got := eval[string](t, ctx, statExpr("a")); got != "2" {
 		t.Fatalf("panel a: got %q while cut, want 2", got)
 	}
@@ -547,7 +456,7 @@ func TestBrowserLongPoll(t *testing.T) {
 			}
 			have := eval[string](t, ctx, statExpr("a"))
 			waitStatus(t, ctx, "polling")
-			waitServer(t, "a waiting long-poll", func() bool { return metric(t, s, "dashboard_longpoll_waiting") >= 1 })
+			eventually(t, "a waiting long-poll", func() bool { return promValue(t, s, "dashboard_longpoll_waiting") >= 1 })
 			n, _ := strconv.Atoi(have)
 			insert(t, s, "a")
 			waitStat(t, ctx, "a", strconv.Itoa(n+1))
@@ -560,7 +469,7 @@ func TestBrowserLongPoll(t *testing.T) {
 			}
 		})
 	}
-	if n := metric(t, s, "dashboard_sse_clients"); n != 0 {
+	if n := promValue(t, s, "dashboard_sse_clients"); n != 0 {
 		t.Errorf("got %v open streams, want 0", n)
 	}
 }
@@ -600,7 +509,7 @@ func TestBrowserNoScript(t *testing.T) {
 	board := s.hub.Board(id)
 	before := board.Version()
 	insert(t, s, "a")
-	waitServer(t, "the write to be published", func() bool { return board.Version() != before })
+	eventually(t, "the write to be published", func() bool { return board.Version() != before })
 	// The meta refresh reloads the page; loading it again is the same.
 	navigate(t, ctx, s, "/d/nojs")
 	if got := text(); got != "3" {
@@ -628,7 +537,7 @@ func TestBrowserRowTextIsText(t *testing.T) {
 		[3]string{"bars", "bar", `SELECT body AS label, id AS n FROM notes ORDER BY id`},
 		[3]string{"last", "stat", `SELECT body FROM notes ORDER BY id DESC LIMIT 1`},
 	)
-	waitDashboard(t, s, "xss")
+	awaitDashboard(t, s, "xss")
 	ctx := newBrowser(t)
 	call(t, ctx, page.SetBypassCSP, page.SetBypassCSPParams{Enabled: true})
 	navigate(t, ctx, s, "/d/xss")
@@ -689,7 +598,7 @@ func TestBrowserOneStreamPerTab(t *testing.T) {
 	for _, p := range panels {
 		waitStat(t, ctx, p, "2")
 	}
-	if n := metric(t, s, "dashboard_sse_clients"); n != 1 {
+	if n := promValue(t, s, "dashboard_sse_clients"); n != 1 {
 		t.Errorf("got %v open streams, want 1", n)
 	}
 	if n := reqs.count("/events"); n != 1 {
@@ -705,7 +614,7 @@ func TestBrowserOneStreamPerTab(t *testing.T) {
 // while the server was down and after, and shows live again.
 func TestBrowserServerRestart(t *testing.T) {
 	cfg := testConfig(t)
-	s1, stop := stoppableServer(t, cfg)
+	s1, stop := startStoppable(t, cfg, false)
 	setupCounts(t, s1, "restart", 1, "a")
 	ctx := newBrowser(t)
 	navigate(t, ctx, s1, "/d/restart")
@@ -714,7 +623,9 @@ func TestBrowserServerRestart(t *testing.T) {
 	waitStreams(t, ctx, s1, 1)
 	waitStatus(t, ctx, "live")
 
-	stop()
+	if err := stop(); err != nil {
+		t.Fatalf("stopping the first server: %v", err)
+	}
 	waitStatus(t, ctx, "reconnecting")
 	// A write while no server runs.
 	conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
@@ -727,7 +638,7 @@ func TestBrowserServerRestart(t *testing.T) {
 	conn.Close(ctx)
 
 	cfg.Addr = s1.addr
-	s2, _ := stoppableServer(t, cfg)
+	s2 := startServer(t, cfg, false)
 	waitStat(t, ctx, "a", "2")
 	insert(t, s2, "a")
 	waitStat(t, ctx, "a", "3")

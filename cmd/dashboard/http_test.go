@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -655,51 +653,9 @@ func TestSSEMaxAge(t *testing.T) {
 	t.Logf("stream ended by the server after %v", time.Since(start))
 }
 
-// startStoppable runs serve like startServer, but returns stop, which
-// cancels it and reports serve's result.
-func startStoppable(t *testing.T, cfg config.Config) (*testServer, func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	started := make(chan *running, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, logger, serveOptions{stdout: io.Discard, started: func(r *running) { started <- r }})
-	}()
-	var r *running
-	select {
-	case r = <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v\nlogs:\n%s", err, logs.String())
-	}
-	var once sync.Once
-	var result error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case result = <-done:
-			case <-time.After(30 * time.Second):
-				result = errors.New("serve did not return within 30s of cancel")
-			}
-		})
-		return result
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("server logs:\n%s", logs.String())
-		}
-	})
-	eventually(t, "listener listening", func() bool { st, _ := r.listener.State(); return st.Listening })
-	return &testServer{running: r, URL: "http://" + r.addr, logs: logs}, stop
-}
-
 func TestShutdownEndsStreams(t *testing.T) {
 	t.Parallel()
-	s, stop := startStoppable(t, testConfig(t))
+	s, stop := startStoppable(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE t (id serial PRIMARY KEY, v text NOT NULL DEFAULT '')`)
 	createDashboard(t, s.pool, "ops", true, [3]string{"p1", "stat", "SELECT count(*) AS n FROM t"})
 	awaitDashboard(t, s, "ops", "t")

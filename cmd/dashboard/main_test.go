@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -59,6 +60,21 @@ type testServer struct {
 // if serve returns an error.
 func startServer(t testing.TB, cfg config.Config, demoMode bool) *testServer {
 	t.Helper()
+	s, stop := startStoppable(t, cfg, demoMode)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return s
+}
+
+// startStoppable runs serve with cfg and returns once its listener
+// listens, as a real client would find the server after /readyz turned
+// true. stop cancels serve and returns its result; it is idempotent, and
+// runs at the end of the test if the test did not call it.
+func startStoppable(t testing.TB, cfg config.Config, demoMode bool) (*testServer, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -78,22 +94,25 @@ func startServer(t testing.TB, cfg config.Config, demoMode bool) *testServer {
 		cancel()
 		t.Fatalf("serve did not start within 60s\nlogs:\n%s", logs.String())
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
+	var once sync.Once
+	var result error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(30 * time.Second):
+				result = errors.New("serve did not return within 30s of cancel")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve did not stop within 30s after cancel")
-		}
+		})
+		return result
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
-			t.Logf("server logs:\n%s", logs.String())
+			t.Logf("server %s logs:\n%s", r.addr, logs.String())
 		}
 	})
-	// Tests start from a listening server, as a real client would find one
-	// after /readyz turned true.
 	deadline := time.After(30 * time.Second)
 	for {
 		st, changed := r.listener.State()
@@ -106,7 +125,7 @@ func startServer(t testing.TB, cfg config.Config, demoMode bool) *testServer {
 			t.Fatalf("listener not listening within 30s\nlogs:\n%s", logs.String())
 		}
 	}
-	return &testServer{running: r, URL: "http://" + r.addr, logs: logs}
+	return &testServer{running: r, URL: "http://" + r.addr, logs: logs}, stop
 }
 
 // exec runs SQL on the server's database.
