@@ -480,8 +480,15 @@ func (s *Server) Kill() error {
 		return fmt.Errorf("killing postgresql (pid %d): %w", pf.pid, err)
 	}
 	// Children notice the postmaster's death and exit on their own within moments.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range append([]int{pf.pid}, kids...) {
+	waitExit(append([]int{pf.pid}, kids...), 10*time.Second)
+	return nil
+}
+
+// waitExit waits until none of pids is a running postgres process. Past
+// grace, the ones left are killed.
+func waitExit(pids []int, grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for _, pid := range pids {
 		for stateOf(pid) == procPostgres {
 			if time.Now().After(deadline) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -489,7 +496,6 @@ func (s *Server) Kill() error {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return nil
 }
 
 // stop runs pg_ctl stop when a live postmaster serves the folder; with none there is nothing to do.
@@ -510,6 +516,10 @@ func (s *Server) stop(ctx context.Context, mode string) error {
 	if err != nil && stateOf(pf.pid) == procPostgres {
 		return fmt.Errorf("stopping postgresql in %s: %w\n%s", s.dir, err, bytes.TrimSpace(out))
 	}
+	// pg_ctl returns once postmaster.pid is gone, which the postmaster
+	// removes just before it exits: wait for the exit itself, so that a
+	// stopped server has no process left.
+	waitExit([]int{pf.pid}, 10*time.Second)
 	return nil
 }
 
