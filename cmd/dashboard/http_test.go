@@ -89,6 +89,25 @@ func promValue(t testing.TB, s *testServer, name string) float64 {
 	return 0
 }
 
+// pollInBackground sends a long-poll that waits up to wait seconds for a
+// version other than have; its status (0 on a transport error) arrives on
+// the returned channel.
+func pollInBackground(s *testServer, slug string, have hub.Version, wait int) <-chan int {
+	status := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", s.URL+"/d/"+slug+"/poll?wait="+strconv.Itoa(wait), nil)
+		req.Header.Set("If-None-Match", `"`+have.String()+`"`)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	return status
+}
+
 // currentVersion asks the long-poll for the dashboard's current state.
 func currentVersion(t testing.TB, s *testServer, slug string, header ...string) hub.Version {
 	t.Helper()
@@ -665,18 +684,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 		cur = wantUpdate(t, c.nextUpdate(t), "#grid")
 	}
 	// A waiting long-poll is answered too.
-	polled := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", s.URL+"/d/ops/poll?wait=50", nil)
-		req.Header.Set("If-None-Match", `"`+cur.String()+`"`)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			polled <- 0
-			return
-		}
-		resp.Body.Close()
-		polled <- resp.StatusCode
-	}()
+	polled := pollInBackground(s, "ops", cur, 50)
 	eventually(t, "the long-poll waiting", func() bool {
 		return promValue(t, s, "dashboard_longpoll_waiting") == 1
 	})

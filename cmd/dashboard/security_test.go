@@ -425,18 +425,7 @@ func TestLimits(t *testing.T) {
 	}
 
 	cur := currentVersion(t, s.testServer, "ops")
-	waiting := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest("GET", s.URL+"/d/ops/poll?wait=30", nil)
-		req.Header.Set("If-None-Match", `"`+cur.String()+`"`)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			waiting <- 0
-			return
-		}
-		resp.Body.Close()
-		waiting <- resp.StatusCode
-	}()
+	waiting := pollInBackground(s.testServer, "ops", cur, 30)
 	eventually(t, "a long-poll waiting", func() bool { return promValue(t, s.testServer, "dashboard_longpoll_waiting") == 1 })
 	resp, body := s.get(t, "/d/ops/poll?wait=0")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
