@@ -2,7 +2,6 @@ package hub
 
 import (
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,53 +41,5 @@ func BenchmarkFrameSinceShared(b *testing.B) {
 		if board.FrameSince(have, true) == nil {
 			b.Fatal("no frame")
 		}
-	}
-}
-
-// BenchmarkFanOut publishes updates to subs goroutines that each fetch the
-// frame for their step, as the SSE handlers do.
-func BenchmarkFanOut(b *testing.B) {
-	for _, subs := range []int{100, 1000, 10000} {
-		b.Run(strconv.Itoa(subs), func(b *testing.B) {
-			h, board, def := benchBoard(b)
-			h.Publish(def, result(0), time.Time{})
-			var wg, joined sync.WaitGroup
-			stop := make(chan struct{})
-			got := make(chan struct{}, subs)
-			for range subs {
-				wg.Add(1)
-				joined.Add(1)
-				go func() {
-					defer wg.Done()
-					have := board.Version()
-					joined.Done()
-					for {
-						ch := board.Changed()
-						if f := board.FrameSince(have, true); f != nil {
-							have = f.Version
-							got <- struct{}{}
-						}
-						select {
-						case <-ch:
-						case <-stop:
-							return
-						}
-					}
-				}()
-			}
-			joined.Wait() // every subscriber starts from the same version
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				h.Publish(def, result(i+1), time.Time{})
-				for range subs {
-					<-got
-				}
-			}
-			b.StopTimer()
-			close(stop)
-			wg.Wait()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
-		})
 	}
 }

@@ -1,9 +1,9 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,19 +11,14 @@ import (
 
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/sse"
+	"github.com/livedash/dashboard/internal/stream"
 )
 
-// heartbeatMessage is a comment (for proxies) followed by a named event
-// that the page's watchdog can see; hx-sse does not surface comments.
-var heartbeatMessage = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
-
-// reconnectMessage ends a stream on shutdown. It is a named event, so that
-// hx-sse applies the short retry sent with it.
-var reconnectMessage = []byte("event: reconnect\ndata:\n\n")
-
-// events is GET /d/{slug}/events: one select over the client, shutdown,
-// heartbeat, maximum age and board changes. Each write has its own deadline;
-// a client that cannot take a frame in time is dropped and counted.
+// events is GET /d/{slug}/events. It checks access and limits, writes the
+// response head itself and hands the connection to the stream pool, which
+// writes every update from then on. The connection is hijacked so that an
+// open stream costs no goroutine, no net/http buffers and no chunked
+// encoding: the body is the raw event stream, ended by closing.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	d, b, grant, ok := s.dashboard(w, r)
 	if !ok {
@@ -33,9 +28,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer leave()
 	ready, release := s.engine.Acquire(d.ID)
-	defer release()
+	done := func() { release(); leave() }
 
 	// Header first, query string second: hx-sse sends the header on
 	// reconnects, while the page's first connect carries the version it
@@ -50,94 +44,56 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+	h.Set("Connection", "close")
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		done()
+		s.logger.Error("cannot take over the connection for a stream", "err", err)
+		s.error(w, r, http.StatusInternalServerError, "Server error", "This server cannot stream here; reload to use polling.")
+		return
+	}
 	// Per-connection jitter spreads the reconnects after a restart. The
 	// retry field is sent with the comment (EventSource applies it at once)
 	// and again in front of the first message, because hx-sse applies it
 	// only with a message it dispatches.
 	retry := sse.AppendRetry(nil, 1000+rand.IntN(2000))
-	if s.write(rc, w, append(sse.AppendComment(nil, "connected"), retry...)) != nil {
-		return
-	}
-
-	ctx := r.Context()
-	if !s.await(ctx, ready, s.cfg.PageWait) {
-		return
-	}
-	heartbeat := time.NewTicker(s.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	maxAge := time.NewTimer(jitter(s.cfg.StreamMaxAge, 0.2))
-	defer maxAge.Stop()
-	// A stream opened with a token lives only as long as the token: it
-	// ends when the token expires or is revoked.
-	var tokensChanged <-chan struct{}
-	if grant.ID != 0 {
-		if until := time.Until(grant.ExpiresAt); until < s.cfg.StreamMaxAge {
-			maxAge.Reset(until)
-		}
-	}
-	for {
-		if grant.ID != 0 {
-			tokensChanged = s.tokens.Changed()
-			if !s.tokens.Set().Has(grant.ID) {
-				return
-			}
-		}
-		changed := b.Changed()
-		if b.Removed() {
-			return
-		}
-		if f := b.FrameSince(have, known); f != nil {
-			msg := f.SSE
-			if retry != nil {
-				msg, retry = append(retry, f.SSE...), nil
-			}
-			if s.write(rc, w, msg) != nil {
-				return
-			}
-			have, known = f.Version, true
-			s.metrics.frames.Inc()
-			s.metrics.bytes.Add(float64(len(f.SSE)))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.shutdown:
-			// A short retry sends the client to another replica or to this
-			// one restarted, soon, without a thundering herd.
-			s.write(rc, w, append(sse.AppendRetry(nil, 250+rand.IntN(1000)), reconnectMessage...))
-			return
-		case <-maxAge.C:
-			return
-		case <-heartbeat.C:
-			if s.write(rc, w, heartbeatMessage) != nil {
-				return
-			}
-		case <-changed:
-		case <-tokensChanged:
-		}
-	}
-}
-
-// write sends p and flushes it within the write timeout.
-func (s *Server) write(rc *http.ResponseController, w http.ResponseWriter, p []byte) error {
-	if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	_, err := w.Write(p)
+	head := s.responseHead(h)
+	head = append(sse.AppendComment(head, "connected"), retry...)
+	conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_, err = conn.Write(head)
 	if err == nil {
-		err = rc.Flush()
+		err = conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			s.metrics.slowDropped.Inc()
-			s.logger.Info("dropping slow client", "err", errSlowClient)
-		}
-		return err
+		conn.Close()
+		done()
+		return
 	}
-	return nil
+
+	// A dashboard nobody was watching runs its queries first, so that the
+	// first frame is fresh rather than what it showed long ago.
+	s.await(r.Context(), ready, s.cfg.PageWait)
+	st := &stream.Stream{Conn: conn, Board: b, Have: have, Known: known, Prefix: retry,
+		Until: time.Now().Add(jitter(s.cfg.StreamMaxAge, 0.2)), Done: done}
+	// A stream opened with a token lives only as long as the token: it
+	// ends when the token expires or is revoked.
+	if grant.ID != 0 {
+		if grant.ExpiresAt.Before(st.Until) {
+			st.Until = grant.ExpiresAt
+		}
+		st.Allowed = func() bool { return s.tokens.Set().Has(grant.ID) }
+	}
+	s.pool.Add(st)
+}
+
+// responseHead is the status line and the headers of a stream's response,
+// written by hand because the connection has been hijacked.
+func (s *Server) responseHead(h http.Header) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("HTTP/1.1 200 OK\r\n")
+	h.Write(&buf)
+	buf.WriteString("\r\n")
+	return buf.Bytes()
 }
 
 // admitStream enforces the stream limits, overall and per client address.

@@ -7,7 +7,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -25,6 +24,7 @@ import (
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/stream"
 	"github.com/livedash/dashboard/internal/views"
 	"github.com/livedash/dashboard/static"
 )
@@ -68,6 +68,7 @@ type Server struct {
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
 
+	pool      *stream.Pool
 	streams   atomic.Int64
 	longPolls atomic.Int64
 	perIPMu   sync.Mutex
@@ -88,8 +89,13 @@ func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.S
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Server{cfg: cfg, logger: logger, hub: h, engine: e, tokens: tokens, proxy: proxy, ready: ready,
+	s := &Server{cfg: cfg, logger: logger, hub: h, engine: e, tokens: tokens, proxy: proxy, ready: ready,
 		metrics: m, gather: metrics, shutdown: make(chan struct{}), perIP: make(map[string]int)}
+	s.pool = stream.New(stream.Config{
+		Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.WriteTimeout, AccessChanged: tokens.Changed, Logger: logger,
+		Counters: stream.Counters{Frames: m.frames, Bytes: m.bytes, SlowDropped: m.slowDropped},
+	})
+	return s
 }
 
 // Handler returns every route.
@@ -107,10 +113,12 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Shutdown tells every open stream and long-poll to end now, so that
-// http.Server.Shutdown does not wait for them. Streams are told to
-// reconnect, which lands them on another replica or on this one restarted.
+// http.Server.Shutdown does not wait for them, and returns when the streams
+// are closed. Streams are told to reconnect, which lands them on another
+// replica or on this one restarted.
 func (s *Server) Shutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	s.pool.Close()
 }
 
 // secure adds the headers every response carries.
@@ -351,8 +359,6 @@ func clientIP(r *http.Request) string {
 func jitter(d time.Duration, f float64) time.Duration {
 	return time.Duration(float64(d) * (1 - f*rand.Float64()))
 }
-
-var errSlowClient = errors.New("client did not take the write within the write timeout")
 
 // Metrics are the HTTP side's Prometheus metrics.
 type Metrics struct {
