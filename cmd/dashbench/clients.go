@@ -165,9 +165,9 @@ func dialer(i, sources int) *net.Dialer {
 }
 
 // sseClient is one SSE viewer: a raw connection, a hand-written request,
-// one goroutine reading. connected is called once the response header has
-// arrived.
-func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *net.Dialer, connected func(error)) {
+// and then either the epoll readers (rd, if not nil) or this goroutine
+// reading. connected is called once the response header has arrived.
+func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *net.Dialer, rd *epollReaders, connected func(error)) {
 	conn, err := d.DialContext(ctx, "tcp", target.Host)
 	if err != nil {
 		v.err = err
@@ -194,6 +194,11 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *ne
 		return
 	}
 	v.connected = true
+	// A chunked body would need decoding; the raw readers take only a
+	// body that is the event stream itself.
+	if rd != nil && len(resp.TransferEncoding) == 0 && rd.adopt(conn, br, v) == nil {
+		return
+	}
 	body := resp.Body // decodes chunked transfer encoding
 	p := sseParser{seqScanner: seqScanner{best: -1}}
 	buf := make([]byte, 2048)

@@ -136,6 +136,10 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	winLen := max(1, int(5*b.o.rate))
 	windows := make([][]int32, (meas+winLen-1)/winLen)
 	var all, poll []int32
+	first := make([]int32, k-warm)
+	for j := range first {
+		first[j] = math.MaxInt32
+	}
 	for _, v := range cs.viewers {
 		if !v.connected {
 			continue
@@ -153,6 +157,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 			}
 			w := (j - warm) / winLen
 			windows[w] = append(windows[w], d)
+			first[j-warm] = min(first[j-warm], d)
 			if v.poll {
 				poll = append(poll, d)
 			}
@@ -166,6 +171,8 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	slices.Sort(all)
 	slices.Sort(poll)
 	slices.Sort(commitLat)
+	slices.Sort(first)
+	r.FirstP50 = pct(first, 0.5)
 	r.Commits = meas
 	r.Deliveries = len(all)
 	r.DeliveriesPerSec = float64(len(all)) / window

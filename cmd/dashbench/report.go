@@ -15,15 +15,19 @@ import (
 // milliseconds, from just before the commit is sent to the client's
 // receipt of a frame showing that commit or a later one.
 type result struct {
-	N                int       `json:"n"`
-	M                int       `json:"m"`
-	Rate             float64   `json:"rate"`
-	Commits          int       `json:"commits"`
-	P50              float64   `json:"p50_ms"`
-	P90              float64   `json:"p90_ms"`
-	P99              float64   `json:"p99_ms"`
-	Max              float64   `json:"max_ms"`
-	PollP99          float64   `json:"poll_p99_ms,omitempty"`
+	N       int     `json:"n"`
+	M       int     `json:"m"`
+	Rate    float64 `json:"rate"`
+	Commits int     `json:"commits"`
+	P50     float64 `json:"p50_ms"`
+	P90     float64 `json:"p90_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
+	PollP99 float64 `json:"poll_p99_ms,omitempty"`
+	// FirstP50 is, per commit, the earliest any client saw it (median over
+	// commits): the chain from commit to the first write, before the
+	// fan-out's spread.
+	FirstP50         float64   `json:"first_p50_ms"`
 	WindowP99        []float64 `json:"window_p99_ms"` // per 5 s of commits, to see a backlog grow
 	Deliveries       int       `json:"deliveries"`
 	DeliveriesPerSec float64   `json:"deliveries_per_sec"`
@@ -117,6 +121,7 @@ func median(rows []result) result {
 	r.P99 = med(func(r result) float64 { return r.P99 })
 	r.Max = med(func(r result) float64 { return r.Max })
 	r.PollP99 = med(func(r result) float64 { return r.PollP99 })
+	r.FirstP50 = med(func(r result) float64 { return r.FirstP50 })
 	r.Deliveries = medInt(func(r result) int { return r.Deliveries })
 	r.DeliveriesPerSec = med(func(r result) float64 { return r.DeliveriesPerSec })
 	r.Frames = medInt(func(r result) int { return r.Frames })
@@ -144,7 +149,7 @@ func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "commit-to-client latency, %g commits/s, max refresh %g Hz (ms; per N the median of its runs)\n", rep.Config.Rate, rep.Config.MaxRefreshHz)
-		fmt.Fprintln(tw, "N\tM\truns\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
+		fmt.Fprintln(tw, "N\tM\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
 		for _, r := range rep.Results {
 			trend := "-"
 			for _, run := range rep.Runs {
@@ -152,8 +157,8 @@ func printReport(w io.Writer, rep report) {
 					trend = fmt.Sprintf("%.1f/%.1f", run.WindowP99[0], run.WindowP99[len(run.WindowP99)-1])
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
-				r.N, r.M, r.Runs, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
+				r.N, r.M, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
 				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit, r.CommitP99)
 		}
 		tw.Flush()

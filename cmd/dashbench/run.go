@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -291,6 +292,10 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	c := &clients{sse: n, cancel: cancel}
+	rd, err := newReaders(cctx, l, runtime.GOMAXPROCS(0), &c.wg)
+	if err != nil {
+		rd = nil // a goroutine per stream, then
+	}
 	src := b.sources(n + m)
 	sem := make(chan struct{}, 256)
 	var connected sync.WaitGroup
@@ -308,7 +313,7 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			sseClient(cctx, l, v, u, dialer(i, src), func(err error) {
+			sseClient(cctx, l, v, u, dialer(i, src), rd, func(err error) {
 				if err != nil {
 					c.connErrs.Add(1)
 				}
