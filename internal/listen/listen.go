@@ -43,8 +43,8 @@ type Config struct {
 	Sink       Sink
 	Logger     *slog.Logger
 	Metrics    *Metrics
-	// PingInterval is how long the connection may stay silent before it is
-	// pinged. A dead connection is found within PingInterval plus PingTimeout.
+	// PingInterval is how often the connection is pinged. A dead
+	// connection is found within PingInterval plus PingTimeout.
 	PingInterval time.Duration
 	// PingTimeout bounds one ping; default 5s.
 	PingTimeout time.Duration
@@ -187,21 +187,18 @@ func (l *Listener) session(ctx context.Context, onListening func()) error {
 	l.cfg.Sink.Resync()
 
 	for {
+		// One wait context per ping interval, not per notification: under
+		// a write load thousands arrive each second.
 		waitCtx, cancel := context.WithTimeout(ctx, l.cfg.PingInterval)
-		n, err := conn.WaitForNotification(waitCtx)
+		err := l.receive(waitCtx, conn)
 		cancel()
-		if err == nil {
-			l.cfg.Metrics.notifications.Inc()
-			l.cfg.Sink.TableChanged(n.Payload, time.Now())
-			continue
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("waiting for notification: %w", err)
 		}
-		// Idle for a whole interval: make sure the connection is alive. The
+		// An interval has passed: make sure the connection is alive. The
 		// ping gets a fresh context; waitCtx is already done.
 		pingCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.PingTimeout)
 		err = conn.Ping(pingCtx)
@@ -211,6 +208,19 @@ func (l *Listener) session(ctx context.Context, onListening func()) error {
 		}
 		// Notifications that came in with the ping's reply are buffered by
 		// pgx and returned by the next WaitForNotification.
+	}
+}
+
+// receive hands notifications to the sink until ctx ends or the
+// connection fails.
+func (l *Listener) receive(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		l.cfg.Metrics.notifications.Inc()
+		l.cfg.Sink.TableChanged(n.Payload, time.Now())
 	}
 }
 

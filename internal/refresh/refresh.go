@@ -185,6 +185,13 @@ func (e *Engine) LoadCatalog(ctx context.Context) error {
 // TableChanged marks table dirty. It never blocks: it is called from the
 // listener's connection reader.
 func (e *Engine) TableChanged(table string, receivedAt time.Time) {
+	// A table no panel reads changes nothing here: do not even wake up.
+	// A panel that starts reading it is queried afresh when the catalog
+	// reloads, so nothing is lost.
+	if snap := e.snapshot.Load(); snap != nil && len(snap.PanelsReading(table)) == 0 &&
+		table != catalog.DashboardsTable && table != catalog.PanelsTable {
+		return
+	}
 	e.mu.Lock()
 	if t, ok := e.dirty[table]; !ok || receivedAt.Before(t) {
 		e.dirty[table] = receivedAt

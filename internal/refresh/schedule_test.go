@@ -620,3 +620,36 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestScheduleUnreadTableIgnored: a notification for a table no panel reads
+// does not even wake the engine (under a write load on other tables that is
+// thousands of wake-ups a second), while the catalog's own tables always
+// count.
+func TestScheduleUnreadTableIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{})
+		_, release := f.e.Acquire(1)
+		defer release()
+		synctest.Wait()
+		for range 100 {
+			f.e.TableChanged("public.nobody_reads_this", time.Now())
+		}
+		f.e.mu.Lock()
+		dirty := len(f.e.dirty)
+		f.e.mu.Unlock()
+		if dirty != 0 || len(f.e.signal) != 0 {
+			t.Fatalf("after notifications for an unread table: %d dirty tables, %d wake-ups pending; want none", dirty, len(f.e.signal))
+		}
+		loads := f.loader.count()
+		f.e.TableChanged(catalog.PanelsTable, time.Now())
+		time.Sleep(time.Second)
+		if got := f.loader.count(); got != loads+1 {
+			t.Errorf("catalog loads after a change to %s: got %d, want %d", catalog.PanelsTable, got, loads+1)
+		}
+		f.e.TableChanged("public.a", time.Now())
+		time.Sleep(time.Second)
+		if got := f.db.n(11); got != 2 {
+			t.Errorf("panel 11 after a change to the table it reads: got %d queries, want 2", got)
+		}
+	})
+}
