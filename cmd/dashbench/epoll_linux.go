@@ -109,7 +109,6 @@ func (lp *epollLoop) run(ctx context.Context, l *ledger) {
 		if err != nil && err != syscall.EINTR {
 			break
 		}
-		now := l.clock.now()
 		for _, ev := range events[:max(n, 0)] {
 			lp.mu.Lock()
 			s := lp.streams[ev.Fd]
@@ -119,6 +118,10 @@ func (lp *epollLoop) run(ctx context.Context, l *ledger) {
 			}
 			m, err := syscall.Read(s.fd, buf)
 			if m > 0 {
+				// The time of this read, not of the wake-up: a batch can
+				// take milliseconds on a busy box, and a frame read late in
+				// it may show a commit sent after the wake-up.
+				now := l.clock.now()
 				v := s.v
 				s.p.feed(buf[:m], func(seq int64) { l.deliver(v, seq, now) })
 				continue
