@@ -343,7 +343,8 @@ func TestCloseDoesNotWaitForSlowClients(t *testing.T) {
 }
 
 // TestSweepAllocatesNothingPerViewer: bringing a viewer up to date must not
-// allocate; what a sweep allocates is the same for 1 and for 200 viewers.
+// allocate; what a sweep allocates is about the same for 1 and for 200
+// viewers.
 func TestSweepAllocatesNothingPerViewer(t *testing.T) {
 	allocs := func(n int) float64 {
 		f := newFixture(t, Config{})
@@ -353,8 +354,10 @@ func TestSweepAllocatesNothingPerViewer(t *testing.T) {
 			g.sweep(time.Now(), false, false)
 		})
 	}
+	// An allocation per viewer would add 199 per sweep; a stray one in the
+	// runtime or another goroutine of the process adds a few.
 	one, many := allocs(1), allocs(200)
-	if many > one {
+	if many-one >= 100 {
 		t.Fatalf("a sweep allocates %v times for 1 viewer and %v for 200, want no allocation per viewer", one, many)
 	}
 }
