@@ -103,6 +103,12 @@ func New(cfg Config) *Pool {
 	if cfg.Writers <= 0 {
 		cfg.Writers = runtime.GOMAXPROCS(0)
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
