@@ -20,16 +20,7 @@ func socketPair(t *testing.T) (client, server net.Conn, raw syscall.RawConn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
+	client, server = connect(t, ln, &net.Dialer{})
 	raw, err = server.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)

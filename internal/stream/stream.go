@@ -129,8 +129,7 @@ func (p *Pool) Add(s *Stream) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		v.Conn.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
-		v.Conn.Write(goodbye())
+		WriteWithin(v.Conn, goodbye(), p.cfg.WriteTimeout)
 		p.end(v, nil)
 		return
 	}
@@ -360,16 +359,21 @@ func (g *group) write(v *viewer, p []byte, now time.Time) error {
 // finish completes a write the socket could not take at once. The bytes
 // are shared with every other viewer and only read.
 func (g *group) finish(v *viewer, rest []byte) {
-	err := v.Conn.SetWriteDeadline(time.Now().Add(g.pool.cfg.WriteTimeout))
-	if err == nil {
-		_, err = v.Conn.Write(rest)
-	}
-	if err == nil {
-		// The fast path writes under the same deadline; clear it.
-		err = v.Conn.SetWriteDeadline(time.Time{})
-	}
-	v.slowErr = err
+	v.slowErr = WriteWithin(v.Conn, rest, g.pool.cfg.WriteTimeout)
 	g.finished <- v
+}
+
+// WriteWithin writes p to c, blocking for at most timeout, and leaves no
+// deadline behind: the non-blocking writes that follow check it too.
+func WriteWithin(c net.Conn, p []byte, timeout time.Duration) error {
+	err := c.SetWriteDeadline(time.Now().Add(timeout))
+	if err == nil {
+		_, err = c.Write(p)
+	}
+	if err == nil {
+		err = c.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // slowDone takes a viewer back from its goroutine, or drops it.

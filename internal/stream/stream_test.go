@@ -104,15 +104,7 @@ func (f *fixture) dial(t testing.TB, d *net.Dialer, setup func(*Stream)) *client
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	conn, err := d.Dial("tcp", f.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	srv, err := f.ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, srv := connect(t, f.ln, d)
 	c := &client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), done: make(chan struct{})}
 	s := &Stream{Conn: srv, Board: f.board, Have: f.board.Version(), Known: true,
 		Until: time.Now().Add(time.Hour), Done: func() { close(c.done) }}
@@ -121,6 +113,22 @@ func (f *fixture) dial(t testing.TB, d *net.Dialer, setup func(*Stream)) *client
 	}
 	f.pool.Add(s)
 	return c
+}
+
+// connect dials ln with d and returns both ends; the test closes them.
+func connect(t testing.TB, ln net.Listener, d *net.Dialer) (client, server net.Conn) {
+	t.Helper()
+	client, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
 
 // until reads until the stream has shown want, and returns what it read.
@@ -368,11 +376,7 @@ func (f *fixture) detachedGroup(t testing.TB, n int) *group {
 	t.Helper()
 	g := newGroup(f.pool, f.board, 0)
 	for range n {
-		c, err := net.Dial("tcp", f.ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c, srv := connect(t, f.ln, &net.Dialer{})
 		go func() {
 			buf := make([]byte, 64<<10)
 			for {
@@ -381,11 +385,6 @@ func (f *fixture) detachedGroup(t testing.TB, n int) *group {
 				}
 			}
 		}()
-		srv, err := f.ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
 		raw, err := srv.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)

@@ -57,14 +57,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// and again in front of the first message, because hx-sse applies it
 	// only with a message it dispatches.
 	retry := sse.AppendRetry(nil, 1000+rand.IntN(2000))
-	head := s.responseHead(h)
-	head = append(sse.AppendComment(head, "connected"), retry...)
-	conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	_, err = conn.Write(head)
-	if err == nil {
-		err = conn.SetWriteDeadline(time.Time{})
-	}
-	if err != nil {
+	head := append(sse.AppendComment(responseHead(h), "connected"), retry...)
+	if err := stream.WriteWithin(conn, head, s.cfg.WriteTimeout); err != nil {
 		conn.Close()
 		done()
 		return
@@ -88,7 +82,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // responseHead is the status line and the headers of a stream's response,
 // written by hand because the connection has been hijacked.
-func (s *Server) responseHead(h http.Header) []byte {
+func responseHead(h http.Header) []byte {
 	var buf bytes.Buffer
 	buf.WriteString("HTTP/1.1 200 OK\r\n")
 	h.Write(&buf)
