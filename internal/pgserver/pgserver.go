@@ -287,7 +287,9 @@ func (s *Server) initdb(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if !bytes.Contains(out, []byte("locale")) {
+		// initdb always names the locale it uses; only "invalid locale name"
+		// (or "invalid locale settings") means C.UTF-8 is missing here.
+		if !bytes.Contains(out, []byte("invalid locale")) {
 			break
 		}
 	}
