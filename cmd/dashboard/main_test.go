@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livedash/dashboard/internal/config"
@@ -24,8 +26,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // random port, short timers.
 func testConfig(t testing.TB) config.Config {
 	t.Helper()
+	return configFor(pgtest.NewDB(t))
+}
+
+// configFor is the tests' configuration on the database at url.
+func configFor(url string) config.Config {
 	return config.Config{
-		DatabaseURL:      pgtest.NewDB(t),
+		DatabaseURL:      url,
 		Addr:             "127.0.0.1:0",
 		LogLevel:         "debug",
 		LogFormat:        "text",
@@ -156,26 +163,33 @@ func (s *testServer) get(t testing.TB, path string, header ...string) (*http.Res
 }
 
 // createDashboard adds a dashboard with one panel per (slug, kind, sql)
-// triple and returns the dashboard id.
+// triple, in one transaction so that no viewer sees it without its panels,
+// and returns the dashboard id.
 func createDashboard(t testing.TB, pool *pgxpool.Pool, slug string, public bool, panels ...[3]string) int64 {
 	t.Helper()
-	ctx := context.Background()
 	vis := "public"
 	if !public {
 		vis = "private"
 	}
 	var id int64
-	err := pool.QueryRow(ctx, `INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ($1, $2, $3) RETURNING id`,
-		slug, "Dashboard "+slug, vis).Scan(&id)
-	if err != nil {
-		t.Fatalf("creating dashboard: %v", err)
-	}
-	for i, p := range panels {
-		_, err := pool.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, p[0], "Panel "+p[0], p[1], p[2], i)
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		ctx := context.Background()
+		err := tx.QueryRow(ctx, `INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ($1, $2, $3) RETURNING id`,
+			slug, "Dashboard "+slug, vis).Scan(&id)
 		if err != nil {
-			t.Fatalf("creating panel %s: %v", p[0], err)
+			return fmt.Errorf("creating dashboard: %w", err)
 		}
+		for i, p := range panels {
+			_, err := tx.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position) VALUES ($1, $2, $3, $4, $5, $6)`,
+				id, p[0], "Panel "+p[0], p[1], p[2], i)
+			if err != nil {
+				return fmt.Errorf("creating panel %s: %w", p[0], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return id
 }
