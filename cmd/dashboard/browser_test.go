@@ -76,7 +76,8 @@ func newBrowser(t *testing.T) context.Context {
 // recorderScript runs in every page before its own scripts and records
 // the page's transport switches and htmx errors, for failure messages.
 const recorderScript = `window.__events = [];
-for (const name of ['dashboard:transport', 'htmx:error', 'htmx:sse:error', 'htmx:sse:close', 'htmx:after:request']) {
+for (const name of ['dashboard:transport', 'htmx:error', 'htmx:sse:error', 'htmx:sse:close', 'htmx:after:request',
+		'htmx:before:request', 'htmx:sse:before:connection', 'htmx:sse:after:connection']) {
 	document.addEventListener(name, (e) => {
 		const d = e.detail || {};
 		window.__events.push(Math.round(performance.now()) + 'ms ' + name + ' ' + (e.target && e.target.id) + ' ' +
@@ -84,10 +85,52 @@ for (const name of ['dashboard:transport', 'htmx:error', 'htmx:sse:error', 'htmx
 	}, true);
 }`
 
-// record installs recorderScript in the tab.
+// record installs recorderScript in the tab, and logs what the browser's
+// network stack does with requests to /events: a failing test then shows
+// whether a stream request left the browser and what came back.
 func record(t *testing.T, ctx context.Context) {
 	t.Helper()
 	call(t, ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: recorderScript})
+	var mu sync.Mutex
+	stopped := false
+	ids := map[network.RequestID]bool{}
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Logf("network: "+format, args...)
+		}
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if strings.Contains(e.Request.URL, "/events") {
+				ids[e.RequestID] = true
+				logf("%s sent %s", e.RequestID, e.Request.URL)
+			}
+		case *network.EventResponseReceived:
+			if ids[e.RequestID] {
+				logf("%s response %d", e.RequestID, e.Response.Status)
+			}
+		case *network.EventLoadingFailed:
+			if ids[e.RequestID] {
+				logf("%s failed: %s canceled=%v blocked=%q", e.RequestID, e.ErrorText, e.Canceled, e.BlockedReason)
+			}
+		case *network.EventLoadingFinished:
+			if ids[e.RequestID] {
+				logf("%s finished", e.RequestID)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+	})
+	call(t, ctx, network.Enable, network.EnableParams{})
 }
 
 // call runs one DevTools command on the tab of ctx.

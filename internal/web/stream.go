@@ -64,6 +64,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	s.logger.Debug("stream opened", "dashboard", d.Slug, "remote", r.RemoteAddr, "last_event_id", last)
+
 	// A dashboard nobody was watching runs its queries first, so that the
 	// first frame is fresh rather than what it showed long ago.
 	s.await(r.Context(), ready, s.cfg.PageWait)
