@@ -2,7 +2,9 @@
 // back to the long-poll in poll.js (window.DashboardPoll) when the stream
 // fails or goes quiet, trying the stream again after five minutes of polling.
 //
-// Loaded with defer after htmx.min.js and hx-sse.min.js. The page loads
+// Loaded with defer after hx-sse.min.js; htmx.min.js is a classic script at
+// the end of the body, so it has run by then and starts itself at
+// DOMContentLoaded, after the extension is registered. The page loads
 // poll.js after this script, so the body below runs once window.DashboardPoll
 // exists: at DOMContentLoaded, when every deferred script has run. No inline
 // script anywhere, so the page works under `script-src 'self'`.

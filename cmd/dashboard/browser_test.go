@@ -20,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/livedash/dashboard/static"
 )
 
 // The browser tests run the real program and drive the real page in a
@@ -295,8 +297,15 @@ type pausedRequest struct {
 // The interception ends with ctx.
 func interceptEvents(t *testing.T, ctx context.Context, hold func(*pausedRequest) bool) {
 	t.Helper()
+	intercept(t, ctx, "*/events*", hold)
+}
+
+// intercept is interceptEvents for the requests whose URL matches pattern
+// (the Fetch domain's wildcards). Only one interception per tab.
+func intercept(t *testing.T, ctx context.Context, pattern string, hold func(*pausedRequest) bool) {
+	t.Helper()
 	paused := chromedp.Events(ctx, fetch.RequestPaused)
-	call(t, ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/events*"}}})
+	call(t, ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: pattern}}})
 	go func() {
 		for ev, err := range paused {
 			if err != nil {
@@ -485,6 +494,48 @@ func TestBrowserStreamCutResumes(t *testing.T) {
 	}
 }
 
+// TestBrowserSlowExtension: the hx-sse extension arrives after htmx has
+// run (a slow network or a busy machine). The page must still connect its
+// stream: htmx has to wait for DOMContentLoaded, which waits for the
+// deferred extension, instead of starting on a timer without it.
+func TestBrowserSlowExtension(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	setupCounts(t, s, "slowext", 1, "a")
+	ctx := newBrowser(t)
+	held := make(chan *pausedRequest, 1)
+	intercept(t, ctx, "*/hx-sse*", func(p *pausedRequest) bool {
+		select {
+		case held <- p:
+			return true
+		default:
+			return false // a reload's request: not held
+		}
+	})
+	loaded := make(chan error, 1)
+	go func() { loaded <- chromedp.Do(ctx, chromedp.Navigate(s.URL+"/d/slowext")) }()
+	var p *pausedRequest
+	select {
+	case p = <-held:
+	case err := <-loaded:
+		t.Fatalf("the page loaded without requesting the extension: %v", err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	// Let htmx run, and then one task turn: a start on a timer, queued when
+	// htmx ran, would come first.
+	waitJS(t, ctx, "htmx to run", `window.htmx !== undefined`)
+	eval[chromedp.Void](t, ctx, `setTimeout(() => { window.__turn = 1 }, 0)`)
+	waitJS(t, ctx, "a task turn after htmx ran", `window.__turn === 1`)
+	close(p.resume)
+	if err := <-loaded; err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	waitStreams(t, ctx, s, 1)
+	waitStatus(t, ctx, "live")
+	insert(t, s, "a")
+	waitStat(t, ctx, "a", "2")
+}
+
 // TestBrowserLongPoll: without EventSource, fetch and ReadableStream, and
 // separately with ?transport=poll, updates arrive through the long-poll.
 func TestBrowserLongPoll(t *testing.T) {
@@ -610,11 +661,13 @@ func TestBrowserRowTextIsText(t *testing.T) {
 		if got := eval[string](t, ctx, statExpr("last")); got != payloads[rows-1] {
 			t.Errorf("%s: stat: got %q, want %q", when, got, payloads[rows-1])
 		}
-		// Only the page's own elements: its four scripts, one chart, no
-		// images, and no handler ran.
+		// Only the page's own elements: its four scripts (htmx the only one
+		// in the body, as its last child), one chart, no images, and no
+		// handler ran.
 		got := eval[map[string]any](t, ctx, `({
 			scripts: document.querySelectorAll('script').length,
-			bodyScripts: document.querySelectorAll('body script').length,
+			bodyScripts: [...document.querySelectorAll('body script')].filter((s) =>
+				!(s === document.body.lastElementChild && s.getAttribute('src') === `+strconv.Quote(static.Path("vendor/htmx.min.js"))+`)).length,
 			images: document.querySelectorAll('img, image').length,
 			svgs: document.querySelectorAll('#panel-bars svg').length,
 			onload: document.querySelectorAll('[onload], [onerror]').length,

@@ -53,19 +53,27 @@ func TestDashboardPageSSE(t *testing.T) {
 	if strings.Contains(out, "htmx-config") {
 		t.Errorf("want no htmx-config meta (it would restrict extensions)")
 	}
+	// The extension and page scripts are deferred; htmx is a classic script
+	// at the end of the body, so that it starts at DOMContentLoaded, after
+	// the extension (TestBrowserSlowExtension).
 	var srcs []string
 	for _, s := range find([]*html.Node{doc}, "script", "") {
 		src, _ := attr(s, "src")
 		srcs = append(srcs, src)
-		if _, ok := attr(s, "defer"); !ok {
-			t.Errorf("script %s: want defer", src)
+		_, deferred := attr(s, "defer")
+		if isHTMX := src == "/static/htmx.2.js"; deferred == isHTMX {
+			t.Errorf("script %s: deferred %v, want %v", src, deferred, !isHTMX)
 		}
 		if s.FirstChild != nil {
 			t.Errorf("script %s: want no inline content", src)
 		}
 	}
-	if got, want := strings.Join(srcs, " "), "/static/htmx.2.js /static/hx-sse.3.js /static/app.4.js /static/poll.5.js"; got != want {
+	if got, want := strings.Join(srcs, " "), "/static/hx-sse.3.js /static/app.4.js /static/poll.5.js /static/htmx.2.js"; got != want {
 		t.Errorf("scripts: got %q, want %q", got, want)
+	}
+	if body := out[strings.Index(out, "<body"):]; !strings.HasSuffix(strings.TrimSpace(body),
+		`<script src="/static/htmx.2.js"></script></body></html>`) {
+		t.Errorf("want htmx as the last element of the body")
 	}
 	live := byID(doc, "live")
 	if live == nil {
