@@ -39,9 +39,9 @@ func SmallDisk(t testing.TB, mib int) string {
 	return dir
 }
 
-// Fill writes the file path until its disk is full and returns how many
-// bytes it took; removing the file gives the space back.
-func Fill(t testing.TB, path string) int64 {
+// Fill writes the file path until its disk is full; removing the file gives
+// the space back.
+func Fill(t testing.TB, path string) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -49,12 +49,10 @@ func Fill(t testing.TB, path string) int64 {
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
-	var n int64
 	for {
-		m, err := f.Write(buf)
-		n += int64(m)
+		_, err := f.Write(buf)
 		if errors.Is(err, syscall.ENOSPC) {
-			return n
+			return
 		}
 		if err != nil {
 			t.Fatalf("pgtest: filling %s: %v", path, err)
