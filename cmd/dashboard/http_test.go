@@ -400,7 +400,7 @@ func TestHTTPContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := c.nextUpdate(t)
-		v := wantUpdate(t, m, "#grid")
+		v := wantUpdate(t, m, "#heading", "#grid")
 		if !strings.Contains(m.body(), "<hx-partial") {
 			t.Errorf("got body %q, want hx-partial elements", trim(m.body()))
 		}
@@ -444,7 +444,7 @@ func TestHTTPContract(t *testing.T) {
 			if c.resp.StatusCode != http.StatusOK {
 				t.Fatalf("Last-Event-ID %.40q: got %d, want 200", bad, c.resp.StatusCode)
 			}
-			wantUpdate(t, c.nextUpdate(t), "#grid")
+			wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
 			c.close()
 		}
 		for _, q := range []string{"", "garbage", "%ff%00", "%00", strings.Repeat("a", 4000)} {
@@ -452,13 +452,13 @@ func TestHTTPContract(t *testing.T) {
 			if c.resp.StatusCode != http.StatusOK {
 				t.Fatalf("?lastEventId=%.40q: got %d, want 200", q, c.resp.StatusCode)
 			}
-			wantUpdate(t, c.nextUpdate(t), "#grid")
+			wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
 			c.close()
 		}
 		// Header wins even when it is the malformed one.
 		cur := currentVersion(t, s.testServer, "ops")
 		c := openSSE(t, nil, events+"?lastEventId="+cur.String(), "Last-Event-ID", "garbage")
-		wantUpdate(t, c.nextUpdate(t), "#grid")
+		wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
 	})
 
 	t.Run("a client ahead of the server gets nothing until the server passes it", func(t *testing.T) {
@@ -470,7 +470,7 @@ func TestHTTPContract(t *testing.T) {
 		insertRow(t, s.testServer)
 		// The near client's state is now behind the server: it gets the
 		// whole grid (its version was never this server's).
-		v := wantUpdate(t, near.nextUpdate(t), "#grid")
+		v := wantUpdate(t, near.nextUpdate(t), "#heading", "#grid")
 		if v.LSN <= cur.LSN+1 {
 			t.Errorf("got version %s, want one past %x", v, cur.LSN+1)
 		}
@@ -513,8 +513,8 @@ func TestHTTPContract(t *testing.T) {
 		if got := resp.Header.Get("Cache-Control"); got != "no-cache" {
 			t.Errorf("Cache-Control: got %q, want no-cache", got)
 		}
-		if got := targets(body); len(got) != 1 || got[0] != "#grid" {
-			t.Errorf("got partials %v, want the grid", got)
+		if got := targets(body); strings.Join(got, " ") != "#heading #grid" {
+			t.Errorf("got partials %v, want the heading and the grid", got)
 		}
 		for _, inm := range []string{etag, "W/" + etag, `"x", ` + etag, `W/"nope", W/` + etag} {
 			resp, body := s.get(t, "/d/ops/poll?wait=0", "If-None-Match", inm)
@@ -528,8 +528,8 @@ func TestHTTPContract(t *testing.T) {
 		}
 		for _, bad := range []string{`"garbage"`, "*", `W/""`, strings.Repeat("x", 8000)} {
 			resp, body := s.get(t, "/d/ops/poll?wait=0", "If-None-Match", bad)
-			if resp.StatusCode != http.StatusOK || len(targets(body)) != 1 {
-				t.Errorf("If-None-Match %.40q: got %d, want 200 with the grid", bad, resp.StatusCode)
+			if resp.StatusCode != http.StatusOK || len(targets(body)) != 2 {
+				t.Errorf("If-None-Match %.40q: got %d, want 200 with the heading and the grid", bad, resp.StatusCode)
 			}
 		}
 		resp, body = s.get(t, "/d/ops/poll?wait=abc", "If-None-Match", etag)
@@ -681,7 +681,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	streams := []*sseClient{openSSE(t, nil, s.URL+"/d/ops/events"), openSSE(t, nil, s.URL+"/d/ops/events")}
 	var cur hub.Version
 	for _, c := range streams {
-		cur = wantUpdate(t, c.nextUpdate(t), "#grid")
+		cur = wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
 	}
 	// A waiting long-poll is answered too.
 	polled := pollInBackground(s, "ops", cur, 50)

@@ -21,8 +21,8 @@ import (
 
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/panel"
-	"github.com/livedash/dashboard/internal/sse"
 	"github.com/livedash/dashboard/internal/views"
+	"github.com/livedash/dashboard/internal/wire"
 )
 
 // Version identifies a dashboard state: the WAL position of the newest
@@ -54,15 +54,12 @@ func ParseVersion(s string) (Version, bool) {
 	return Version{LSN: l, Hash: h}, true
 }
 
-// Frame is the encoded step from one version to the current one. Its byte
-// slices are shared by every subscriber and must not be modified.
+// Frame is the step from one version to the current one, encoded once by
+// internal/wire for every transport. Its byte slices are shared by every
+// subscriber and must not be modified.
 type Frame struct {
 	Version Version
-	// Body is the partials, one <hx-partial> per changed panel (or one for
-	// the whole grid), as the long-poll answers it.
-	Body []byte
-	// SSE is Body as one SSE message with Version as its id.
-	SSE []byte
+	wire.Update
 }
 
 // Hub holds every dashboard's board.
@@ -104,7 +101,7 @@ type Board struct {
 	mu      sync.RWMutex
 	dash    *panel.Dashboard
 	results map[int64]*panel.Result
-	frags   map[int64][]byte
+	frags   map[int64][]byte // each panel's <hx-partial>, as views renders it
 	layout  uint64
 	version Version
 	removed bool
@@ -249,32 +246,28 @@ func (b *Board) stepFrom(have Version, known bool) (changed []int64, full bool) 
 
 // build encodes the step to the current version. Called with mu held.
 func (b *Board) build(full bool, changed []int64) (*Frame, error) {
-	var body bytes.Buffer
+	var body []byte
 	if full {
-		body.WriteString(`<hx-partial hx-target="#grid" hx-swap="outerHTML">`)
-		if err := views.Grid(b.dash, b.results).Render(context.Background(), &body); err != nil {
-			return nil, fmt.Errorf("rendering grid: %w", err)
+		var err error
+		if body, err = views.PagePartials(context.Background(), b.dash, b.results); err != nil {
+			return nil, fmt.Errorf("rendering page partials: %w", err)
 		}
-		body.WriteString("</hx-partial>")
 	} else {
 		want := make(map[int64]bool, len(changed))
 		for _, id := range changed {
 			want[id] = true
 		}
 		for _, p := range b.dash.Panels {
-			if frag := b.frags[p.ID]; want[p.ID] && frag != nil {
-				body.WriteString(`<hx-partial hx-target="#`)
-				body.WriteString(p.DOMID())
-				body.WriteString(`" hx-swap="outerHTML">`)
-				body.Write(frag)
-				body.WriteString("</hx-partial>")
+			if want[p.ID] {
+				body = append(body, b.frags[p.ID]...)
 			}
 		}
 	}
-	f := &Frame{Version: b.version, Body: body.Bytes()}
-	var err error
-	f.SSE, err = sse.AppendEvent(nil, b.version.String(), "", f.Body)
-	return f, err
+	u, err := wire.NewUpdate(b.version.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	return &Frame{Version: b.version, Update: u}, nil
 }
 
 // CatalogChanged installs new dashboard definitions. A dashboard whose
@@ -334,7 +327,7 @@ func (h *Hub) Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time) {
 		return
 	}
 	start := time.Now()
-	frag, err := views.RenderPanel(context.Background(), p, r)
+	frag, err := views.PanelPartial(context.Background(), p, r)
 	h.metrics.render.Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.logger.Error("rendering panel", "panel", p.Slug, "err", err)

@@ -51,8 +51,8 @@ func wantTargets(t *testing.T, f *hub.Frame, want ...string) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("got partials %v, want %v", got, want)
 	}
-	if !bytes.HasPrefix(f.SSE, []byte("id: "+f.Version.String()+"\n")) {
-		t.Fatalf("SSE frame starts %q, want the id line of %s", trim(f.SSE), f.Version)
+	if !bytes.HasPrefix(f.Message, []byte("id: "+f.Version.String()+"\n")) {
+		t.Fatalf("SSE frame starts %q, want the id line of %s", trim(f.Message), f.Version)
 	}
 }
 
@@ -68,7 +68,7 @@ func TestFrameSince(t *testing.T) {
 	v0 := b.Version()
 
 	// Unknown client state: the whole grid.
-	wantTargets(t, b.FrameSince(hub.Version{}, false), "#grid")
+	wantTargets(t, b.FrameSince(hub.Version{}, false), "#heading", "#grid")
 	if f := b.FrameSince(v0, true); f != nil {
 		t.Fatalf("got a frame for the current version, want nil")
 	}
@@ -119,7 +119,7 @@ func TestFrameSince(t *testing.T) {
 		t.Fatal("got a frame for a client ahead of the server, want nil")
 	}
 	// A version this board never had, behind it: the whole grid.
-	wantTargets(t, b.FrameSince(hub.Version{LSN: 1, Hash: 42}, true), "#grid")
+	wantTargets(t, b.FrameSince(hub.Version{LSN: 1, Hash: 42}, true), "#heading", "#grid")
 
 	// A layout change: the step over it is the whole grid.
 	d2 := *d
@@ -131,11 +131,11 @@ func TestFrameSince(t *testing.T) {
 	if v3 == v2 {
 		t.Fatal("version unchanged by a layout change")
 	}
-	wantTargets(t, b.FrameSince(v2, true), "#grid")
-	wantTargets(t, b.FrameSince(v1, true), "#grid")
+	wantTargets(t, b.FrameSince(v2, true), "#heading", "#grid")
+	wantTargets(t, b.FrameSince(v1, true), "#heading", "#grid")
 	h.Publish(d2.Panels[0], result(300, "c"), time.Time{})
 	wantTargets(t, b.FrameSince(v3, true), "#panel-p1")
-	wantTargets(t, b.FrameSince(v2, true), "#grid")
+	wantTargets(t, b.FrameSince(v2, true), "#heading", "#grid")
 }
 
 func TestFrameSinceForgetsOldVersions(t *testing.T) {
@@ -145,7 +145,7 @@ func TestFrameSinceForgetsOldVersions(t *testing.T) {
 		h.Publish(d.Panels[0], result(uint64(10+i), strings.Repeat("x", i+1)), time.Time{})
 	}
 	// v0 is more than 16 steps back: the whole grid.
-	wantTargets(t, b.FrameSince(v0, true), "#grid")
+	wantTargets(t, b.FrameSince(v0, true), "#heading", "#grid")
 	cur := b.Version()
 	h.Publish(d.Panels[1], result(100, "y"), time.Time{})
 	wantTargets(t, b.FrameSince(cur, true), "#panel-p2")

@@ -13,7 +13,6 @@ package stream
 import (
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -23,16 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/livedash/dashboard/internal/hub"
-	"github.com/livedash/dashboard/internal/sse"
+	"github.com/livedash/dashboard/internal/wire"
 )
-
-// heartbeatMessage is a comment (for proxies) followed by a named event
-// that the page's watchdog can see; hx-sse does not surface comments.
-var heartbeatMessage = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
-
-// reconnectMessage ends a stream on shutdown. It is a named event, so that
-// hx-sse applies the short retry sent with it.
-var reconnectMessage = []byte("event: reconnect\ndata:\n\n")
 
 // Config is how a Pool writes.
 type Config struct {
@@ -129,7 +120,7 @@ func (p *Pool) Add(s *Stream) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		WriteWithin(v.Conn, goodbye(), p.cfg.WriteTimeout)
+		WriteWithin(v.Conn, wire.Goodbye(), p.cfg.WriteTimeout)
 		p.end(v, nil)
 		return
 	}
@@ -167,12 +158,6 @@ func (p *Pool) Close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-// goodbye is a short retry with jitter, so that the clients come back
-// soon but not all at once, and the reconnect event.
-func goodbye() []byte {
-	return append(sse.AppendRetry(nil, 250+rand.IntN(1000)), reconnectMessage...)
 }
 
 // end closes a stream and reports why, if it was dropped for being slow.
@@ -327,18 +312,18 @@ func (g *group) serve(v *viewer, now time.Time, removed, recheck, maintain bool)
 		}
 	}
 	if f := g.board.FrameSince(v.Have, v.Known); f != nil {
-		msg := f.SSE
+		msg := f.Message
 		if v.Prefix != nil {
-			msg = append(v.Prefix, f.SSE...)
+			msg = append(v.Prefix, f.Message...)
 			v.Prefix = nil
 		}
 		v.Have, v.Known = f.Version, true
 		g.frames++
-		g.bytes += len(f.SSE)
+		g.bytes += len(f.Message)
 		return g.write(v, msg, now)
 	}
 	if maintain && now.Sub(v.lastWrite) >= g.pool.cfg.Heartbeat {
-		return g.write(v, heartbeatMessage, now)
+		return g.write(v, wire.Heartbeat, now)
 	}
 	return nil
 }
@@ -403,7 +388,7 @@ func (g *group) shutdown() {
 			busy++
 			continue
 		}
-		g.io.write(v.raw, goodbye())
+		g.io.write(v.raw, wire.Goodbye())
 		g.pool.end(v, nil)
 	}
 	for ; busy > 0; busy-- {

@@ -17,6 +17,7 @@ import (
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/wire"
 )
 
 // wait bounds every wait for the other side of a socket, so that a broken
@@ -266,7 +267,7 @@ func TestHeartbeatWhenIdle(t *testing.T) {
 	f := newFixture(t, Config{Heartbeat: 50 * time.Millisecond})
 	c := f.dial(t, nil, nil)
 	got := c.until(t, "\n\n")
-	if got != string(heartbeatMessage) {
+	if got != string(wire.Heartbeat) {
 		t.Fatalf("got %q, want a heartbeat", got)
 	}
 }
@@ -319,13 +320,13 @@ func TestCloseSaysGoodbye(t *testing.T) {
 	f.pool.Close()
 	for i, c := range clients {
 		got := c.end(t)
-		if !strings.HasPrefix(got, "retry: ") || !strings.HasSuffix(got, string(reconnectMessage)) {
+		if !strings.HasPrefix(got, "retry: ") || !strings.HasSuffix(got, "event: reconnect\ndata:\n\n") {
 			t.Errorf("client %d: got %q at close, want a retry and the reconnect event", i, got)
 		}
 		c.ended(t, "pool closed")
 	}
 	late := f.dial(t, nil, nil)
-	if got := late.end(t); !strings.HasSuffix(got, string(reconnectMessage)) {
+	if got := late.end(t); !strings.HasSuffix(got, "event: reconnect\ndata:\n\n") {
 		t.Errorf("stream added after Close: got %q, want the reconnect event", got)
 	}
 	late.ended(t, "added after close")

@@ -7,16 +7,16 @@ import (
 	"github.com/livedash/dashboard/internal/panel"
 )
 
-// BenchmarkRenderPanel measures one render per kind, the cost the hub pays
+// BenchmarkPanelPartial measures one render per kind, the cost the hub pays
 // once per changed panel.
-func BenchmarkRenderPanel(b *testing.B) {
+func BenchmarkPanelPartial(b *testing.B) {
 	ctx := context.Background()
 	for _, k := range panel.Kinds {
 		d, r := def(k, panel.Options{Sparkline: true, Delta: true}), samples()[k]
 		b.Run(string(k), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := RenderPanel(ctx, d, r); err != nil {
+				if _, err := PanelPartial(ctx, d, r); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -47,15 +47,51 @@ type DashboardPage struct {
 	NoScriptRefresh int
 }
 
-// RenderPanel renders one panel to bytes. The hub calls it once per change
-// and sends the same bytes to every viewer, so it must be, and is,
+// PanelPartial renders one panel in its <hx-partial> envelope, the form in
+// which a changed panel reaches both transports. The hub calls it once per
+// change and sends the same bytes to every viewer, so it must be, and is,
 // deterministic.
-func RenderPanel(ctx context.Context, d *panel.Def, r *panel.Result) ([]byte, error) {
+func PanelPartial(ctx context.Context, d *panel.Def, r *panel.Result) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := Panel(d, r).Render(ctx, &buf); err != nil {
+	if err := writePartial(ctx, &buf, "#"+d.DOMID(), Panel(d, r)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// PagePartials renders what a client whose state is unknown, or whose
+// dashboard changed its layout, title or description, needs: the heading and
+// the whole grid, each in its <hx-partial> envelope.
+func PagePartials(ctx context.Context, d *panel.Dashboard, results map[int64]*panel.Result) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := writePartial(ctx, &buf, "#"+HeadingID, Heading(d)); err != nil {
+		return nil, err
+	}
+	if err := writePartial(ctx, &buf, "#"+GridID, Grid(d, results)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// HeadingID and GridID are the ids of the page's live parts besides the
+// panels.
+const (
+	HeadingID = "heading"
+	GridID    = "grid"
+)
+
+// writePartial wraps c in an htmx 4 <hx-partial> that replaces the element
+// target selects. target is built from ids the code controls (slugs are
+// [a-z0-9-]), so it needs no escaping.
+func writePartial(ctx context.Context, buf *bytes.Buffer, target string, c templ.Component) error {
+	buf.WriteString(`<hx-partial hx-target="`)
+	buf.WriteString(target)
+	buf.WriteString(`" hx-swap="outerHTML">`)
+	if err := c.Render(ctx, buf); err != nil {
+		return err
+	}
+	buf.WriteString("</hx-partial>")
+	return nil
 }
 
 // clampSpan keeps a panel's grid span within 1-4.

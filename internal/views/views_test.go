@@ -16,11 +16,11 @@ import (
 
 func render(t testing.TB, d *panel.Def, r *panel.Result) string {
 	t.Helper()
-	b, err := RenderPanel(context.Background(), d, r)
-	if err != nil {
-		t.Fatalf("RenderPanel: %v", err)
+	var b strings.Builder
+	if err := Panel(d, r).Render(context.Background(), &b); err != nil {
+		t.Fatalf("rendering panel: %v", err)
 	}
-	return string(b)
+	return b.String()
 }
 
 // parseFragment parses a panel as it would be swapped into a page body.

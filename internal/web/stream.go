@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/livedash/dashboard/internal/hub"
-	"github.com/livedash/dashboard/internal/sse"
 	"github.com/livedash/dashboard/internal/stream"
+	"github.com/livedash/dashboard/internal/wire"
 )
 
 // events is GET /d/{slug}/events. It checks access and limits, writes the
@@ -56,8 +56,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// retry field is sent with the comment (EventSource applies it at once)
 	// and again in front of the first message, because hx-sse applies it
 	// only with a message it dispatches.
-	retry := sse.AppendRetry(nil, 1000+rand.IntN(2000))
-	head := append(sse.AppendComment(responseHead(h), "connected"), retry...)
+	retryMs := 1000 + rand.IntN(2000)
+	retry := wire.AppendRetry(nil, retryMs)
+	head := append(responseHead(h), wire.Opening(retryMs)...)
 	if err := stream.WriteWithin(conn, head, s.cfg.WriteTimeout); err != nil {
 		conn.Close()
 		done()

@@ -1,11 +1,15 @@
-// Package sse owns the wire encoding of Server-Sent Events: messages,
-// comments and the retry field, as defined by the WHATWG HTML standard
-// ("Server-sent events", section "Parsing an event stream").
+// Package wire owns the bytes a client receives for an update, and nothing
+// else: the Server-Sent Events encoding (messages, comments and the retry
+// field, as defined by the WHATWG HTML standard, "Server-sent events",
+// section "Parsing an event stream"), the named control events the page
+// understands (heartbeat, reconnect, gone), and the long-poll body. Both
+// transports carry the same partials, which internal/views renders; the
+// fan-out (internal/hub, internal/stream) only moves the bytes made here.
 //
-// It does not handle HTTP: headers, flushing, write deadlines and heartbeats
-// belong to the handler that writes the bytes (internal/web). The encoders
-// append to a caller-owned buffer so a frame can be encoded once and the same
-// bytes written to every subscriber; they do not allocate when the buffer has
+// It does not handle HTTP: headers, flushing, write deadlines and heartbeat
+// timing belong to the code that writes the bytes. The encoders append to a
+// caller-owned buffer so a frame can be encoded once and the same bytes
+// written to every subscriber; they do not allocate when the buffer has
 // enough capacity.
 //
 // What round-trips: an event stream cannot tell CRLF, CR and LF apart inside a
@@ -13,7 +17,7 @@
 // with LF. AppendEvent therefore normalises every line break in data to LF, and
 // a conforming parser hands back exactly the LF-normalised payload. Payloads
 // already using LF line breaks round-trip byte for byte.
-package sse
+package wire
 
 import (
 	"bytes"
@@ -26,9 +30,9 @@ import (
 var (
 	// ErrInvalidID means the id contains CR, LF or NUL. CR and LF would end
 	// the field early; parsers ignore an id field that contains NUL.
-	ErrInvalidID = errors.New("sse: id contains CR, LF or NUL")
+	ErrInvalidID = errors.New("wire: id contains CR, LF or NUL")
 	// ErrInvalidEvent means the event name contains CR or LF.
-	ErrInvalidEvent = errors.New("sse: event name contains CR or LF")
+	ErrInvalidEvent = errors.New("wire: event name contains CR or LF")
 )
 
 // AppendEvent appends one message to dst and returns the extended buffer.

@@ -1,0 +1,50 @@
+package wire
+
+import "math/rand/v2"
+
+// Update is one step from a version a client has to the current one, in the
+// form each transport sends it. Both slices are shared by every client that
+// takes the same step and must not be modified.
+type Update struct {
+	// Body is the long-poll answer: the partials, one <hx-partial> per
+	// changed part of the page.
+	Body []byte
+	// Message is Body as one unnamed SSE message whose id is the version.
+	Message []byte
+}
+
+// NewUpdate encodes the partials of a step to version. partials is kept as
+// the long-poll body, not copied.
+func NewUpdate(version string, partials []byte) (Update, error) {
+	msg, err := AppendEvent(make([]byte, 0, len(partials)+len(version)+64), version, "", partials)
+	if err != nil {
+		return Update{}, err
+	}
+	return Update{Body: partials, Message: msg}, nil
+}
+
+// Heartbeat is a comment (for proxies) followed by a named event that the
+// page's watchdog can see; hx-sse does not surface comments.
+var Heartbeat = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
+
+// reconnect ends a stream on shutdown. It is a named event, so that hx-sse
+// applies the short retry sent with it.
+var reconnect = []byte("event: reconnect\ndata:\n\n")
+
+// Gone tells a page that its dashboard was deleted: it says so and stops,
+// instead of reconnecting to an address that has nothing any more.
+var Gone = []byte("event: gone\ndata:\n\n")
+
+// Goodbye ends a stream at shutdown: a short retry with jitter, so that the
+// clients come back soon but not all at once, and the reconnect event.
+func Goodbye() []byte {
+	return append(AppendRetry(nil, 250+rand.IntN(1000)), reconnect...)
+}
+
+// Opening is what a stream sends as soon as its response head is out: a
+// comment, which proxies and browsers flush at once, and the retry field,
+// which EventSource applies at once. retryMs should carry per-connection
+// jitter, so that reconnects after a restart are spread out.
+func Opening(retryMs int) []byte {
+	return AppendRetry(AppendComment(nil, "connected"), retryMs)
+}
