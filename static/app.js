@@ -69,7 +69,7 @@
   }
 
   function toPoll(reason) {
-    if (mode === 'poll') return;
+    if (mode !== 'sse') return;
     mode = 'poll';
     connected = false;
     pollSince = Date.now();
@@ -79,7 +79,7 @@
   }
 
   function toStream() {
-    if (mode === 'sse' || forced) return;
+    if (mode !== 'poll' || forced) return;
     const u = new URL(connectURL, location.href);
     const v = poll.version();
     if (v) u.searchParams.set('lastEventId', v);
@@ -142,6 +142,7 @@
     if (!isLive(e) || mode !== 'sse') return;
     const id = e.detail?.message?.id;
     if (id) poll.setVersion(id);
+    poll.syncTitle();
     connected = true;
     lastSignal = Date.now();
     poll.status('live');
@@ -154,6 +155,16 @@
     if (mode !== 'sse') return;
     lastSignal = Date.now();
     poll.touch();
+  });
+
+  // The dashboard was deleted ("event: gone"): say so and stop, rather than
+  // reconnect to an address that now answers 404.
+  live.addEventListener('gone', () => {
+    if (mode !== 'sse') return;
+    mode = 'gone';
+    closeStream();
+    poll.gone();
+    announce('none', 'gone');
   });
 
   live.addEventListener('htmx:sse:error', (e) => {
@@ -190,6 +201,7 @@
 
   // The watchdog.
   setInterval(() => {
+    if (poll.isGone()) return;
     const now = Date.now();
     if (mode === 'sse') {
       if (document.hidden) return;

@@ -40,6 +40,7 @@
     failures: 0
   };
   var updatedAt = now(); // the page was rendered with current data
+  var gone = false; // the dashboard was deleted: nothing more will come
   var ticker = null;
 
   function now() {
@@ -74,13 +75,31 @@
     }
   }
 
-  // setStatus shows state ("live", "reconnecting" or "polling") in #status,
-  // as its data-state attribute (for styling) and its text.
+  // setStatus shows state ("live", "reconnecting", "polling" or "gone") in
+  // #status, as its data-state attribute (for styling) and its text.
   function setStatus(state) {
     var el = byId('status');
     if (el && el.getAttribute('data-state') !== state) {
       el.setAttribute('data-state', state);
-      setText(el, state);
+      setText(el, state === 'gone' ? 'dashboard deleted' : state);
+    }
+  }
+
+  // markGone stops every update for good: the server said the dashboard was
+  // deleted (410 here, or the stream's "gone" event in app.js).
+  function markGone() {
+    gone = true;
+    stop();
+    setStatus('gone');
+  }
+
+  // syncTitle keeps the tab's title equal to the dashboard's heading, which
+  // a rename replaces as a partial.
+  function syncTitle() {
+    var h = document.querySelector ? document.querySelector('#heading h1') : null;
+    var t = h ? (h.textContent || h.innerText || '') : '';
+    if (t && document.title !== t) {
+      document.title = t;
     }
   }
 
@@ -235,6 +254,7 @@
         htmxProcess(added[j]);
       }
     }
+    syncTitle();
   }
 
   function clearTimers() {
@@ -373,6 +393,15 @@
       schedule(elapsed < MIN_INTERVAL_304 ? MIN_INTERVAL_304 - elapsed : 0);
       return;
     }
+    if (status === 410) {
+      markGone();
+      return;
+    }
+    if (status === 404) {
+      // Not necessarily gone: a revoked token or a catalog that has not
+      // loaded yet answer 404 too. Keep trying, slowly.
+      poller.failures = Math.max(poller.failures, 4);
+    }
     failed();
   }
 
@@ -380,6 +409,9 @@
   // opts.url defaults to #live's data-poll-url, opts.wait to 25 seconds;
   // opts.onUpdate(version) is called after each applied update.
   function start(opts) {
+    if (gone) {
+      return false;
+    }
     opts = opts || {};
     var el = live();
     var url = opts.url || (el && el.getAttribute('data-poll-url')) || '';
@@ -418,6 +450,11 @@
     version: getVersion,
     setVersion: setVersion,
     status: setStatus,
+    gone: markGone,
+    isGone: function () {
+      return gone;
+    },
+    syncTitle: syncTitle,
     touch: touch,
     parseETag: parseETag,
     applyPartials: applyPartials

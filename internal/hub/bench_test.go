@@ -20,7 +20,7 @@ func benchBoard(b *testing.B) (*Hub, *Board, *panel.Def) {
 }
 
 func result(n int) *panel.Result {
-	return &panel.Result{Columns: []string{"n"}, Rows: [][]panel.Value{{{Kind: panel.Text, Text: "seq-" + strconv.Itoa(n)}}}, LSN: uint64(n)}
+	return &panel.Result{Columns: []string{"n"}, Rows: [][]panel.Value{{{Kind: panel.Text, Text: "seq-" + strconv.Itoa(n)}}}}
 }
 
 // BenchmarkFrameSinceShared is the per-subscriber cost of one update once

@@ -9,10 +9,13 @@ package hub
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,33 +28,28 @@ import (
 	"github.com/livedash/dashboard/internal/wire"
 )
 
-// Version identifies a dashboard state: the WAL position of the newest
-// result in it and a hash of its rendered panels. Every replica computes the
-// same hash for the same data, and positions only grow, so clients may move
-// between replicas.
-type Version struct {
-	LSN  uint64
-	Hash uint64
-}
+// Version identifies what a dashboard shows: a digest of its rendered
+// heading, layout and panels, and nothing else. No clock, position or
+// server identity goes into it, so every server that shows the same state
+// gives it the same version, and a client may move between them. Whether a
+// version is older or newer than another cannot be told from the versions
+// themselves; only the board that issued them knows (see Board.Remembers).
+type Version [16]byte
 
-// String formats v as `<lsn>-<hash>`, both lowercase hex.
-func (v Version) String() string {
-	return strconv.FormatUint(v.LSN, 16) + "-" + fmt.Sprintf("%016x", v.Hash)
-}
+// String formats v as 32 lowercase hex digits.
+func (v Version) String() string { return hex.EncodeToString(v[:]) }
 
 // ParseVersion parses the form String produces. Anything else, including
-// an empty string, is reported as not ok and treated as "unknown state".
+// an empty string, is reported as not ok.
 func ParseVersion(s string) (Version, bool) {
-	lsn, hash, found := strings.Cut(s, "-")
-	if !found || len(lsn) == 0 || len(lsn) > 16 || len(hash) != 16 {
+	var v Version
+	if len(s) != 2*len(v) || strings.ToLower(s) != s {
 		return Version{}, false
 	}
-	l, err1 := strconv.ParseUint(lsn, 16, 64)
-	h, err2 := strconv.ParseUint(hash, 16, 64)
-	if err1 != nil || err2 != nil {
+	if _, err := hex.Decode(v[:], []byte(s)); err != nil {
 		return Version{}, false
 	}
-	return Version{LSN: l, Hash: h}, true
+	return v, true
 }
 
 // Frame is the step from one version to the current one, encoded once by
@@ -158,16 +156,29 @@ func (b *Board) Dashboard() *panel.Dashboard {
 	return b.dash
 }
 
+// Remembers reports whether have is a version this board issued and still
+// remembers: the current one or one of the recent steps before it. For
+// such a client the step to the current version is known. Any other
+// version (another server's that refreshed at another moment, another
+// database's, a forged one) says nothing about what the client shows, so
+// the caller must first make sure this board is at least as new as
+// whatever the client saw (see refresh.Engine.Fresh) and then send the
+// full state.
+func (b *Board) Remembers(have Version) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return slices.Contains(b.versions, have)
+}
+
 // FrameSince returns the step from the version a client has to the current
-// one, or nil when there is nothing to send: the hashes are equal, or the
-// client's state is newer than this server's (it came from a replica that is
-// ahead). known is false for a client whose version is missing or
-// malformed: it gets the full state.
+// one, or nil when the client is current. known is false for a client whose
+// version is missing or malformed; it gets the full state, and so does a
+// client whose version this board does not remember.
 func (b *Board) FrameSince(have Version, known bool) *Frame {
 	b.mu.RLock()
 	cur := b.version
 	b.mu.RUnlock()
-	if known && (have.Hash == cur.Hash || have.LSN > cur.LSN) {
+	if known && have == cur {
 		return nil
 	}
 	// Fast path: a subscriber that woke earlier for this version built it.
@@ -185,20 +196,26 @@ func (b *Board) FrameSince(have Version, known bool) *Frame {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	cur = b.version
-	if known && (have.Hash == cur.Hash || have.LSN > cur.LSN) {
+	if known && have == cur {
 		return nil
 	}
 	if f := b.cached(have, known); f != nil && f.Version == cur {
 		return f
 	}
 	changed, full := b.stepFrom(have, known)
-	f, err := b.build(full, changed)
-	if err != nil {
-		return nil
-	}
-	if !known {
-		b.full = f
+	f = nil
+	if full && b.full != nil && b.full.Version == cur {
+		f = b.full
 	} else {
+		var err error
+		if f, err = b.build(full, changed); err != nil {
+			return nil
+		}
+	}
+	if full {
+		b.full = f
+	}
+	if known {
 		if b.frames == nil || len(b.frames) >= 64 {
 			b.frames = make(map[Version]*Frame)
 		}
@@ -315,7 +332,7 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 	}
 	if l := layoutHash(d); l != b.layout {
 		b.layout = l
-		b.advance(b.version.LSN, nil)
+		b.advance(nil)
 	}
 }
 
@@ -336,12 +353,11 @@ func (h *Hub) Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.results[p.ID] = r
-	lsn := max(b.version.LSN, r.LSN)
 	if bytes.Equal(b.frags[p.ID], frag) {
 		return
 	}
 	b.frags[p.ID] = frag
-	b.advance(lsn, []int64{p.ID})
+	b.advance([]int64{p.ID})
 	if !notifiedAt.IsZero() {
 		h.metrics.commitToFrame.Observe(time.Since(notifiedAt).Seconds())
 	}
@@ -349,18 +365,17 @@ func (h *Hub) Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time) {
 
 // advance moves to a new version after the panels in changed (nil: the
 // grid) changed. Called with mu held.
-func (b *Board) advance(lsn uint64, changed []int64) {
-	hsh := fnv.New64a()
+func (b *Board) advance(changed []int64) {
+	h := sha256.New()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], b.layout)
+	h.Write(n[:])
 	for _, p := range b.dash.Panels {
-		fmt.Fprintf(hsh, "%d:%d:", p.ID, len(b.frags[p.ID]))
-		hsh.Write(b.frags[p.ID])
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b.frags[p.ID])))
+		h.Write(n[:])
+		h.Write(b.frags[p.ID])
 	}
-	var lb [8]byte
-	for i := range lb {
-		lb[i] = byte(b.layout >> (8 * i))
-	}
-	hsh.Write(lb[:])
-	b.version = Version{LSN: lsn, Hash: hsh.Sum64()}
+	copy(b.version[:], h.Sum(nil))
 	b.versions = append(b.versions, b.version)
 	b.recent = append(b.recent, changed)
 	if len(b.versions) > recentChanges {

@@ -127,13 +127,10 @@ type Result struct {
 	// Notice is shown beside the data, for example the statement an owner
 	// must run so that the panel updates live.
 	Notice string
-	// LSN is the WAL position read in the same transaction as the query.
-	LSN uint64
 }
 
 // Hash is a digest of everything in r that the page shows, so that equal
-// data gives equal hashes. LSN is left out: a re-run that sees the same rows
-// at a later position has not changed.
+// data gives equal hashes.
 func (r *Result) Hash() uint64 {
 	h := fnv.New64a()
 	var buf [8]byte

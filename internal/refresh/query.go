@@ -25,8 +25,7 @@ import (
 const MaxCellRunes = 2000
 
 // query runs one panel's SQL in a read-only, repeatable-read transaction
-// with a statement timeout, and reads the WAL position in the same
-// transaction. A failure of the SQL itself becomes Result.Err; an error is
+// with a statement timeout. A failure of the SQL itself becomes Result.Err; an error is
 // returned only when the database could not be asked (retry later).
 func (e *Engine) query(ctx context.Context, p *panel.Def, notice string) (*panel.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.QueryTimeout+2*time.Second)
@@ -34,17 +33,11 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, notice string) (*panel
 	r := &panel.Result{Notice: notice}
 	var queryErr error
 	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		var lsn int64
-		// The first statement fixes the snapshot, so the position read here
-		// is the one the panel query sees.
-		err := tx.QueryRow(ctx, `
-			SELECT set_config('statement_timeout', $1, true) IS NOT NULL,
-			       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8`,
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10)).Scan(nil, &lsn)
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10))
 		if err != nil {
 			return err
 		}
-		r.LSN = uint64(lsn)
 		// DescribeExec: the extended protocol runs exactly one statement,
 		// and nothing is cached that a schema change could make stale.
 		rows, err := tx.Query(ctx, p.SQL, pgx.QueryExecModeDescribeExec)

@@ -81,7 +81,7 @@ type Engine struct {
 	resync  bool
 	viewers map[int64]int       // dashboard -> viewers now
 	leftAt  map[int64]time.Time // dashboard -> when its last viewer left
-	waiters map[int64][]chan struct{}
+	waiters map[int64][]*waiter
 	signal  chan struct{}
 
 	// The rest belongs to Run's goroutine.
@@ -104,6 +104,15 @@ type panelState struct {
 	published  bool
 	startGen   uint64 // dashboard generation when the running query started
 	doneGen    uint64 // generation of the last completed query
+}
+
+// waiter is a channel to close once every panel of a dashboard has finished
+// a query of generation gen or later. gen is 0 until the loop has seen the
+// waiter; fresh asks the loop for a generation of its own.
+type waiter struct {
+	ch    chan struct{}
+	fresh bool
+	gen   uint64
 }
 
 type boardState struct {
@@ -157,7 +166,7 @@ func New(cfg Config) *Engine {
 		dirty:   make(map[string]time.Time),
 		viewers: make(map[int64]int),
 		leftAt:  make(map[int64]time.Time),
-		waiters: make(map[int64][]chan struct{}),
+		waiters: make(map[int64][]*waiter),
 		signal:  make(chan struct{}, 1),
 		panels:  make(map[int64]*panelState),
 		boards:  make(map[int64]*boardState),
@@ -217,7 +226,7 @@ func (e *Engine) Acquire(dashboardID int64) (ready <-chan struct{}, release func
 	ch := make(chan struct{})
 	e.mu.Lock()
 	e.viewers[dashboardID]++
-	e.waiters[dashboardID] = append(e.waiters[dashboardID], ch)
+	e.waiters[dashboardID] = append(e.waiters[dashboardID], &waiter{ch: ch})
 	e.mu.Unlock()
 	e.wake()
 	var once sync.Once
@@ -233,6 +242,26 @@ func (e *Engine) Acquire(dashboardID int64) (ready <-chan struct{}, release func
 			e.wake()
 		})
 	}
+}
+
+// Fresh asks for every panel of a dashboard to be queried again, and
+// returns a channel that is closed once each of them has finished a query
+// that started after the call. The caller must hold a viewer of the
+// dashboard (Acquire). Requests that arrive together share one round of
+// queries, and the per-panel rate cap still holds, so a crowd of clients
+// asking at once costs one query per panel.
+//
+// This is how a server answers a client whose version it does not know:
+// the client may have seen a state from another server, or from before a
+// restore, and only a snapshot taken after it asked is sure to be at least
+// as new as that.
+func (e *Engine) Fresh(dashboardID int64) <-chan struct{} {
+	ch := make(chan struct{})
+	e.mu.Lock()
+	e.waiters[dashboardID] = append(e.waiters[dashboardID], &waiter{ch: ch, fresh: true})
+	e.mu.Unlock()
+	e.wake()
+	return ch
 }
 
 func (e *Engine) wake() {
@@ -388,6 +417,7 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 			b.active = false
 		}
 	}
+	e.assignGenerations(snap)
 
 	for id, st := range e.panels {
 		if !st.dirty || st.running {
@@ -547,34 +577,77 @@ func sameDef(a, b *panel.Def) bool {
 		a.Options.Equal(b.Options) && slices.Equal(a.DependsOn, b.DependsOn) && a.DashboardID == b.DashboardID
 }
 
-// notifyReady closes the waiters of dashboards whose panels have all been
-// queried since the dashboard became live.
+// assignGenerations gives each waiter the loop has not seen yet the
+// generation it waits for: the dashboard's current one, or for a fresh
+// request a new one, whose panels are marked dirty so that they run again
+// (one new generation per dashboard and step, however many asked).
+func (e *Engine) assignGenerations(snap *catalog.Snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, ws := range e.waiters {
+		b := e.boards[id]
+		if b == nil || !b.active {
+			continue // assigned once the dashboard is live
+		}
+		bumped := false
+		for _, w := range ws {
+			if w.gen != 0 {
+				continue
+			}
+			if w.fresh && !bumped {
+				bumped = true
+				b.gen++
+				if snap != nil {
+					if d := snap.DashboardByID(id); d != nil {
+						for _, p := range d.Panels {
+							if st := e.panels[p.ID]; st != nil {
+								st.mark(time.Time{})
+							}
+						}
+					}
+				}
+			}
+			w.gen = b.gen
+		}
+	}
+}
+
+// notifyReady closes the waiters of dashboards whose panels have all
+// finished a query of the generation the waiter waits for.
 func (e *Engine) notifyReady(snap *catalog.Snapshot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, chans := range e.waiters {
-		b := e.boards[id]
+	for id, ws := range e.waiters {
 		var d *panel.Dashboard
 		if snap != nil {
 			d = snap.DashboardByID(id)
 		}
-		ready := d == nil // unknown dashboards have nothing to wait for
-		if d != nil && b != nil && b.active {
-			ready = true
-			for _, p := range d.Panels {
-				if st := e.panels[p.ID]; st == nil || st.doneGen < b.gen {
-					ready = false
-					break
-				}
+		keep := ws[:0]
+		for _, w := range ws {
+			if d == nil || (w.gen != 0 && e.queriedSince(d, w.gen)) {
+				close(w.ch) // unknown dashboards have nothing to wait for
+				continue
 			}
+			keep = append(keep, w)
 		}
-		if ready {
-			for _, ch := range chans {
-				close(ch)
-			}
+		clear(ws[len(keep):])
+		if len(keep) == 0 {
 			delete(e.waiters, id)
+		} else {
+			e.waiters[id] = keep
 		}
 	}
+}
+
+// queriedSince reports whether every panel of d has finished a query of
+// generation gen or later.
+func (e *Engine) queriedSince(d *panel.Dashboard, gen uint64) bool {
+	for _, p := range d.Panels {
+		if st := e.panels[p.ID]; st == nil || st.doneGen < gen {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *Engine) pollQueueUsage(ctx context.Context) {

@@ -653,3 +653,61 @@ func TestScheduleUnreadTableIgnored(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleFresh: Fresh is satisfied only by queries that started after
+// it was called (a query already running does not count), a crowd of
+// requests shares one round, and the per-panel rate cap still holds.
+func TestScheduleFresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxRefreshHz: 10})
+		ready, release := f.e.Acquire(1)
+		defer release()
+		synctest.Wait()
+		if !isClosed(ready) {
+			t.Fatal("Acquire not ready after the first queries")
+		}
+		time.Sleep(time.Second)
+		before11, before12 := f.db.n(11), f.db.n(12)
+
+		// A query of panel 11 is running when the requests arrive.
+		f.db.hold(11)
+		f.e.TableChanged("public.a", time.Now())
+		synctest.Wait()
+		var fresh []<-chan struct{}
+		for range 50 {
+			fresh = append(fresh, f.e.Fresh(1))
+		}
+		synctest.Wait()
+		if got := f.db.n(12); got != before12+1 {
+			t.Errorf("panel 12: got %d queries, want %d (one round for 50 requests)", got, before12+1)
+		}
+		f.db.release(11)
+		synctest.Wait()
+		// The running query ended, but it started before the requests: the
+		// panel runs again, once, within its rate cap.
+		for _, ch := range fresh {
+			if isClosed(ch) {
+				t.Fatal("Fresh closed by a query that started before it was called")
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.db.n(11); got != before11+2 {
+			t.Errorf("panel 11: got %d queries, want %d (the running one and one re-run)", got, before11+2)
+		}
+		for i, ch := range fresh {
+			if !isClosed(ch) {
+				t.Fatalf("Fresh request %d still open after every panel was queried again", i)
+			}
+		}
+		calls := f.db.callsOf(11)
+		if gap := calls[len(calls)-1].at.Sub(calls[len(calls)-2].at); gap < 100*time.Millisecond {
+			t.Errorf("panel 11 queried again after %s, want at least the rate cap's 100ms", gap)
+		}
+		// Nothing more runs without a reason.
+		time.Sleep(time.Second)
+		if got := f.db.n(11); got != before11+2 {
+			t.Errorf("later: got %d queries of panel 11, want %d", got, before11+2)
+		}
+	})
+}

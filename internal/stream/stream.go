@@ -297,6 +297,9 @@ var errEnded = errors.New("stream ended")
 
 func (g *group) serve(v *viewer, now time.Time, removed, recheck, maintain bool) error {
 	if removed {
+		// Best effort, like the goodbye: a client that cannot take it at
+		// once reconnects, gets 404 and keeps trying slowly.
+		g.io.write(v.raw, wire.Gone)
 		return errEnded
 	}
 	if (recheck || !v.checked) && v.Allowed != nil && !v.Allowed() {

@@ -77,7 +77,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 // publish gives the panel a new result, seq-<n>, plus pad bytes of text.
 func (f *fixture) publish(t testing.TB, pad string) int {
 	f.seq++
-	r := &panel.Result{Columns: []string{"n"}, LSN: uint64(f.seq),
+	r := &panel.Result{Columns: []string{"n"},
 		Rows: [][]panel.Value{{{Kind: panel.Text, Text: "seq-" + strconv.Itoa(f.seq) + "." + pad}}}}
 	f.hub.Publish(f.def, r, time.Time{})
 	return f.seq

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livedash/dashboard/internal/hub"
+	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/stream"
 	"github.com/livedash/dashboard/internal/wire"
 )
@@ -70,6 +71,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// A dashboard nobody was watching runs its queries first, so that the
 	// first frame is fresh rather than what it showed long ago.
 	s.await(r.Context(), ready, s.cfg.PageWait)
+	// The resume contract: a version this server issued and remembers gets
+	// the step from it (or nothing, if current). Any other may be newer
+	// than this server's state, so it waits for a refresh that started
+	// after the client asked; then it is either the current version (the
+	// same state gives the same version everywhere) or it gets the full
+	// state.
+	if !known || !b.Remembers(have) {
+		s.await(r.Context(), s.engine.Fresh(d.ID), s.cfg.ResumeWait)
+	}
 	st := &stream.Stream{Conn: conn, Board: b, Have: have, Known: known, Prefix: retry,
 		Until: time.Now().Add(jitter(s.cfg.StreamMaxAge, 0.2)), Done: done}
 	// A stream opened with a token lives only as long as the token: it
@@ -125,7 +135,9 @@ func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (leave func
 }
 
 // poll is GET /d/{slug}/poll: hold until the dashboard's version differs
-// from If-None-Match, then answer the same partials as the stream.
+// from If-None-Match, then answer the same partials as the stream. Access
+// is checked again before the answer, so a token revoked during the wait
+// gets nothing committed after it.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	d, b, _, ok := s.dashboard(w, r)
 	if !ok {
@@ -134,6 +146,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	wait, err := parseWait(r.URL.Query().Get("wait"), s.cfg.LongPollWait, s.cfg.MaxLongPoll)
 	if err != nil {
 		s.error(w, r, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	cond := parseIfNoneMatch(r.Header.Get("If-None-Match"))
+	if cond.any {
+		// "*" matches whatever the current state is (RFC 9110, 13.1.2).
+		s.notModified(w, b.Version())
 		return
 	}
 	if n := s.longPolls.Add(1); n > int64(s.cfg.MaxLongPolls) {
@@ -146,7 +165,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	s.metrics.longPolls.Inc()
 	defer s.metrics.longPolls.Dec()
 
-	have, known := parseIfNoneMatch(r.Header.Get("If-None-Match"))
 	ready, release := s.engine.Acquire(d.ID)
 	defer release()
 	ctx := r.Context()
@@ -163,10 +181,21 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	case <-ctx.Done():
 		return
 	}
-	w.Header().Set("Cache-Control", "no-cache")
+	// The resume contract, as for streams: a tag this server remembers
+	// gets the step from it; without one, the full state after a refresh
+	// that started after the request arrived.
+	have, known := cond.pick(b)
+	if !known {
+		s.await(ctx, s.engine.Fresh(d.ID), s.cfg.ResumeWait)
+		have, known = cond.pick(b)
+	}
 	for {
 		changed := b.Changed()
+		access := s.tokens.Changed()
 		if f := b.FrameSince(have, known); f != nil {
+			if !s.stillAllowed(w, r, d, b) {
+				return
+			}
 			w.Header().Set("ETag", `"`+f.Version.String()+`"`)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(f.Body)
@@ -184,10 +213,37 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		case <-deadline.C:
 		case <-changed:
 			continue
+		case <-access:
+			if _, ok := s.allowed(r, d); ok {
+				continue
+			}
 		}
 		break
 	}
-	w.Header().Set("ETag", `"`+have.String()+`"`)
+	if s.stillAllowed(w, r, d, b) {
+		s.notModified(w, have)
+	}
+}
+
+// stillAllowed checks a waiting long-poll's access again just before it
+// answers, and answers itself if the answer must not be the data: 410 for
+// a deleted dashboard (the page says so and stops), 404 for a revoked or
+// expired token (the same answer as for a dashboard that never existed).
+func (s *Server) stillAllowed(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, b *hub.Board) bool {
+	if b.Removed() {
+		s.error(w, r, http.StatusGone, "Dashboard deleted", "This dashboard was deleted.")
+		return false
+	}
+	if _, ok := s.allowed(r, d); !ok {
+		s.notFound(w, r)
+		return false
+	}
+	return true
+}
+
+// notModified answers 304 for version v.
+func (s *Server) notModified(w http.ResponseWriter, v hub.Version) {
+	w.Header().Set("ETag", `"`+v.String()+`"`)
 	w.WriteHeader(http.StatusNotModified)
 }
 
@@ -207,14 +263,52 @@ func parseWait(s string, def, max time.Duration) (time.Duration, error) {
 	return min(d, max), nil
 }
 
-// parseIfNoneMatch finds the first entity tag that is a version. Weak
-// comparison: W/ is ignored. A malformed header means "unknown state".
-func parseIfNoneMatch(h string) (hub.Version, bool) {
-	for _, tag := range strings.Split(h, ",") {
+// ifNoneMatch is an If-None-Match header as RFC 9110 (13.1.2) defines it:
+// "*", or a list of entity tags, each strong or weak. Weak comparison
+// applies, so W/ is ignored. Tags that are not versions are skipped; at
+// most maxTags are read.
+type ifNoneMatch struct {
+	any  bool
+	tags []hub.Version
+}
+
+// maxTags bounds how many entity tags of one header are looked at.
+const maxTags = 16
+
+// parseIfNoneMatch reads the header; a malformed one means "unknown state",
+// never an error.
+func parseIfNoneMatch(h string) ifNoneMatch {
+	var c ifNoneMatch
+	if strings.TrimSpace(h) == "*" {
+		c.any = true
+		return c
+	}
+	for h != "" && len(c.tags) < maxTags {
+		var tag string
+		tag, h, _ = strings.Cut(h, ",")
 		tag = strings.TrimSpace(tag)
-		tag = strings.TrimPrefix(tag, "W/")
-		tag = strings.Trim(tag, `"`)
+		// Quotes are trimmed rather than required: some clients send the
+		// bare version, and a version has no quotes of its own.
+		tag = strings.Trim(strings.TrimPrefix(tag, "W/"), `"`)
 		if v, ok := hub.ParseVersion(tag); ok {
+			c.tags = append(c.tags, v)
+		}
+	}
+	return c
+}
+
+// pick chooses the tag to resume from: the board's current version if the
+// client lists it, or else a version the board remembers. known is false
+// when the board knows none of them.
+func (c ifNoneMatch) pick(b *hub.Board) (have hub.Version, known bool) {
+	cur := b.Version()
+	for _, v := range c.tags {
+		if v == cur {
+			return v, true
+		}
+	}
+	for _, v := range c.tags {
+		if b.Remembers(v) {
 			return v, true
 		}
 	}

@@ -43,14 +43,19 @@ type Config struct {
 	// PageWait bounds how long a page or a new stream waits for the first
 	// query of a dashboard nobody was watching.
 	PageWait time.Duration
+	// ResumeWait bounds how long a client with a version this server does
+	// not know is held for a refresh that started after it asked. Default 2s.
+	ResumeWait time.Duration
 }
 
 // Engine is what the web side needs of the refresh engine: the current
-// dashboards, and a way to say that a dashboard has a viewer so that its
-// panels are kept fresh (implemented by refresh.Engine).
+// dashboards, a way to say that a dashboard has a viewer so that its
+// panels are kept fresh, and a refresh that starts now, for clients whose
+// version this server does not know (implemented by refresh.Engine).
 type Engine interface {
 	Snapshot() *catalog.Snapshot
 	Acquire(dashboardID int64) (ready <-chan struct{}, release func())
+	Fresh(dashboardID int64) <-chan struct{}
 }
 
 // Server is the HTTP side of the product.
@@ -85,6 +90,9 @@ func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.S
 	}
 	if cfg.PageWait <= 0 {
 		cfg.PageWait = 5 * time.Second
+	}
+	if cfg.ResumeWait <= 0 {
+		cfg.ResumeWait = 2 * time.Second
 	}
 	if m == nil {
 		m = NewMetrics(nil)
