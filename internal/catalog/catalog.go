@@ -64,7 +64,8 @@ func (s *Snapshot) Dependencies(id int64) []string { return s.deps[id] }
 func (s *Snapshot) Notice(id int64) string { return s.notices[id] }
 
 // Loader builds Snapshots. It remembers the dependencies it found per query
-// text so that a reload only EXPLAINs panels whose SQL changed.
+// text so that a reload only EXPLAINs panels whose SQL changed or could not
+// be explained last time.
 type Loader struct {
 	Pool         *pgxpool.Pool
 	Logger       *slog.Logger
@@ -110,7 +111,11 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 					return nil, ctx.Err()
 				}
 			}
-			used[key] = dr
+			if dr.err == "" {
+				// A failure may pass (a table created later, a lock held
+				// for a moment): explain it again at the next load.
+				used[key] = dr
+			}
 			if dr.err != "" {
 				notices[p.ID] = dr.err
 			}

@@ -649,3 +649,68 @@ func TestQueryError(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadRetriesFailedExplain: a query that could not be explained is
+// explained again at the next load, so a panel whose table appears later,
+// or whose table was locked for a moment, becomes live without an edit.
+func TestLoadRetriesFailedExplain(t *testing.T) {
+	t.Parallel()
+	const prefix = "Cannot find the tables this query reads, so it refreshes every 1m0s only: "
+	tests := []struct {
+		name string
+		// before runs before the first load and returns what makes the
+		// query explainable again.
+		before     func(t *testing.T, db *testDB) (fix func())
+		wantNotice string
+	}{
+		{"table created later", func(t *testing.T, db *testDB) func() {
+			return func() { db.exec(t, "CREATE TABLE later (id int)") }
+		}, prefix + `relation "later" does not exist (SQLSTATE 42P01)`},
+		{"table locked during the load", func(t *testing.T, db *testDB) func() {
+			db.exec(t, "CREATE TABLE later (id int)")
+			tx, err := db.pool.Begin(t.Context())
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			// Before the pool closes, whatever the test's fate: Close waits for it.
+			t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+			if _, err := tx.Exec(t.Context(), "LOCK TABLE later IN ACCESS EXCLUSIVE MODE"); err != nil {
+				t.Fatalf("locking: %v", err)
+			}
+			return func() {
+				if err := tx.Rollback(t.Context()); err != nil {
+					t.Fatalf("rollback: %v", err)
+				}
+			}
+		}, prefix + "query cancelled: it ran longer than DASHBOARD_QUERY_TIMEOUT (SQLSTATE 57014)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			d := db.dashboard(t, dash{slug: "d"})
+			id := db.panel(t, d, pnl{slug: "later", sql: "SELECT count(*) FROM later"})
+			other := db.panel(t, d, pnl{slug: "other", sql: "SELECT count(*) FROM dashboard.dashboards"})
+			fix := tt.before(t, db)
+			l := loader(db.pool)
+			l.QueryTimeout = 200 * time.Millisecond
+
+			s := load(t, l)
+			if got := s.Notice(id); got != tt.wantNotice {
+				t.Errorf("first load: Notice: got %q, want %q", got, tt.wantNotice)
+			}
+			if got, want := s.Dependencies(other), []string{"dashboard.dashboards"}; !slices.Equal(got, want) {
+				t.Errorf("first load: Dependencies(other): got %q, want %q", got, want)
+			}
+
+			fix()
+			s = load(t, l)
+			if got := s.Notice(id); got != "" {
+				t.Errorf("reload: Notice: got %q, want none", got)
+			}
+			if got, want := s.Dependencies(id), []string{"public.later"}; !slices.Equal(got, want) {
+				t.Errorf("reload: Dependencies: got %q, want %q", got, want)
+			}
+		})
+	}
+}
