@@ -714,3 +714,89 @@ func TestLoadRetriesFailedExplain(t *testing.T) {
 		})
 	}
 }
+
+// TestDependenciesPartitionedTable: EXPLAIN names only the partitions it
+// scans, but a write through a partitioned table fires that table's
+// statement triggers, not the partitions'. The panels must depend on the
+// ancestors too, so that every way of writing reaches them.
+func TestDependenciesPartitionedTable(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	db.exec(t, `
+		CREATE TABLE parted (k int NOT NULL) PARTITION BY RANGE (k);
+		CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+		CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (k);
+		CREATE TABLE parted_2a PARTITION OF parted_2 FOR VALUES FROM (10) TO (15);
+		CREATE TABLE parted_2b PARTITION OF parted_2 FOR VALUES FROM (15) TO (20)`)
+	d := db.dashboard(t, dash{slug: "d"})
+	panels := []struct {
+		slug, sql string
+		wantDeps  []string
+	}{
+		{"all", "SELECT count(*) FROM parted",
+			[]string{"public.parted", "public.parted_1", "public.parted_2", "public.parted_2a", "public.parted_2b"}},
+		{"pruned", "SELECT count(*) FROM parted WHERE k = 3", []string{"public.parted", "public.parted_1"}},
+		{"sub", "SELECT count(*) FROM parted_2",
+			[]string{"public.parted", "public.parted_2", "public.parted_2a", "public.parted_2b"}},
+	}
+	ids := make(map[int64]string)
+	for _, p := range panels {
+		ids[db.panel(t, d, pnl{slug: p.slug, sql: p.sql})] = p.slug
+	}
+	s := load(t, loader(db.pool))
+	for id, slug := range ids {
+		for _, p := range panels {
+			if p.slug == slug {
+				if got := sorted(s.Dependencies(id)); !slices.Equal(got, p.wantDeps) {
+					t.Errorf("Dependencies(%s): got %q, want %q", slug, got, p.wantDeps)
+				}
+			}
+		}
+	}
+
+	// What a write wakes: the panels reading the tables named by its notifications.
+	listener, err := db.pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatalf("acquiring: %v", err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(t.Context(), "LISTEN dashboard"); err != nil {
+		t.Fatalf("LISTEN: %v", err)
+	}
+	defer func() { _, _ = listener.Exec(context.Background(), "UNLISTEN *") }()
+	writes := []struct {
+		sql  string
+		want []string
+	}{
+		{"INSERT INTO parted VALUES (3)", []string{"all", "pruned", "sub"}},
+		{"INSERT INTO parted VALUES (17)", []string{"all", "pruned", "sub"}},
+		{"INSERT INTO parted_2 VALUES (12)", []string{"all", "sub"}},
+		{"INSERT INTO parted_2b VALUES (17)", []string{"all", "sub"}},
+		{"INSERT INTO parted_1 VALUES (4)", []string{"all", "pruned"}},
+	}
+	for i, w := range writes {
+		db.exec(t, w.sql)
+		sentinel := fmt.Sprintf("sentinel-%d", i)
+		db.exec(t, "SELECT pg_notify('dashboard', $1)", sentinel)
+		woken := []string{}
+		var payloads []string
+		for {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			n, err := listener.Conn().WaitForNotification(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: waiting for notifications: %v", w.sql, err)
+			}
+			if n.Payload == sentinel {
+				break
+			}
+			payloads = append(payloads, n.Payload)
+			for _, p := range s.PanelsReading(n.Payload) {
+				woken = append(woken, p.Slug)
+			}
+		}
+		if got := slices.Compact(sorted(woken)); !slices.Equal(got, w.want) {
+			t.Errorf("%s (notifications %q): woke %v, want %v", w.sql, payloads, got, w.want)
+		}
+	}
+}
