@@ -64,7 +64,8 @@ func (s *Snapshot) Dependencies(id int64) []string { return s.deps[id] }
 func (s *Snapshot) Notice(id int64) string { return s.notices[id] }
 
 // Loader builds Snapshots. It remembers the dependencies it found per query
-// text so that a reload only EXPLAINs panels whose SQL changed.
+// text so that a reload only EXPLAINs panels whose SQL changed or could not
+// be explained last time.
 type Loader struct {
 	Pool         *pgxpool.Pool
 	Logger       *slog.Logger
@@ -110,7 +111,11 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 					return nil, ctx.Err()
 				}
 			}
-			used[key] = dr
+			if dr.err == "" {
+				// A failure may pass (a table created later, a lock held
+				// for a moment): explain it again at the next load.
+				used[key] = dr
+			}
 			if dr.err != "" {
 				notices[p.ID] = dr.err
 			}
@@ -212,8 +217,9 @@ func (l *Loader) readDashboards(ctx context.Context) ([]*panel.Dashboard, error)
 }
 
 // dependencies EXPLAINs the panel's query in a read-only transaction and
-// returns the tables it reads, views resolved to their base tables, plus the
-// explicit list, all in payload form.
+// returns the tables it reads, views resolved to their base tables and
+// partitions joined by their partitioned ancestors, plus the explicit list,
+// all in payload form.
 func (l *Loader) dependencies(ctx context.Context, p *panel.Def) depResult {
 	ctx, cancel := context.WithTimeout(ctx, l.QueryTimeout+time.Second)
 	defer cancel()
@@ -230,16 +236,26 @@ func (l *Loader) dependencies(ctx context.Context, p *panel.Def) depResult {
 		}
 		var schemas, rels []string
 		collectRelations(plan, &schemas, &rels)
+		// EXPLAIN names the partitions it scans, but a write through a
+		// partitioned table fires that table's statement triggers only, so
+		// the partitions' ancestors are read too.
 		return tx.QueryRow(ctx, `
-			SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}') FROM (
-				SELECT format('%I.%I', n.nspname, c.relname) AS name
+			WITH scanned AS (
+				SELECT c.oid
 				FROM unnest($1::text[], $2::text[]) AS t(s, r)
 				JOIN pg_namespace n ON n.nspname = t.s
 				JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.r
+			), rels AS (
+				SELECT oid FROM scanned
 				UNION
-				SELECT format('%I.%I', n.nspname, c.relname)
-				FROM unnest($3::text[]) AS e(name)
-				JOIN pg_class c ON c.oid = to_regclass(e.name)
+				SELECT a.relid::oid FROM scanned, pg_partition_ancestors(scanned.oid) AS a(relid)
+				UNION
+				SELECT to_regclass(e.name)::oid FROM unnest($3::text[]) AS e(name)
+			)
+			SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}') FROM (
+				SELECT format('%I.%I', n.nspname, c.relname) AS name
+				FROM rels
+				JOIN pg_class c ON c.oid = rels.oid
 				JOIN pg_namespace n ON n.oid = c.relnamespace
 			) deps`, schemas, rels, p.DependsOn).Scan(&names)
 	})
