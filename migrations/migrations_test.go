@@ -647,3 +647,105 @@ func TestUpBrokenSets(t *testing.T) {
 		})
 	}
 }
+
+// upTo returns the embedded migrations up to and including version, so a
+// test can build the database an older release left behind.
+func upTo(t *testing.T, version int) fstest.MapFS {
+	t.Helper()
+	ms, err := load(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for _, m := range ms {
+		if m.version <= version {
+			fsys[m.file] = &fstest.MapFile{Data: []byte(m.sql)}
+		}
+	}
+	return fsys
+}
+
+// wantCheckViolation fails unless err is a check_violation of constraint.
+func wantCheckViolation(t *testing.T, what string, err error, constraint string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" || pgErr.ConstraintName != constraint {
+		t.Errorf("%s: got %v, want SQLSTATE 23514 (check_violation) of constraint %s", what, err, constraint)
+	}
+}
+
+// TestSizeLimits checks the limits on operator-written text, and that they
+// do not make migrate fail on a database that already holds longer values:
+// those rows stay, but a new or updated row must fit.
+func TestSizeLimits(t *testing.T) {
+	t.Parallel()
+	conn := connect(t, pgtest.NewDB(t))
+	if _, err := up(t.Context(), conn, upTo(t, 2)); err != nil {
+		t.Fatalf("applying migrations up to 0002: %v", err)
+	}
+	// Rows an older release accepted, every column over its limit.
+	exec(t, conn, `INSERT INTO dashboard.dashboards (slug, title, description)
+		VALUES ('old', repeat('t', 201), repeat('d', 2001))`)
+	exec(t, conn, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, options, depends_on)
+		SELECT id, 'old', repeat('t', 201), 'stat', 'SELECT 1' || repeat(' ', 65536),
+			jsonb_build_object('note', repeat('o', 65536)), array_fill('public.t'::text, ARRAY[65])
+		FROM dashboard.dashboards`)
+	exec(t, conn, `INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('old'), repeat('l', 201))`)
+
+	applied, err := Up(t.Context(), conn)
+	if err != nil {
+		t.Fatalf("Up over oversized rows: got %v, want nil", err)
+	}
+	if !slices.Contains(applied, 3) {
+		t.Errorf("Up over oversized rows: got applied %v, want 3 among them", applied)
+	}
+	var rows int
+	if err := conn.QueryRow(t.Context(), `SELECT
+		(SELECT count(*) FROM dashboard.dashboards WHERE slug = 'old') +
+		(SELECT count(*) FROM dashboard.panels WHERE slug = 'old') +
+		(SELECT count(*) FROM dashboard.access_tokens WHERE token_hash = sha256('old'))`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 3 {
+		t.Errorf("got %d of the oversized rows after Up, want all 3 kept", rows)
+	}
+
+	exec(t, conn, "INSERT INTO dashboard.dashboards (slug, title) VALUES ('new', 'New')")
+	const panel = `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, options, depends_on)
+		SELECT id, %s, %s, 'stat', %s, %s, %s FROM dashboard.dashboards WHERE slug = 'new'`
+	tests := []struct {
+		name, sql, constraint string // constraint "": must succeed
+	}{
+		{"dashboard title of 200 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('t200', repeat('é', 200))", ""},
+		{"dashboard title of 201 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('t201', repeat('t', 201))", "dashboards_title_length"},
+		{"description of 2000 characters", "INSERT INTO dashboard.dashboards (slug, title, description) VALUES ('d2000', 'x', repeat('é', 2000))", ""},
+		{"description of 2001 characters", "INSERT INTO dashboard.dashboards (slug, title, description) VALUES ('d2001', 'x', repeat('d', 2001))", "dashboards_description_length"},
+		{"renaming a dashboard beyond the limit", "UPDATE dashboard.dashboards SET title = repeat('t', 201) WHERE slug = 'new'", "dashboards_title_length"},
+		{"panel at every limit", fmt.Sprintf(panel, "'max'", "repeat('é', 200)", "'SELECT 1' || repeat(' ', 65528)",
+			"jsonb_build_object('note', repeat('o', 65536 - 12))", "array_fill('public.t'::text, ARRAY[64])"), ""},
+		{"panel title of 201 characters", fmt.Sprintf(panel, "'p1'", "repeat('t', 201)", "'SELECT 1'", "'{}'", "'{}'"), "panels_title_length"},
+		{"panel SQL of 64 KiB and a byte", fmt.Sprintf(panel, "'p2'", "'x'", "'SELECT 1' || repeat(' ', 65529)", "'{}'", "'{}'"), "panels_sql_length"},
+		{"panel SQL of 64 KiB in multi-byte characters", fmt.Sprintf(panel, "'p3'", "'x'", "'SELECT ''' || repeat('é', 32764) || ''''", "'{}'", "'{}'"), "panels_sql_length"},
+		{"panel options of 64 KiB and a byte", fmt.Sprintf(panel, "'p4'", "'x'", "'SELECT 1'",
+			"jsonb_build_object('note', repeat('o', 65536 - 11))", "'{}'"), "panels_options_size"},
+		{"panel with 65 explicit dependencies", fmt.Sprintf(panel, "'p5'", "'x'", "'SELECT 1'", "'{}'",
+			"array_fill('public.t'::text, ARRAY[65])"), "panels_depends_on_count"},
+		{"token label of 200 characters", "INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('a'), repeat('é', 200))", ""},
+		{"token label of 201 characters", "INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('b'), repeat('l', 201))", "access_tokens_label_length"},
+		// An oversized row that predates the limits must be brought within
+		// them by the next edit, whichever column it touches.
+		{"editing an old oversized dashboard", "UPDATE dashboard.dashboards SET title = 'ok', position = 1 WHERE slug = 'old'", "dashboards_description_length"},
+		{"editing an old oversized panel", "UPDATE dashboard.panels SET title = 'ok', options = '{}', depends_on = '{}' WHERE slug = 'old'", "panels_sql_length"},
+		{"editing an old oversized token", "UPDATE dashboard.access_tokens SET expires_at = now() WHERE token_hash = sha256('old')", "access_tokens_label_length"},
+	}
+	for _, tt := range tests {
+		_, err := conn.Exec(t.Context(), tt.sql)
+		if tt.constraint == "" {
+			if err != nil {
+				t.Errorf("%s: got %v, want success", tt.name, err)
+			}
+			continue
+		}
+		wantCheckViolation(t, tt.name, err, tt.constraint)
+	}
+}
