@@ -90,6 +90,10 @@ func (f *feed) notifications(t *testing.T) []string {
 	}
 }
 
+// reload is the payload watch and unwatch send when they change triggers:
+// servers reload their catalogs on it.
+const reload = "dashboard.panels"
+
 // notifyTriggers counts the dashboard_notify_% triggers on table.
 func notifyTriggers(t *testing.T, conn *pgx.Conn, table string) int {
 	t.Helper()
@@ -170,8 +174,10 @@ func TestNotify(t *testing.T) {
 			t.Parallel()
 			f := newFeed(t)
 			exec(t, f.writer, tt.setup)
-			if got := f.notifications(t); len(got) != 0 {
-				t.Fatalf("setup: got notifications %q, want none", got)
+			for _, n := range f.notifications(t) {
+				if n != reload {
+					t.Fatalf("setup: got notification %q, want none but %q (from watch)", n, reload)
+				}
 			}
 			for _, s := range tt.stmts {
 				exec(t, f.writer, s)
@@ -231,7 +237,8 @@ func TestWatchTwice(t *testing.T) {
 	}
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	exec(t, f.writer, "DELETE FROM t")
-	if got, want := f.notifications(t), []string{"public.t", "public.t"}; !slices.Equal(got, want) {
+	// Only the first watch changed anything.
+	if got, want := f.notifications(t), []string{reload, "public.t", "public.t"}; !slices.Equal(got, want) {
 		t.Errorf("got notifications %q, want %q", got, want)
 	}
 }
@@ -249,6 +256,10 @@ func TestUnwatch(t *testing.T) {
 			t.Errorf("%s: got %d dashboard_notify_ triggers, want 0", table, got)
 		}
 	}
+	// The first watch and the first unwatch changed triggers; the rest did not.
+	if got, want := f.notifications(t), []string{reload, reload}; !slices.Equal(got, want) {
+		t.Errorf("watch, then unwatch three times: got notifications %q, want %q", got, want)
+	}
 	for _, s := range []string{"INSERT INTO t VALUES (1)", "UPDATE t SET id = 2", "DELETE FROM t", "TRUNCATE t"} {
 		exec(t, f.writer, s)
 	}
@@ -258,7 +269,7 @@ func TestUnwatch(t *testing.T) {
 	// Watching again after unwatch works.
 	exec(t, f.writer, "SELECT dashboard.watch('t')")
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
-	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
+	if got, want := f.notifications(t), []string{reload, "public.t"}; !slices.Equal(got, want) {
 		t.Errorf("after watching again: got notifications %q, want %q", got, want)
 	}
 }
@@ -290,6 +301,14 @@ func TestIsWatched(t *testing.T) {
 		}
 		if got := isWatched(t, f.writer, "t"); got != s.want {
 			t.Errorf("after %q: got is_watched %v, want %v", s.sql, got, s.want)
+		}
+		// Every watch and unwatch here changes triggers (TestWatchNotifiesCatalog).
+		var want []string
+		if strings.Contains(s.sql, "watch(") {
+			want = []string{reload}
+		}
+		if got := f.notifications(t); !slices.Equal(got, want) {
+			t.Errorf("after %q: got notifications %q, want %q", s.sql, got, want)
 		}
 	}
 	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
@@ -350,6 +369,9 @@ func TestWatchPartitioned(t *testing.T) {
 		CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100);
 		CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (100) TO (200);
 		SELECT dashboard.watch('m');`)
+	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
+		t.Fatalf("setup: got notifications %q, want %q", got, want)
+	}
 	steps := []struct {
 		sql  string
 		want []string
@@ -359,7 +381,7 @@ func TestWatchPartitioned(t *testing.T) {
 		{"DELETE FROM m WHERE id = 2", []string{"public.m"}},
 		// A statement naming a partition fires only the partition's triggers.
 		{"INSERT INTO m1 VALUES (3, 3)", nil},
-		{"SELECT dashboard.watch('m1')", nil},
+		{"SELECT dashboard.watch('m1')", []string{reload}},
 		{"INSERT INTO m1 VALUES (4, 4)", []string{"public.m1"}},
 		// TRUNCATE of the parent truncates, and fires, the partitions too.
 		{"TRUNCATE m", []string{"public.m", "public.m1"}},
@@ -397,6 +419,9 @@ func TestPrivileges(t *testing.T) {
 	})
 	exec(t, f.writer, "REVOKE ALL ON SCHEMA dashboard FROM PUBLIC")
 	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t'); GRANT INSERT ON t TO "+role)
+	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
+		t.Fatalf("setup: got notifications %q, want %q", got, want)
+	}
 	exec(t, f.writer, "SET ROLE "+role)
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
@@ -747,5 +772,52 @@ func TestSizeLimits(t *testing.T) {
 			continue
 		}
 		wantCheckViolation(t, tt.name, err, tt.constraint)
+	}
+}
+
+// TestWatchNotifiesCatalog checks that watch and unwatch, when they change a
+// table's triggers, notify dashboard.panels: the servers then reload their
+// catalogs, so a panel's "watch this table" notice goes at once instead of
+// at the next full refresh. Calls that change nothing stay silent, so the
+// reload that follows a server's own watch finds nothing more to do.
+func TestWatchNotifiesCatalog(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, "CREATE TABLE t (id int)")
+	if got := f.notifications(t); len(got) != 0 {
+		t.Fatalf("setup: got notifications %q, want none", got)
+	}
+	steps := []struct {
+		sql  string
+		want []string
+	}{
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"SELECT dashboard.watch('t')", nil},
+		{"SELECT dashboard.unwatch('t')", []string{reload}},
+		{"SELECT dashboard.unwatch('t')", nil},
+		{"BEGIN; SELECT dashboard.watch('t'); ROLLBACK", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"DROP TRIGGER dashboard_notify_delete ON t", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify_update", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+	}
+	for _, s := range steps {
+		exec(t, f.writer, s.sql)
+		if got := f.notifications(t); !slices.Equal(got, s.want) {
+			t.Errorf("%s: got notifications %q, want %q", s.sql, got, s.want)
+		}
+	}
+
+	// The notification is what a LISTEN connection receives on its own,
+	// without the sentinel: wait for it with a deadline (a bound, not a
+	// timed assertion).
+	exec(t, f.writer, "CREATE TABLE u (id int)")
+	exec(t, f.writer, "SELECT dashboard.watch('u')")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	n, err := f.listener.WaitForNotification(ctx)
+	if err != nil || n.Channel != "dashboard" || n.Payload != reload {
+		t.Errorf("after watch: got notification %+v, %v, want %s on channel dashboard", n, err, reload)
 	}
 }
