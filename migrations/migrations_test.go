@@ -90,6 +90,10 @@ func (f *feed) notifications(t *testing.T) []string {
 	}
 }
 
+// reload is the payload watch and unwatch send when they change triggers:
+// servers reload their catalogs on it.
+const reload = "dashboard.panels"
+
 // notifyTriggers counts the dashboard_notify_% triggers on table.
 func notifyTriggers(t *testing.T, conn *pgx.Conn, table string) int {
 	t.Helper()
@@ -170,8 +174,10 @@ func TestNotify(t *testing.T) {
 			t.Parallel()
 			f := newFeed(t)
 			exec(t, f.writer, tt.setup)
-			if got := f.notifications(t); len(got) != 0 {
-				t.Fatalf("setup: got notifications %q, want none", got)
+			for _, n := range f.notifications(t) {
+				if n != reload {
+					t.Fatalf("setup: got notification %q, want none but %q (from watch)", n, reload)
+				}
 			}
 			for _, s := range tt.stmts {
 				exec(t, f.writer, s)
@@ -231,7 +237,8 @@ func TestWatchTwice(t *testing.T) {
 	}
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	exec(t, f.writer, "DELETE FROM t")
-	if got, want := f.notifications(t), []string{"public.t", "public.t"}; !slices.Equal(got, want) {
+	// Only the first watch changed anything.
+	if got, want := f.notifications(t), []string{reload, "public.t", "public.t"}; !slices.Equal(got, want) {
 		t.Errorf("got notifications %q, want %q", got, want)
 	}
 }
@@ -249,6 +256,10 @@ func TestUnwatch(t *testing.T) {
 			t.Errorf("%s: got %d dashboard_notify_ triggers, want 0", table, got)
 		}
 	}
+	// The first watch and the first unwatch changed triggers; the rest did not.
+	if got, want := f.notifications(t), []string{reload, reload}; !slices.Equal(got, want) {
+		t.Errorf("watch, then unwatch three times: got notifications %q, want %q", got, want)
+	}
 	for _, s := range []string{"INSERT INTO t VALUES (1)", "UPDATE t SET id = 2", "DELETE FROM t", "TRUNCATE t"} {
 		exec(t, f.writer, s)
 	}
@@ -258,7 +269,7 @@ func TestUnwatch(t *testing.T) {
 	// Watching again after unwatch works.
 	exec(t, f.writer, "SELECT dashboard.watch('t')")
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
-	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
+	if got, want := f.notifications(t), []string{reload, "public.t"}; !slices.Equal(got, want) {
 		t.Errorf("after watching again: got notifications %q, want %q", got, want)
 	}
 }
@@ -290,6 +301,14 @@ func TestIsWatched(t *testing.T) {
 		}
 		if got := isWatched(t, f.writer, "t"); got != s.want {
 			t.Errorf("after %q: got is_watched %v, want %v", s.sql, got, s.want)
+		}
+		// Every watch and unwatch here changes triggers (TestWatchNotifiesCatalog).
+		var want []string
+		if strings.Contains(s.sql, "watch(") {
+			want = []string{reload}
+		}
+		if got := f.notifications(t); !slices.Equal(got, want) {
+			t.Errorf("after %q: got notifications %q, want %q", s.sql, got, want)
 		}
 	}
 	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
@@ -350,6 +369,9 @@ func TestWatchPartitioned(t *testing.T) {
 		CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100);
 		CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (100) TO (200);
 		SELECT dashboard.watch('m');`)
+	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
+		t.Fatalf("setup: got notifications %q, want %q", got, want)
+	}
 	steps := []struct {
 		sql  string
 		want []string
@@ -359,7 +381,7 @@ func TestWatchPartitioned(t *testing.T) {
 		{"DELETE FROM m WHERE id = 2", []string{"public.m"}},
 		// A statement naming a partition fires only the partition's triggers.
 		{"INSERT INTO m1 VALUES (3, 3)", nil},
-		{"SELECT dashboard.watch('m1')", nil},
+		{"SELECT dashboard.watch('m1')", []string{reload}},
 		{"INSERT INTO m1 VALUES (4, 4)", []string{"public.m1"}},
 		// TRUNCATE of the parent truncates, and fires, the partitions too.
 		{"TRUNCATE m", []string{"public.m", "public.m1"}},
@@ -397,6 +419,9 @@ func TestPrivileges(t *testing.T) {
 	})
 	exec(t, f.writer, "REVOKE ALL ON SCHEMA dashboard FROM PUBLIC")
 	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t'); GRANT INSERT ON t TO "+role)
+	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
+		t.Fatalf("setup: got notifications %q, want %q", got, want)
+	}
 	exec(t, f.writer, "SET ROLE "+role)
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
@@ -645,5 +670,154 @@ func TestUpBrokenSets(t *testing.T) {
 				t.Errorf("Up after the failure: got %v, want nil", err)
 			}
 		})
+	}
+}
+
+// upTo returns the embedded migrations up to and including version, so a
+// test can build the database an older release left behind.
+func upTo(t *testing.T, version int) fstest.MapFS {
+	t.Helper()
+	ms, err := load(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for _, m := range ms {
+		if m.version <= version {
+			fsys[m.file] = &fstest.MapFile{Data: []byte(m.sql)}
+		}
+	}
+	return fsys
+}
+
+// wantCheckViolation fails unless err is a check_violation of constraint.
+func wantCheckViolation(t *testing.T, what string, err error, constraint string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" || pgErr.ConstraintName != constraint {
+		t.Errorf("%s: got %v, want SQLSTATE 23514 (check_violation) of constraint %s", what, err, constraint)
+	}
+}
+
+// TestSizeLimits checks the limits on operator-written text, and that they
+// do not make migrate fail on a database that already holds longer values:
+// those rows stay, but a new or updated row must fit.
+func TestSizeLimits(t *testing.T) {
+	t.Parallel()
+	conn := connect(t, pgtest.NewDB(t))
+	if _, err := up(t.Context(), conn, upTo(t, 2)); err != nil {
+		t.Fatalf("applying migrations up to 0002: %v", err)
+	}
+	// Rows an older release accepted, every column over its limit.
+	exec(t, conn, `INSERT INTO dashboard.dashboards (slug, title, description)
+		VALUES ('old', repeat('t', 201), repeat('d', 2001))`)
+	exec(t, conn, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, options, depends_on)
+		SELECT id, 'old', repeat('t', 201), 'stat', 'SELECT 1' || repeat(' ', 65536),
+			jsonb_build_object('note', repeat('o', 65536)), array_fill('public.t'::text, ARRAY[65])
+		FROM dashboard.dashboards`)
+	exec(t, conn, `INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('old'), repeat('l', 201))`)
+
+	applied, err := Up(t.Context(), conn)
+	if err != nil {
+		t.Fatalf("Up over oversized rows: got %v, want nil", err)
+	}
+	if !slices.Contains(applied, 3) {
+		t.Errorf("Up over oversized rows: got applied %v, want 3 among them", applied)
+	}
+	var rows int
+	if err := conn.QueryRow(t.Context(), `SELECT
+		(SELECT count(*) FROM dashboard.dashboards WHERE slug = 'old') +
+		(SELECT count(*) FROM dashboard.panels WHERE slug = 'old') +
+		(SELECT count(*) FROM dashboard.access_tokens WHERE token_hash = sha256('old'))`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 3 {
+		t.Errorf("got %d of the oversized rows after Up, want all 3 kept", rows)
+	}
+
+	exec(t, conn, "INSERT INTO dashboard.dashboards (slug, title) VALUES ('new', 'New')")
+	const panel = `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, options, depends_on)
+		SELECT id, %s, %s, 'stat', %s, %s, %s FROM dashboard.dashboards WHERE slug = 'new'`
+	tests := []struct {
+		name, sql, constraint string // constraint "": must succeed
+	}{
+		{"dashboard title of 200 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('t200', repeat('é', 200))", ""},
+		{"dashboard title of 201 characters", "INSERT INTO dashboard.dashboards (slug, title) VALUES ('t201', repeat('t', 201))", "dashboards_title_length"},
+		{"description of 2000 characters", "INSERT INTO dashboard.dashboards (slug, title, description) VALUES ('d2000', 'x', repeat('é', 2000))", ""},
+		{"description of 2001 characters", "INSERT INTO dashboard.dashboards (slug, title, description) VALUES ('d2001', 'x', repeat('d', 2001))", "dashboards_description_length"},
+		{"renaming a dashboard beyond the limit", "UPDATE dashboard.dashboards SET title = repeat('t', 201) WHERE slug = 'new'", "dashboards_title_length"},
+		{"panel at every limit", fmt.Sprintf(panel, "'max'", "repeat('é', 200)", "'SELECT 1' || repeat(' ', 65528)",
+			"jsonb_build_object('note', repeat('o', 65536 - 12))", "array_fill('public.t'::text, ARRAY[64])"), ""},
+		{"panel title of 201 characters", fmt.Sprintf(panel, "'p1'", "repeat('t', 201)", "'SELECT 1'", "'{}'", "'{}'"), "panels_title_length"},
+		{"panel SQL of 64 KiB and a byte", fmt.Sprintf(panel, "'p2'", "'x'", "'SELECT 1' || repeat(' ', 65529)", "'{}'", "'{}'"), "panels_sql_length"},
+		{"panel SQL of 64 KiB in multi-byte characters", fmt.Sprintf(panel, "'p3'", "'x'", "'SELECT ''' || repeat('é', 32764) || ''''", "'{}'", "'{}'"), "panels_sql_length"},
+		{"panel options of 64 KiB and a byte", fmt.Sprintf(panel, "'p4'", "'x'", "'SELECT 1'",
+			"jsonb_build_object('note', repeat('o', 65536 - 11))", "'{}'"), "panels_options_size"},
+		{"panel with 65 explicit dependencies", fmt.Sprintf(panel, "'p5'", "'x'", "'SELECT 1'", "'{}'",
+			"array_fill('public.t'::text, ARRAY[65])"), "panels_depends_on_count"},
+		{"token label of 200 characters", "INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('a'), repeat('é', 200))", ""},
+		{"token label of 201 characters", "INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('b'), repeat('l', 201))", "access_tokens_label_length"},
+		// An oversized row that predates the limits must be brought within
+		// them by the next edit, whichever column it touches.
+		{"editing an old oversized dashboard", "UPDATE dashboard.dashboards SET title = 'ok', position = 1 WHERE slug = 'old'", "dashboards_description_length"},
+		{"editing an old oversized panel", "UPDATE dashboard.panels SET title = 'ok', options = '{}', depends_on = '{}' WHERE slug = 'old'", "panels_sql_length"},
+		{"editing an old oversized token", "UPDATE dashboard.access_tokens SET expires_at = now() WHERE token_hash = sha256('old')", "access_tokens_label_length"},
+	}
+	for _, tt := range tests {
+		_, err := conn.Exec(t.Context(), tt.sql)
+		if tt.constraint == "" {
+			if err != nil {
+				t.Errorf("%s: got %v, want success", tt.name, err)
+			}
+			continue
+		}
+		wantCheckViolation(t, tt.name, err, tt.constraint)
+	}
+}
+
+// TestWatchNotifiesCatalog checks that watch and unwatch, when they change a
+// table's triggers, notify dashboard.panels: the servers then reload their
+// catalogs, so a panel's "watch this table" notice goes at once instead of
+// at the next full refresh. Calls that change nothing stay silent, so the
+// reload that follows a server's own watch finds nothing more to do.
+func TestWatchNotifiesCatalog(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	exec(t, f.writer, "CREATE TABLE t (id int)")
+	if got := f.notifications(t); len(got) != 0 {
+		t.Fatalf("setup: got notifications %q, want none", got)
+	}
+	steps := []struct {
+		sql  string
+		want []string
+	}{
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"SELECT dashboard.watch('t')", nil},
+		{"SELECT dashboard.unwatch('t')", []string{reload}},
+		{"SELECT dashboard.unwatch('t')", nil},
+		{"BEGIN; SELECT dashboard.watch('t'); ROLLBACK", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"DROP TRIGGER dashboard_notify_delete ON t", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify_update", nil},
+		{"SELECT dashboard.watch('t')", []string{reload}},
+	}
+	for _, s := range steps {
+		exec(t, f.writer, s.sql)
+		if got := f.notifications(t); !slices.Equal(got, s.want) {
+			t.Errorf("%s: got notifications %q, want %q", s.sql, got, s.want)
+		}
+	}
+
+	// The notification is what a LISTEN connection receives on its own,
+	// without the sentinel: wait for it with a deadline (a bound, not a
+	// timed assertion).
+	exec(t, f.writer, "CREATE TABLE u (id int)")
+	exec(t, f.writer, "SELECT dashboard.watch('u')")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	n, err := f.listener.WaitForNotification(ctx)
+	if err != nil || n.Channel != "dashboard" || n.Payload != reload {
+		t.Errorf("after watch: got notification %+v, %v, want %s on channel dashboard", n, err, reload)
 	}
 }
