@@ -225,9 +225,10 @@ func servePprof(ctx context.Context, g *errgroup.Group, addr string, logger *slo
 	return nil
 }
 
-// trustedProxy builds the identity-header check; nil when not configured.
+// trustedProxy builds the trusted-proxy rule; nil when no proxy is
+// configured, which trusts no forwarded header at all.
 func trustedProxy(cfg config.Config) (*access.Proxy, error) {
-	if cfg.UserHeader == "" {
+	if len(cfg.TrustedProxyCIDRs) == 0 {
 		return nil, nil
 	}
 	p := &access.Proxy{Header: cfg.UserHeader}

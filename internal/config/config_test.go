@@ -84,6 +84,21 @@ func TestUserHeaderNeedsTrustedProxies(t *testing.T) {
 	}
 }
 
+// TestTrustedProxyCIDRsAlone: a TLS-terminating proxy that sets only
+// X-Forwarded-For and X-Forwarded-Proto is trusted without any identity
+// header.
+func TestTrustedProxyCIDRsAlone(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DASHBOARD_TRUSTED_PROXY_CIDRS", "10.0.0.0/8,fd00::/8")
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("got %v, want no error", err)
+	}
+	if len(c.TrustedProxyCIDRs) != 2 || c.UserHeader != "" {
+		t.Errorf("got ranges %q and user header %q, want two ranges and no header", c.TrustedProxyCIDRs, c.UserHeader)
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"postgres://app:s3cret@db:5432/app", "postgres://app:<redacted>@db:5432/app"},
