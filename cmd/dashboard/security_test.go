@@ -508,3 +508,46 @@ func TestSlowloris(t *testing.T) {
 		t.Errorf("/healthz: got %d, want 200", got)
 	}
 }
+
+// fromAddr is a client whose connections come from the loopback address ip.
+func fromAddr(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, CheckRedirect: noRedirect.CheckRedirect}
+}
+
+// TestSecurityForwardedFor: behind a trusted proxy, the per-address
+// stream limit counts the client named by X-Forwarded-For, not the proxy;
+// from any other peer the header is ignored.
+func TestSecurityForwardedFor(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"127.0.0.1/32"}
+	cfg.MaxStreamsIP = 1
+	s := newContractFixture(t, cfg)
+	events := s.URL + "/d/ops/events"
+	proxy, other := fromAddr("127.0.0.1"), fromAddr("127.0.0.2")
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		xff    string
+		want   int
+	}{
+		{"first client behind the proxy", proxy, "203.0.113.1", 200},
+		{"second client behind the proxy", proxy, "203.0.113.2", 200},
+		{"first client again, a forged hop in front", proxy, "198.51.100.7, 203.0.113.1", 503},
+		{"first client through a second trusted proxy", proxy, "203.0.113.1, 127.0.0.1", 503},
+		{"IPv6 client behind the proxy", proxy, "[2001:db8::1]:443", 200},
+		{"garbage header: counted as the proxy", proxy, "garbage", 200},
+		{"garbage header again: the proxy's slot is taken", proxy, "not, an, address", 503},
+		{"untrusted peer", other, "203.0.113.3", 200},
+		{"untrusted peer naming another client: ignored", other, "203.0.113.4", 503},
+	} {
+		c := openSSE(t, tt.client, events, "X-Forwarded-For", tt.xff)
+		if c.resp.StatusCode != tt.want {
+			t.Errorf("%s (X-Forwarded-For %q): got %d, want %d", tt.name, tt.xff, c.resp.StatusCode, tt.want)
+		}
+		if c.resp.StatusCode != 200 {
+			c.close()
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -77,7 +76,9 @@ type Server struct {
 
 // New returns a Server. ready reports whether the server can serve
 // (database reachable, listener listening); metrics serves /metrics;
-// tokens and proxy decide who sees private dashboards (proxy may be nil).
+// tokens and proxy decide who sees private dashboards, and proxy (nil:
+// trust no forwarded header) also says who the client is and whether it
+// came over https.
 func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.Store, proxy *access.Proxy,
 	ready func(context.Context) error, m *Metrics, metrics http.Handler) *Server {
 	if cfg.MaxLongPoll <= 0 {
@@ -346,13 +347,11 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, title
 	views.StyledErrorPage(s.assets(), status, title, message).Render(r.Context(), w)
 }
 
-// clientIP is the address the connection comes from.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientIP is the client's address under the trusted-proxy rule: the
+// peer, or behind a trusted proxy the client it forwards for
+// (access.Proxy.ClientAddr). Per-address limits count it.
+func (s *Server) clientIP(r *http.Request) string {
+	return s.proxy.ClientAddr(r)
 }
 
 // jitter returns d scaled by a random factor in [1-f, 1].
