@@ -243,8 +243,8 @@ func TestTokenExchangeAndRevocation(t *testing.T) {
 	if c == nil {
 		t.Fatalf("token exchange set no dashboard_token cookie: %q", resp.Header.Values("Set-Cookie"))
 	}
-	if c.Value != secret || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/d/secret" || c.MaxAge <= 0 {
-		t.Errorf("got cookie %q, want the token, HttpOnly, SameSite=Strict, Path=/d/secret, a max age", c.String())
+	if c.Value != secret || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/d/secret" || c.MaxAge <= 0 {
+		t.Errorf("got cookie %q, want the token, HttpOnly, SameSite=Lax, Path=/d/secret, a max age", c.String())
 	}
 	for _, p := range []string{"/d/secret", "/d/secret/events", "/d/secret/poll"} {
 		if got := s.status(t, "GET", p, cookie(secret)...); got != http.StatusOK {
@@ -548,6 +548,82 @@ func TestSecurityForwardedFor(t *testing.T) {
 		}
 		if c.resp.StatusCode != 200 {
 			c.close()
+		}
+	}
+}
+
+// tokenCookieOf returns the dashboard_token cookie resp sets, or nil.
+func tokenCookieOf(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == "dashboard_token" {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestSecurityTokenLinkCrossSite: a kiosk link opened from another site
+// (web mail, chat, a wiki) lands on the dashboard. The browser sends the
+// exchanged cookie on the redirect's follow-up GET only if it is
+// SameSite=Lax, since that GET belongs to a navigation another site
+// started; the redirect keeps every other query parameter, in order.
+// Behind a trusted TLS-terminating proxy the cookie is Secure.
+func TestSecurityTokenLinkCrossSite(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"127.0.0.1/32"}
+	s := newSecurityFixture(t, cfg)
+	secret, _ := s.token(t, "secret")
+	crossSite := []string{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document",
+		"Referer", "https://mail.example.com/"}
+
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		header []string
+		secure bool
+	}{
+		{"plain http", fromAddr("127.0.0.1"), nil, false},
+		{"https at the trusted proxy", fromAddr("127.0.0.1"), []string{"X-Forwarded-Proto", "https"}, true},
+		{"X-Forwarded-Proto from an untrusted peer", fromAddr("127.0.0.2"), []string{"X-Forwarded-Proto", "https"}, false},
+	} {
+		req, _ := http.NewRequest("GET", s.URL+"/d/secret?var-region=eu&token="+secret+"&transport=poll&from=now-6h&var-region=us", nil)
+		for i := 0; i+1 < len(crossSite); i += 2 {
+			req.Header.Set(crossSite[i], crossSite[i+1])
+		}
+		for i := 0; i+1 < len(tt.header); i += 2 {
+			req.Header.Set(tt.header[i], tt.header[i+1])
+		}
+		resp, err := tt.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		const want = "/d/secret?var-region=eu&transport=poll&from=now-6h&var-region=us"
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("%s: got %d to %q, want 303 to %s", tt.name, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+		c := tokenCookieOf(resp)
+		if c == nil {
+			t.Fatalf("%s: no dashboard_token cookie in %q", tt.name, resp.Header.Values("Set-Cookie"))
+		}
+		if c.SameSite != http.SameSiteLaxMode || !c.HttpOnly || c.Path != "/d/secret" || c.Secure != tt.secure {
+			t.Errorf("%s: got cookie %q, want HttpOnly, SameSite=Lax, Path=/d/secret, Secure %v", tt.name, c.String(), tt.secure)
+		}
+		// The follow-up GET of the same navigation, with the cookie a
+		// browser sends there for SameSite=Lax.
+		follow, _ := http.NewRequest("GET", s.URL+resp.Header.Get("Location"), nil)
+		for i := 0; i+1 < len(crossSite); i += 2 {
+			follow.Header.Set(crossSite[i], crossSite[i+1])
+		}
+		follow.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		fresp, err := tt.client.Do(follow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresp.Body.Close()
+		if fresp.StatusCode != http.StatusOK {
+			t.Errorf("%s: follow-up GET with the cookie: got %d, want 200", tt.name, fresp.StatusCode)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -224,19 +225,37 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	if until := time.Until(g.ExpiresAt); until < maxAge {
 		maxAge = until
 	}
+	// Lax, not Strict: a kiosk link opened from another site (mail,
+	// chat, a wiki) is a cross-site navigation, and a Strict cookie would
+	// not be sent on the redirect's follow-up GET. Lax cookies still stay
+	// off cross-site subrequests and frames; framing is governed by
+	// DASHBOARD_FRAME_ANCESTORS.
 	http.SetCookie(w, &http.Cookie{
 		Name: tokenCookie, Value: secret, Path: path, MaxAge: int(maxAge.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.proxy.Scheme(r) == "https",
 	})
-	q := r.URL.Query()
-	q.Del("token")
-	clean := "/d/" + d.Slug
-	if len(q) > 0 {
-		clean += "?" + q.Encode()
-	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, clean, http.StatusSeeOther)
+	http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
 	return true
+}
+
+// cleanURL is the dashboard's address with the request's query string
+// minus every token parameter, the other parameters kept as they were
+// written and in their order.
+func cleanURL(d *panel.Dashboard, r *http.Request) string {
+	var kept []string
+	for _, p := range strings.Split(r.URL.RawQuery, "&") {
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); p == "" || err == nil && k == "token" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clean := "/d/" + d.Slug
+	if len(kept) > 0 {
+		clean += "?" + strings.Join(kept, "&")
+	}
+	return clean
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
