@@ -627,3 +627,37 @@ func TestSecurityTokenLinkCrossSite(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityPublicDashboardInvalidToken: a stale or mistyped kiosk link
+// to a public dashboard shows the dashboard. The answer is a 303 to the
+// address without the token (so the bad token leaves the address bar and
+// bookmarks) and sets no cookie; on a private dashboard it stays 404.
+func TestSecurityPublicDashboardInvalidToken(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	forOther, _ := s.token(t, "other")
+	expired, expiredID := s.token(t, "secret")
+	s.exec(t, `UPDATE dashboard.access_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1`, expiredID)
+	s.awaitStatus(t, "/d/secret", http.StatusNotFound, cookie(expired)...)
+	for _, bad := range []string{"garbage", "%ff%00", access.NewSecret(), expired, forOther} {
+		resp, err := noRedirect.Get(s.URL + "/d/ops?transport=poll&token=" + bad + "&from=now-1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		const want = "/d/ops?transport=poll&from=now-1h"
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("public dashboard, token %.12q: got %d to %q, want 303 to %s", bad, resp.StatusCode, resp.Header.Get("Location"), want)
+			continue
+		}
+		if c := tokenCookieOf(resp); c != nil {
+			t.Errorf("public dashboard, token %.12q: got cookie %q, want none", bad, c.String())
+		}
+		if got := s.status(t, "GET", resp.Header.Get("Location")); got != http.StatusOK {
+			t.Errorf("public dashboard, token %.12q: the clean URL answered %d, want 200", bad, got)
+		}
+		if got := s.status(t, "GET", "/d/secret?token="+bad); got != http.StatusNotFound {
+			t.Errorf("private dashboard, token %.12q: got %d, want 404", bad, got)
+		}
+	}
+}

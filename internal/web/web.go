@@ -201,7 +201,9 @@ func (s *Server) allowed(r *http.Request, d *panel.Dashboard) (access.Grant, boo
 // exchangeToken turns ?token= into an HttpOnly cookie scoped to the
 // dashboard (or to the whole site for a token valid everywhere) and
 // redirects to the clean URL, so the secret leaves the address bar and
-// the history. It reports whether it answered the request.
+// the history. A token that is not valid there answers 404 on a private
+// dashboard, like any refusal, and on a public one redirects to the clean
+// URL without a cookie. It reports whether it answered the request.
 func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	secret := r.URL.Query().Get("token")
 	if secret == "" {
@@ -212,6 +214,13 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	ok := d != nil
 	if ok {
 		g, ok = s.tokens.Set().Check(secret, d.ID, time.Now())
+	}
+	if !ok && d != nil && d.Public {
+		// A stale or mistyped kiosk link to a public dashboard: show
+		// the dashboard, at the address without the token.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
+		return true
 	}
 	if !ok {
 		s.notFound(w, r)
