@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -659,5 +660,85 @@ func TestSecurityPublicDashboardInvalidToken(t *testing.T) {
 		if got := s.status(t, "GET", "/d/secret?token="+bad); got != http.StatusNotFound {
 			t.Errorf("private dashboard, token %.12q: got %d, want 404", bad, got)
 		}
+	}
+}
+
+// TestSecurityRequestBody: every route is GET or HEAD, so a request with
+// a body is refused at once with 400 and the connection closed, before
+// anything waits on the body. A client that announces a body and drips it
+// one byte at a time can then hold no connection. The client waits on the
+// answer with a generous bound; nothing here measures speed.
+func TestSecurityRequestBody(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	for _, tt := range []struct {
+		name, head string
+		drip       string // sent every 100 ms until the server closes
+		want       int
+	}{
+		{"page", "GET /d/ops HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"private page", "GET /d/secret HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"stream", "GET /d/ops/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"long-poll", "GET /d/ops/poll?wait=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"index, chunked", "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "1\r\na\r\n", 400},
+		{"HEAD of the stream", "HEAD /d/ops/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"metrics", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"POST: wrong method", "POST /d/ops HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 405},
+		{"unknown route", "GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, tt.head); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			dripped := make(chan struct{})
+			go func() {
+				defer close(dripped)
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					conn.SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := io.WriteString(conn, tt.drip); err != nil {
+						return
+					}
+				}
+			}()
+			defer func() { close(stop); <-dripped }()
+
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(conn)
+			method, _, _ := strings.Cut(tt.head, " ")
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading the answer's body: %v", err)
+			}
+			// ReadResponse moves Connection: close to resp.Close.
+			if resp.StatusCode != tt.want || !resp.Close {
+				t.Errorf("got %d, closing %v (%q), want %d with Connection: close",
+					resp.StatusCode, resp.Close, trim(string(body)), tt.want)
+			}
+			// Then the server closes the connection: end of stream, or a
+			// reset if it closed while drip bytes were still unread.
+			n, err := br.Read(make([]byte, 1))
+			var ne net.Error
+			if n > 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("after the answer: got %d bytes, %v; want the connection closed", n, err)
+			}
+		})
 	}
 }

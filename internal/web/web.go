@@ -111,7 +111,33 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.gather)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	return s.secure(mux)
+	return s.secure(s.refuseBody(mux))
+}
+
+// refuseBody answers a request that carries a body (a Content-Length
+// above zero, or any Transfer-Encoding) before anything waits on it. No
+// route reads one, and net/http drains up to 256 KB of an unread body
+// after the handler, so a client dripping its body could hold a
+// connection for as long as it likes. GET and HEAD get 400; other methods
+// go on to the mux for their 405. Either way the body is never read: the
+// read deadline is set in the past and the connection closes after the
+// answer.
+func (s *Server) refuseBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.error(w, r, http.StatusBadRequest, "Bad request", "Requests to this server carry no body.")
+	})
 }
 
 // Shutdown tells every open stream and long-poll to end now, so that
