@@ -771,3 +771,80 @@ func TestSlowClientDropped(t *testing.T) {
 	insertRow(t, s)
 	wantUpdate(t, good.nextUpdate(t), "#panel-rows")
 }
+
+// TestHTTPHead: HEAD of the stream and of the long-poll answers GET's
+// headers and nothing else: no body, no hijacked connection, no wait, and
+// nothing counted. Access is checked as for GET.
+func TestHTTPHead(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	secret, _ := s.token(t, "secret")
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	// ask sends a request on the one connection and reads the answer;
+	// a body written after a HEAD answer would break the next one.
+	ask := func(method, path string, header ...string) *http.Response {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req := method + " " + path + " HTTP/1.1\r\nHost: x\r\n"
+		for i := 0; i+1 < len(header); i += 2 {
+			req += header[i] + ": " + header[i+1] + "\r\n"
+		}
+		if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("%s %s: reading the body: %v", method, path, err)
+		}
+		return resp
+	}
+	etag := `"` + currentVersion(t, s.testServer, "ops").String() + `"`
+	for _, tt := range []struct {
+		path        string
+		header      []string
+		want        int
+		contentType string
+	}{
+		{"/d/ops/events", nil, 200, "text/event-stream"},
+		{"/d/ops/events", []string{"Last-Event-ID", "garbage"}, 200, "text/event-stream"},
+		{"/d/ops/poll?wait=30", []string{"If-None-Match", etag}, 200, "text/html; charset=utf-8"},
+		{"/d/secret/events", nil, 404, ""},
+		{"/d/secret/poll", nil, 404, ""},
+		{"/d/nope/events", nil, 404, ""},
+		{"/d/secret/events", cookie(secret), 200, "text/event-stream"},
+		{"/d/secret/poll?wait=30", append(cookie(secret), "If-None-Match", etag), 200, "text/html; charset=utf-8"},
+	} {
+		resp := ask("HEAD", tt.path, tt.header...)
+		if resp.StatusCode != tt.want || resp.Close {
+			t.Errorf("HEAD %s: got %d, closing %v; want %d on a connection kept open", tt.path, resp.StatusCode, resp.Close, tt.want)
+		}
+		if tt.contentType != "" && resp.Header.Get("Content-Type") != tt.contentType {
+			t.Errorf("HEAD %s: got Content-Type %q, want %q", tt.path, resp.Header.Get("Content-Type"), tt.contentType)
+		}
+		if strings.HasSuffix(tt.path, "/events") && tt.want == 200 {
+			if got := resp.Header.Get("Cache-Control"); got != "no-store, no-transform" {
+				t.Errorf("HEAD %s: got Cache-Control %q, want no-store, no-transform", tt.path, got)
+			}
+		}
+		for _, m := range []string{"dashboard_sse_clients", "dashboard_longpoll_waiting"} {
+			if n := promValue(t, s.testServer, m); n != 0 {
+				t.Errorf("after HEAD %s: %s is %v, want 0", tt.path, m, n)
+			}
+		}
+		if resp.Close {
+			return
+		}
+	}
+	// The connection still serves: nothing was written after the heads.
+	if resp := ask("GET", "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz after the HEADs: got %d, want 200", resp.StatusCode)
+	}
+}

@@ -107,6 +107,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /d/{slug}", s.page)
 	mux.HandleFunc("GET /d/{slug}/events", s.events)
 	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
+	// "GET" patterns also match HEAD; these more specific ones take HEAD
+	// of the stream and the long-poll away from their GET handlers.
+	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
+	mux.HandleFunc("HEAD /d/{slug}/poll", s.headPoll)
 	mux.Handle("GET "+static.Prefix, static.Handler())
 	mux.Handle("GET /metrics", s.gather)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -332,6 +336,31 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
 		Assets: s.assets(), NoScriptRefresh: 30,
 	}))
+}
+
+// headEvents is HEAD /d/{slug}/events: access is checked as for GET and
+// the stream's headers are the answer. Nothing is opened or counted: no
+// hijack, no stream slot, no viewer for the refresh engine.
+func (s *Server) headEvents(w http.ResponseWriter, r *http.Request) {
+	if _, _, _, ok := s.dashboard(w, r); !ok {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+// headPoll is HEAD /d/{slug}/poll: access is checked as for GET and the
+// long-poll's headers are the answer, at once. It neither waits nor counts.
+func (s *Server) headPoll(w http.ResponseWriter, r *http.Request) {
+	if _, _, _, ok := s.dashboard(w, r); !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
 }
 
 // await waits for ready, at most max; it reports false only if the client
