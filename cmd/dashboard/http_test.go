@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -846,5 +847,51 @@ func TestHTTPHead(t *testing.T) {
 	// The connection still serves: nothing was written after the heads.
 	if resp := ask("GET", "/healthz"); resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz after the HEADs: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestHTTPMetricsAddr: with DASHBOARD_METRICS_ADDR set, /metrics is
+// served there and is not on the public port.
+func TestHTTPMetricsAddr(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	s := startServer(t, cfg, false)
+	if resp, _ := s.get(t, "/metrics"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the public address: got %d, want 404", resp.StatusCode)
+	}
+	if s.metricsAddr == "" || s.metricsAddr == s.addr {
+		t.Fatalf("got metrics address %q beside %q, want an address of its own", s.metricsAddr, s.addr)
+	}
+	resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "\ndashboard_sse_clients ") {
+		t.Errorf("GET /metrics on the metrics address: got %d %q, want 200 with dashboard_sse_clients", resp.StatusCode, trim(string(body)))
+	}
+	for _, path := range []string{"/", "/d/x", "/healthz"} {
+		resp, err := http.Get("http://" + s.metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics address: got %d, want 404", path, resp.StatusCode)
+		}
+	}
+	// The public site still serves.
+	if resp, _ := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz: got %d, want 200", resp.StatusCode)
+	}
+	// A metrics address that is taken stops the start at once, naming
+	// the variable.
+	taken := cfg
+	taken.MetricsAddr = s.metricsAddr
+	err = serve(context.Background(), taken, slog.New(slog.DiscardHandler), serveOptions{})
+	if err == nil || !strings.Contains(err.Error(), "DASHBOARD_METRICS_ADDR") {
+		t.Errorf("serve with a taken metrics address: got %v, want an error naming DASHBOARD_METRICS_ADDR", err)
 	}
 }

@@ -742,3 +742,39 @@ func TestSecurityRequestBody(t *testing.T) {
 		})
 	}
 }
+
+// TestSecurityMetricsNamePrivateDashboards: /metrics on the public port
+// names no dashboard, so that scraping it cannot find private slugs, even
+// after a private dashboard was viewed over every transport.
+func TestSecurityMetricsNamePrivateDashboards(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	const slug = "hidden-7f3a9c"
+	createDashboard(t, s.pool, slug, false, [3]string{"hp1", "stat", "SELECT count(*) AS n FROM t"})
+	awaitDashboard(t, s.testServer, slug, "t")
+	secret, _ := s.token(t, slug)
+	if got := s.status(t, "GET", "/d/"+slug, cookie(secret)...); got != http.StatusOK {
+		t.Fatalf("private page with its token: got %d, want 200", got)
+	}
+	stream := openSSE(t, nil, s.URL+"/d/"+slug+"/events", cookie(secret)...)
+	stream.nextUpdate(t)
+	insertRow(t, s.testServer)
+	stream.nextUpdate(t)
+	currentVersion(t, s.testServer, slug, cookie(secret)...)
+	s.status(t, "GET", "/d/"+slug+"/poll?wait=0&token=garbage")
+
+	_, body := s.get(t, "/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, slug) || strings.Contains(line, "hp1") {
+			t.Errorf("/metrics names the private dashboard or its panel: %q", line)
+		}
+		name, labels, ok := strings.Cut(line, "{")
+		if ok && !strings.HasPrefix(line, "#") {
+			for _, key := range []string{"dashboard=", "slug=", "panel=", "view="} {
+				if strings.Contains(labels, key) {
+					t.Errorf("metric %s has a %s label: %q", name, strings.TrimSuffix(key, "="), line)
+				}
+			}
+		}
+	}
+}

@@ -50,7 +50,8 @@ type Config struct {
 	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User; needs DASHBOARD_TRUSTED_PROXY_CIDRS"`
 	FrameAncestors    string   `envconfig:"DASHBOARD_FRAME_ANCESTORS" default:"'none'" desc:"CSP frame-ancestors sources allowed to embed pages"`
 
-	PprofAddr string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
+	MetricsAddr string `envconfig:"DASHBOARD_METRICS_ADDR" desc:"if set, serve /metrics on this address (host:port) instead of DASHBOARD_ADDR, off the public port"`
+	PprofAddr   string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
 
 	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"5" desc:"demo: writes per second of the traffic generator"`
 }
@@ -97,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if !validAddr(c.Addr) {
 		bad("DASHBOARD_ADDR", "%q is not host:port (for example 127.0.0.1:8080)", c.Addr)
+	}
+	if c.MetricsAddr != "" && !validAddr(c.MetricsAddr) {
+		bad("DASHBOARD_METRICS_ADDR", "%q is not host:port (for example 127.0.0.1:9090)", c.MetricsAddr)
 	}
 	if c.PprofAddr != "" && !validAddr(c.PprofAddr) {
 		bad("DASHBOARD_PPROF_ADDR", "%q is not host:port (for example 127.0.0.1:6060)", c.PprofAddr)

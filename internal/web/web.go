@@ -40,6 +40,9 @@ type Config struct {
 	MaxStreamsIP   int
 	MaxLongPolls   int
 	FrameAncestors string
+	// MetricsElsewhere leaves /metrics out of Handler: it is served on
+	// its own address through MetricsHandler.
+	MetricsElsewhere bool
 	// PageWait bounds how long a page or a new stream waits for the first
 	// query of a dashboard nobody was watching.
 	PageWait time.Duration
@@ -112,7 +115,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
 	mux.HandleFunc("HEAD /d/{slug}/poll", s.headPoll)
 	mux.Handle("GET "+static.Prefix, static.Handler())
-	mux.Handle("GET /metrics", s.gather)
+	if !s.cfg.MetricsElsewhere {
+		mux.Handle("GET /metrics", s.gather)
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	return s.secure(s.refuseBody(mux))
@@ -142,6 +147,15 @@ func (s *Server) refuseBody(next http.Handler) http.Handler {
 		}
 		s.error(w, r, http.StatusBadRequest, "Bad request", "Requests to this server carry no body.")
 	})
+}
+
+// MetricsHandler serves /metrics alone, for its own address
+// (DASHBOARD_METRICS_ADDR), with the same refusal of request bodies as
+// the site.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.gather)
+	return s.refuseBody(mux)
 }
 
 // Shutdown tells every open stream and long-poll to end now, so that
