@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -767,4 +768,127 @@ func TestSlowClientDropped(t *testing.T) {
 	eventually(t, "one stream left", func() bool { return promValue(t, s, "dashboard_sse_clients") == 1 })
 	insertRow(t, s)
 	wantUpdate(t, good.nextUpdate(t), "#panel-rows")
+}
+
+// TestHTTPHead: HEAD of the stream and of the long-poll answers GET's
+// headers and nothing else: no body, no hijacked connection, no wait, and
+// nothing counted. Access is checked as for GET.
+func TestHTTPHead(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	secret, _ := s.token(t, "secret")
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	// ask sends a request on the one connection and reads the answer;
+	// a body written after a HEAD answer would break the next one.
+	ask := func(method, path string, header ...string) *http.Response {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req := method + " " + path + " HTTP/1.1\r\nHost: x\r\n"
+		for i := 0; i+1 < len(header); i += 2 {
+			req += header[i] + ": " + header[i+1] + "\r\n"
+		}
+		if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("%s %s: reading the body: %v", method, path, err)
+		}
+		return resp
+	}
+	etag := `"` + currentVersion(t, s.testServer, "ops").String() + `"`
+	for _, tt := range []struct {
+		path        string
+		header      []string
+		want        int
+		contentType string
+	}{
+		{"/d/ops/events", nil, 200, "text/event-stream"},
+		{"/d/ops/events", []string{"Last-Event-ID", "garbage"}, 200, "text/event-stream"},
+		{"/d/ops/poll?wait=30", []string{"If-None-Match", etag}, 200, "text/html; charset=utf-8"},
+		{"/d/secret/events", nil, 404, ""},
+		{"/d/secret/poll", nil, 404, ""},
+		{"/d/nope/events", nil, 404, ""},
+		{"/d/secret/events", cookie(secret), 200, "text/event-stream"},
+		{"/d/secret/poll?wait=30", append(cookie(secret), "If-None-Match", etag), 200, "text/html; charset=utf-8"},
+	} {
+		resp := ask("HEAD", tt.path, tt.header...)
+		if resp.StatusCode != tt.want || resp.Close {
+			t.Errorf("HEAD %s: got %d, closing %v; want %d on a connection kept open", tt.path, resp.StatusCode, resp.Close, tt.want)
+		}
+		if tt.contentType != "" && resp.Header.Get("Content-Type") != tt.contentType {
+			t.Errorf("HEAD %s: got Content-Type %q, want %q", tt.path, resp.Header.Get("Content-Type"), tt.contentType)
+		}
+		if strings.HasSuffix(tt.path, "/events") && tt.want == 200 {
+			if got := resp.Header.Get("Cache-Control"); got != "no-store, no-transform" {
+				t.Errorf("HEAD %s: got Cache-Control %q, want no-store, no-transform", tt.path, got)
+			}
+		}
+		for _, m := range []string{"dashboard_sse_clients", "dashboard_longpoll_waiting"} {
+			if n := promValue(t, s.testServer, m); n != 0 {
+				t.Errorf("after HEAD %s: %s is %v, want 0", tt.path, m, n)
+			}
+		}
+		if resp.Close {
+			return
+		}
+	}
+	// The connection still serves: nothing was written after the heads.
+	if resp := ask("GET", "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz after the HEADs: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestHTTPMetricsAddr: with DASHBOARD_METRICS_ADDR set, /metrics is
+// served there and is not on the public port.
+func TestHTTPMetricsAddr(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	s := startServer(t, cfg, false)
+	if resp, _ := s.get(t, "/metrics"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the public address: got %d, want 404", resp.StatusCode)
+	}
+	if s.metricsAddr == "" || s.metricsAddr == s.addr {
+		t.Fatalf("got metrics address %q beside %q, want an address of its own", s.metricsAddr, s.addr)
+	}
+	resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "\ndashboard_sse_clients ") {
+		t.Errorf("GET /metrics on the metrics address: got %d %q, want 200 with dashboard_sse_clients", resp.StatusCode, trim(string(body)))
+	}
+	for _, path := range []string{"/", "/d/x", "/healthz"} {
+		resp, err := http.Get("http://" + s.metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics address: got %d, want 404", path, resp.StatusCode)
+		}
+	}
+	// The public site still serves.
+	if resp, _ := s.get(t, "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz: got %d, want 200", resp.StatusCode)
+	}
+	// A metrics address that is taken stops the start at once, naming
+	// the variable.
+	taken := cfg
+	taken.MetricsAddr = s.metricsAddr
+	err = serve(context.Background(), taken, slog.New(slog.DiscardHandler), serveOptions{})
+	if err == nil || !strings.Contains(err.Error(), "DASHBOARD_METRICS_ADDR") {
+		t.Errorf("serve with a taken metrics address: got %v, want an error naming DASHBOARD_METRICS_ADDR", err)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -243,8 +244,8 @@ func TestTokenExchangeAndRevocation(t *testing.T) {
 	if c == nil {
 		t.Fatalf("token exchange set no dashboard_token cookie: %q", resp.Header.Values("Set-Cookie"))
 	}
-	if c.Value != secret || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/d/secret" || c.MaxAge <= 0 {
-		t.Errorf("got cookie %q, want the token, HttpOnly, SameSite=Strict, Path=/d/secret, a max age", c.String())
+	if c.Value != secret || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/d/secret" || c.MaxAge <= 0 {
+		t.Errorf("got cookie %q, want the token, HttpOnly, SameSite=Lax, Path=/d/secret, a max age", c.String())
 	}
 	for _, p := range []string{"/d/secret", "/d/secret/events", "/d/secret/poll"} {
 		if got := s.status(t, "GET", p, cookie(secret)...); got != http.StatusOK {
@@ -506,5 +507,274 @@ func TestSlowloris(t *testing.T) {
 	}
 	if got := s.status(t, "GET", "/healthz"); got != http.StatusOK {
 		t.Errorf("/healthz: got %d, want 200", got)
+	}
+}
+
+// fromAddr is a client whose connections come from the loopback address ip.
+func fromAddr(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, CheckRedirect: noRedirect.CheckRedirect}
+}
+
+// TestSecurityForwardedFor: behind a trusted proxy, the per-address
+// stream limit counts the client named by X-Forwarded-For, not the proxy;
+// from any other peer the header is ignored.
+func TestSecurityForwardedFor(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"127.0.0.1/32"}
+	cfg.MaxStreamsIP = 1
+	s := newContractFixture(t, cfg)
+	events := s.URL + "/d/ops/events"
+	proxy, other := fromAddr("127.0.0.1"), fromAddr("127.0.0.2")
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		xff    string
+		want   int
+	}{
+		{"first client behind the proxy", proxy, "203.0.113.1", 200},
+		{"second client behind the proxy", proxy, "203.0.113.2", 200},
+		{"first client again, a forged hop in front", proxy, "198.51.100.7, 203.0.113.1", 503},
+		{"first client through a second trusted proxy", proxy, "203.0.113.1, 127.0.0.1", 503},
+		{"IPv6 client behind the proxy", proxy, "[2001:db8::1]:443", 200},
+		{"garbage header: counted as the proxy", proxy, "garbage", 200},
+		{"garbage header again: the proxy's slot is taken", proxy, "not, an, address", 503},
+		{"untrusted peer", other, "203.0.113.3", 200},
+		{"untrusted peer naming another client: ignored", other, "203.0.113.4", 503},
+	} {
+		c := openSSE(t, tt.client, events, "X-Forwarded-For", tt.xff)
+		if c.resp.StatusCode != tt.want {
+			t.Errorf("%s (X-Forwarded-For %q): got %d, want %d", tt.name, tt.xff, c.resp.StatusCode, tt.want)
+		}
+		if c.resp.StatusCode != 200 {
+			c.close()
+		}
+	}
+}
+
+// tokenCookieOf returns the dashboard_token cookie resp sets, or nil.
+func tokenCookieOf(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == "dashboard_token" {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestSecurityTokenLinkCrossSite: a kiosk link opened from another site
+// (web mail, chat, a wiki) lands on the dashboard. The browser sends the
+// exchanged cookie on the redirect's follow-up GET only if it is
+// SameSite=Lax, since that GET belongs to a navigation another site
+// started; the redirect keeps every other query parameter, in order.
+// Behind a trusted TLS-terminating proxy the cookie is Secure.
+func TestSecurityTokenLinkCrossSite(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TrustedProxyCIDRs = []string{"127.0.0.1/32"}
+	s := newSecurityFixture(t, cfg)
+	secret, _ := s.token(t, "secret")
+	crossSite := []string{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document",
+		"Referer", "https://mail.example.com/"}
+
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		header []string
+		secure bool
+	}{
+		{"plain http", fromAddr("127.0.0.1"), nil, false},
+		{"https at the trusted proxy", fromAddr("127.0.0.1"), []string{"X-Forwarded-Proto", "https"}, true},
+		{"X-Forwarded-Proto from an untrusted peer", fromAddr("127.0.0.2"), []string{"X-Forwarded-Proto", "https"}, false},
+	} {
+		req, _ := http.NewRequest("GET", s.URL+"/d/secret?var-region=eu&token="+secret+"&transport=poll&from=now-6h&var-region=us", nil)
+		for i := 0; i+1 < len(crossSite); i += 2 {
+			req.Header.Set(crossSite[i], crossSite[i+1])
+		}
+		for i := 0; i+1 < len(tt.header); i += 2 {
+			req.Header.Set(tt.header[i], tt.header[i+1])
+		}
+		resp, err := tt.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		const want = "/d/secret?var-region=eu&transport=poll&from=now-6h&var-region=us"
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("%s: got %d to %q, want 303 to %s", tt.name, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+		c := tokenCookieOf(resp)
+		if c == nil {
+			t.Fatalf("%s: no dashboard_token cookie in %q", tt.name, resp.Header.Values("Set-Cookie"))
+		}
+		if c.SameSite != http.SameSiteLaxMode || !c.HttpOnly || c.Path != "/d/secret" || c.Secure != tt.secure {
+			t.Errorf("%s: got cookie %q, want HttpOnly, SameSite=Lax, Path=/d/secret, Secure %v", tt.name, c.String(), tt.secure)
+		}
+		// The follow-up GET of the same navigation, with the cookie a
+		// browser sends there for SameSite=Lax.
+		follow, _ := http.NewRequest("GET", s.URL+resp.Header.Get("Location"), nil)
+		for i := 0; i+1 < len(crossSite); i += 2 {
+			follow.Header.Set(crossSite[i], crossSite[i+1])
+		}
+		follow.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		fresp, err := tt.client.Do(follow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresp.Body.Close()
+		if fresp.StatusCode != http.StatusOK {
+			t.Errorf("%s: follow-up GET with the cookie: got %d, want 200", tt.name, fresp.StatusCode)
+		}
+	}
+}
+
+// TestSecurityPublicDashboardInvalidToken: a stale or mistyped kiosk link
+// to a public dashboard shows the dashboard. The answer is a 303 to the
+// address without the token (so the bad token leaves the address bar and
+// bookmarks) and sets no cookie; on a private dashboard it stays 404.
+func TestSecurityPublicDashboardInvalidToken(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	forOther, _ := s.token(t, "other")
+	expired, expiredID := s.token(t, "secret")
+	s.exec(t, `UPDATE dashboard.access_tokens SET expires_at = now() - interval '1 minute' WHERE id = $1`, expiredID)
+	s.awaitStatus(t, "/d/secret", http.StatusNotFound, cookie(expired)...)
+	for _, bad := range []string{"garbage", "%ff%00", access.NewSecret(), expired, forOther} {
+		resp, err := noRedirect.Get(s.URL + "/d/ops?transport=poll&token=" + bad + "&from=now-1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		const want = "/d/ops?transport=poll&from=now-1h"
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("public dashboard, token %.12q: got %d to %q, want 303 to %s", bad, resp.StatusCode, resp.Header.Get("Location"), want)
+			continue
+		}
+		if c := tokenCookieOf(resp); c != nil {
+			t.Errorf("public dashboard, token %.12q: got cookie %q, want none", bad, c.String())
+		}
+		if got := s.status(t, "GET", resp.Header.Get("Location")); got != http.StatusOK {
+			t.Errorf("public dashboard, token %.12q: the clean URL answered %d, want 200", bad, got)
+		}
+		if got := s.status(t, "GET", "/d/secret?token="+bad); got != http.StatusNotFound {
+			t.Errorf("private dashboard, token %.12q: got %d, want 404", bad, got)
+		}
+	}
+}
+
+// TestSecurityRequestBody: every route is GET or HEAD, so a request with
+// a body is refused at once with 400 and the connection closed, before
+// anything waits on the body. A client that announces a body and drips it
+// one byte at a time can then hold no connection. The client waits on the
+// answer with a generous bound; nothing here measures speed.
+func TestSecurityRequestBody(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	for _, tt := range []struct {
+		name, head string
+		drip       string // sent every 100 ms until the server closes
+		want       int
+	}{
+		{"page", "GET /d/ops HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"private page", "GET /d/secret HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"stream", "GET /d/ops/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"long-poll", "GET /d/ops/poll?wait=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"index, chunked", "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", "1\r\na\r\n", 400},
+		{"HEAD of the stream", "HEAD /d/ops/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"metrics", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+		{"POST: wrong method", "POST /d/ops HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 405},
+		{"unknown route", "GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", "a", 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, tt.head); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			dripped := make(chan struct{})
+			go func() {
+				defer close(dripped)
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					conn.SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := io.WriteString(conn, tt.drip); err != nil {
+						return
+					}
+				}
+			}()
+			defer func() { close(stop); <-dripped }()
+
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(conn)
+			method, _, _ := strings.Cut(tt.head, " ")
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading the answer's body: %v", err)
+			}
+			// ReadResponse moves Connection: close to resp.Close.
+			if resp.StatusCode != tt.want || !resp.Close {
+				t.Errorf("got %d, closing %v (%q), want %d with Connection: close",
+					resp.StatusCode, resp.Close, trim(string(body)), tt.want)
+			}
+			// Then the server closes the connection: end of stream, or a
+			// reset if it closed while drip bytes were still unread.
+			n, err := br.Read(make([]byte, 1))
+			var ne net.Error
+			if n > 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("after the answer: got %d bytes, %v; want the connection closed", n, err)
+			}
+		})
+	}
+}
+
+// TestSecurityMetricsNamePrivateDashboards: /metrics on the public port
+// names no dashboard, so that scraping it cannot find private slugs, even
+// after a private dashboard was viewed over every transport.
+func TestSecurityMetricsNamePrivateDashboards(t *testing.T) {
+	t.Parallel()
+	s := newSecurityFixture(t, testConfig(t))
+	const slug = "hidden-7f3a9c"
+	createDashboard(t, s.pool, slug, false, [3]string{"hp1", "stat", "SELECT count(*) AS n FROM t"})
+	awaitDashboard(t, s.testServer, slug, "t")
+	secret, _ := s.token(t, slug)
+	if got := s.status(t, "GET", "/d/"+slug, cookie(secret)...); got != http.StatusOK {
+		t.Fatalf("private page with its token: got %d, want 200", got)
+	}
+	stream := openSSE(t, nil, s.URL+"/d/"+slug+"/events", cookie(secret)...)
+	stream.nextUpdate(t)
+	insertRow(t, s.testServer)
+	stream.nextUpdate(t)
+	currentVersion(t, s.testServer, slug, cookie(secret)...)
+	s.status(t, "GET", "/d/"+slug+"/poll?wait=0&token=garbage")
+
+	_, body := s.get(t, "/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, slug) || strings.Contains(line, "hp1") {
+			t.Errorf("/metrics names the private dashboard or its panel: %q", line)
+		}
+		name, labels, ok := strings.Cut(line, "{")
+		if ok && !strings.HasPrefix(line, "#") {
+			for _, key := range []string{"dashboard=", "slug=", "panel=", "view="} {
+				if strings.Contains(labels, key) {
+					t.Errorf("metric %s has a %s label: %q", name, strings.TrimSuffix(key, "="), line)
+				}
+			}
+		}
 	}
 }

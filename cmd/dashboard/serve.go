@@ -41,11 +41,12 @@ type serveOptions struct {
 
 // running is the started program, for tests.
 type running struct {
-	addr     string
-	engine   *refresh.Engine
-	listener *listen.Listener
-	hub      *hub.Hub
-	pool     *pgxpool.Pool
+	addr        string
+	metricsAddr string // "" when /metrics is on addr
+	engine      *refresh.Engine
+	listener    *listen.Listener
+	hub         *hub.Hub
+	pool        *pgxpool.Pool
 }
 
 // serve runs the server until ctx is cancelled. It fails fast: the address
@@ -56,6 +57,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		return fmt.Errorf("DASHBOARD_ADDR: %w", err)
 	}
 	defer ln.Close()
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		metricsLn, err = net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("DASHBOARD_METRICS_ADDR: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 
 	db, err := openDatabase(ctx, cfg, logger)
 	if err != nil {
@@ -144,7 +153,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		Heartbeat: cfg.Heartbeat, StreamMaxAge: cfg.StreamMaxAge, WriteTimeout: cfg.WriteTimeout,
 		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
-		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout,
+		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{
 		Handler:           site.Handler(),
@@ -174,6 +183,33 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 		return nil
 	})
+	var metricsAddr string
+	if metricsLn != nil {
+		metricsAddr = metricsLn.Addr().String()
+		msrv := &http.Server{
+			Handler:           site.MetricsHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		}
+		g.Go(func() error {
+			if err := msrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serving metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+			defer cancel()
+			if err := msrv.Shutdown(sctx); err != nil {
+				msrv.Close()
+			}
+			return nil
+		})
+		logger.Info("metrics serving", "url", "http://"+metricsAddr+"/metrics")
+	}
 	if opts.demo {
 		g.Go(func() error { return demo.Traffic(gctx, pool, cfg.DemoRate, logger) })
 	}
@@ -189,7 +225,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		fmt.Fprintf(opts.stdout, "\n  Demo running: open %s\n  Press Ctrl-C to stop.\n\n", url)
 	}
 	if opts.started != nil {
-		opts.started(&running{addr: ln.Addr().String(), engine: engine, listener: listener, hub: h, pool: pool})
+		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener, hub: h, pool: pool})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")
@@ -225,9 +261,10 @@ func servePprof(ctx context.Context, g *errgroup.Group, addr string, logger *slo
 	return nil
 }
 
-// trustedProxy builds the identity-header check; nil when not configured.
+// trustedProxy builds the trusted-proxy rule; nil when no proxy is
+// configured, which trusts no forwarded header at all.
 func trustedProxy(cfg config.Config) (*access.Proxy, error) {
-	if cfg.UserHeader == "" {
+	if len(cfg.TrustedProxyCIDRs) == 0 {
 		return nil, nil
 	}
 	p := &access.Proxy{Header: cfg.UserHeader}

@@ -192,28 +192,145 @@ func (s *Set) Has(id int64) bool {
 	return false
 }
 
-// Proxy believes an identity header only from trusted addresses.
+// Proxy is the one trusted-proxy rule. A request whose peer address is in
+// Ranges comes from a reverse proxy the operator runs, so its
+// X-Forwarded-For, X-Forwarded-Proto and identity Header (if set) are
+// believed; from any other peer they are ignored entirely. A nil *Proxy
+// trusts nobody.
 type Proxy struct {
-	Header string
+	Header string // identity header; "" believes no user
 	Ranges []netip.Prefix
 }
+
+// maxForwardedHops bounds how many X-Forwarded-For hops are looked at, so
+// that a long chain of trusted addresses costs no more than a short one.
+const maxForwardedHops = 32
 
 // User returns the identity a trusted proxy set on r, or "".
 func (p *Proxy) User(r *http.Request) string {
 	if p == nil || p.Header == "" {
 		return ""
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+	if _, ok := p.trustedPeer(r); !ok {
 		return ""
 	}
-	addr := ap.Addr().Unmap()
-	for _, pr := range p.Ranges {
-		if pr.Contains(addr) {
-			return strings.TrimSpace(r.Header.Get(p.Header))
+	return strings.TrimSpace(r.Header.Get(p.Header))
+}
+
+// ClientAddr returns the address of the client, which per-address limits
+// count. From a trusted peer it is the rightmost X-Forwarded-For hop that
+// is not itself a trusted proxy: every hop right of it was appended by a
+// proxy we trust, every hop left of it may be made up by the client. A
+// hop that is not an address stops the walk at the trusted hop right of
+// it, because nothing left of it can be believed; when every hop is
+// trusted, the leftmost one looked at is the client. From any other peer,
+// and when r.RemoteAddr is not an address, it is the peer itself
+// (r.RemoteAddr unchanged in the second case). Addresses are returned
+// without port or zone, IPv4-mapped IPv6 as IPv4.
+func (p *Proxy) ClientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	client := plain(ap.Addr())
+	if p == nil || !p.trusts(client) {
+		return client.String()
+	}
+	lines := r.Header.Values("X-Forwarded-For")
+	hops := 0
+	for i := len(lines) - 1; i >= 0; i-- {
+		rest := lines[i]
+		for {
+			if hops++; hops > maxForwardedHops {
+				return client.String()
+			}
+			hop := rest
+			if k := strings.LastIndexByte(rest, ','); k >= 0 {
+				hop, rest = rest[k+1:], rest[:k]
+			} else {
+				rest = ""
+			}
+			a, ok := parseHop(hop)
+			if !ok {
+				return client.String()
+			}
+			client = a
+			if !p.trusts(a) {
+				return client.String()
+			}
+			if rest == "" {
+				break
+			}
 		}
 	}
-	return ""
+	return client.String()
+}
+
+// Scheme returns "https" when the client reached us over TLS: the
+// connection is TLS, or a trusted peer says so in X-Forwarded-Proto. With
+// several values, the first is the one the client-facing proxy saw.
+// Anything else is "http".
+func (p *Proxy) Scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if _, ok := p.trustedPeer(r); !ok {
+		return "http"
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	if strings.EqualFold(strings.TrimSpace(proto), "https") {
+		return "https"
+	}
+	return "http"
+}
+
+// trustedPeer returns the address r comes from and whether it is a
+// trusted proxy.
+func (p *Proxy) trustedPeer(r *http.Request) (netip.Addr, bool) {
+	if p == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := plain(ap.Addr())
+	return a, p.trusts(a)
+}
+
+// trusts reports whether a is in one of the trusted ranges.
+func (p *Proxy) trusts(a netip.Addr) bool {
+	a = plain(a)
+	for _, pr := range p.Ranges {
+		if pr.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHop reads one X-Forwarded-For element: an address, optionally
+// with a port ("1.2.3.4:80", "[2001:db8::1]:443") or in brackets.
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return plain(a), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return plain(ap.Addr()), true
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil && a.Is6() {
+			return plain(a), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// plain drops the zone and unmaps IPv4-mapped IPv6, so that one client
+// has one spelling.
+func plain(a netip.Addr) netip.Addr {
+	return a.Unmap().WithZone("")
 }
 
 // pgtypeTime scans a timestamptz that may be infinity.

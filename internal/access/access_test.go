@@ -1,6 +1,7 @@
 package access
 
 import (
+	"crypto/tls"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -189,4 +190,137 @@ func TestProxyUser(t *testing.T) {
 	if got := (&Proxy{Ranges: p.Ranges}).User(r); got != "" {
 		t.Errorf("proxy without header: got %q, want no user", got)
 	}
+}
+
+func TestProxyClientAddr(t *testing.T) {
+	p := &Proxy{Ranges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
+	manyTrusted := strings.Repeat("10.0.0.9, ", 1000)
+	for _, tt := range []struct {
+		name   string
+		remote string
+		xff    []string // X-Forwarded-For lines, in order
+		want   string
+	}{
+		{"untrusted peer, no header", "203.0.113.9:1", nil, "203.0.113.9"},
+		{"untrusted peer: header ignored", "203.0.113.9:1", []string{"1.2.3.4"}, "203.0.113.9"},
+		{"untrusted peer naming a trusted hop", "203.0.113.9:1", []string{"10.0.0.5"}, "203.0.113.9"},
+		{"trusted peer, no header", "10.0.0.1:5000", nil, "10.0.0.1"},
+		{"trusted peer, empty header", "10.0.0.1:5000", []string{""}, "10.0.0.1"},
+		{"one hop", "10.0.0.1:5000", []string{"1.2.3.4"}, "1.2.3.4"},
+		{"spoofed hops left of the client", "10.0.0.1:5000", []string{"6.6.6.6, 7.7.7.7, 1.2.3.4"}, "1.2.3.4"},
+		{"a second trusted proxy", "10.0.0.1:5000", []string{"6.6.6.6, 1.2.3.4, 10.0.0.2"}, "1.2.3.4"},
+		{"several header lines", "10.0.0.1:5000", []string{"6.6.6.6", "1.2.3.4, 10.0.0.2"}, "1.2.3.4"},
+		{"no spaces", "10.0.0.1:5000", []string{"6.6.6.6,1.2.3.4"}, "1.2.3.4"},
+		{"every hop trusted: the leftmost", "10.0.0.1:5000", []string{"10.0.0.3, 10.0.0.2"}, "10.0.0.3"},
+		{"garbage hop: the trusted hop right of it", "10.0.0.1:5000", []string{"1.2.3.4, garbage, 10.0.0.2"}, "10.0.0.2"},
+		{"garbage only: the peer", "10.0.0.1:5000", []string{"garbage"}, "10.0.0.1"},
+		{"nginx's unknown: the peer", "10.0.0.1:5000", []string{"unknown"}, "10.0.0.1"},
+		{"empty hop: the peer", "10.0.0.1:5000", []string{"1.2.3.4, "}, "10.0.0.1"},
+		{"header injection: the peer", "10.0.0.1:5000", []string{"1.2.3.4\r\nX: y"}, "10.0.0.1"},
+		{"a huge garbage hop", "10.0.0.1:5000", []string{"1.2.3.4, " + strings.Repeat("a", 30000)}, "10.0.0.1"},
+		{"a subnet instead of an address", "10.0.0.1:5000", []string{"1.2.3.0/24"}, "10.0.0.1"},
+		{"IPv6", "10.0.0.1:5000", []string{"2001:db8::1"}, "2001:db8::1"},
+		{"IPv6 in brackets with a port", "10.0.0.1:5000", []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"IPv6 in brackets", "10.0.0.1:5000", []string{"[2001:db8::1]"}, "2001:db8::1"},
+		{"IPv6 with a zone", "10.0.0.1:5000", []string{"fe80::1%eth0"}, "fe80::1"},
+		{"IPv4-mapped IPv6", "10.0.0.1:5000", []string{"::ffff:1.2.3.4"}, "1.2.3.4"},
+		{"IPv4 with a port", "10.0.0.1:5000", []string{"1.2.3.4:5678"}, "1.2.3.4"},
+		{"trusted IPv6 hop", "10.0.0.1:5000", []string{"1.2.3.4, fd00::7"}, "1.2.3.4"},
+		{"trusted IPv6 peer", "[fd00::1]:443", []string{"1.2.3.4"}, "1.2.3.4"},
+		{"trusted IPv4-mapped peer", "[::ffff:10.1.2.3]:443", []string{"1.2.3.4"}, "1.2.3.4"},
+		{"untrusted IPv6 peer", "[2001:db8::9]:443", []string{"1.2.3.4"}, "2001:db8::9"},
+		{"many hops, the client last", "10.0.0.1:5000", []string{strings.Repeat("6.6.6.6, ", 1000) + "1.2.3.4"}, "1.2.3.4"},
+		{"many trusted hops: the leftmost looked at", "10.0.0.1:5000", []string{manyTrusted + "10.0.0.8"}, "10.0.0.9"},
+		{"unparsable peer", "@pipe", []string{"1.2.3.4"}, "@pipe"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := p.ClientAddr(r); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	var none *Proxy
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.1:5000"
+	r.Header.Set("X-Forwarded-For", "1.2.3.4")
+	if got := none.ClientAddr(r); got != "10.0.0.1" {
+		t.Errorf("nil proxy: got %q, want the peer 10.0.0.1", got)
+	}
+}
+
+func TestProxyScheme(t *testing.T) {
+	p := &Proxy{Ranges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tt := range []struct {
+		name   string
+		remote string
+		tls    bool
+		proto  []string
+		want   string
+	}{
+		{"plain, untrusted", "203.0.113.9:1", false, nil, "http"},
+		{"TLS, untrusted", "203.0.113.9:1", true, nil, "https"},
+		{"untrusted peer: header ignored", "203.0.113.9:1", false, []string{"https"}, "http"},
+		{"TLS wins over the header", "10.0.0.1:1", true, []string{"http"}, "https"},
+		{"trusted https", "10.0.0.1:1", false, []string{"https"}, "https"},
+		{"trusted HTTPS", "10.0.0.1:1", false, []string{" HTTPS "}, "https"},
+		{"trusted http", "10.0.0.1:1", false, []string{"http"}, "http"},
+		{"the client-facing proxy's, first in a list", "10.0.0.1:1", false, []string{"https, http"}, "https"},
+		{"first of several lines", "10.0.0.1:1", false, []string{"https", "http"}, "https"},
+		{"garbage", "10.0.0.1:1", false, []string{"javascript"}, "http"},
+		{"empty", "10.0.0.1:1", false, []string{""}, "http"},
+		{"unparsable peer", "@pipe", false, []string{"https"}, "http"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		if !tt.tls {
+			r.TLS = nil
+		} else {
+			r.TLS = &tls.ConnectionState{}
+		}
+		for _, v := range tt.proto {
+			r.Header.Add("X-Forwarded-Proto", v)
+		}
+		if got := p.Scheme(r); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	var none *Proxy
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.1:1"
+	r.Header.Set("X-Forwarded-Proto", "https")
+	if got := none.Scheme(r); got != "http" {
+		t.Errorf("nil proxy: got %q, want http", got)
+	}
+}
+
+func FuzzProxyClientAddr(f *testing.F) {
+	p := &Proxy{Ranges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
+	f.Add("10.0.0.1:5000", "1.2.3.4, 10.0.0.2")
+	f.Add("10.0.0.1:5000", "[2001:db8::1]:443,garbage,,")
+	f.Add("203.0.113.9:1", "1.2.3.4")
+	f.Fuzz(func(t *testing.T, remote, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		got := p.ClientAddr(r)
+		if got == remote {
+			return
+		}
+		a, err := netip.ParseAddr(got)
+		if err != nil {
+			t.Fatalf("ClientAddr(%q, %q) = %q, neither the peer nor an address", remote, xff, got)
+		}
+		if a.Zone() != "" || a.Is4In6() {
+			t.Fatalf("ClientAddr(%q, %q) = %q, want no zone and no IPv4-mapped form", remote, xff, got)
+		}
+		peer, err := netip.ParseAddrPort(remote)
+		if err != nil || !p.trusts(peer.Addr().Unmap()) {
+			if err != nil || a != peer.Addr().Unmap().WithZone("") {
+				t.Fatalf("untrusted peer %q: got %q, want the peer", remote, got)
+			}
+		}
+	})
 }

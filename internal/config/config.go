@@ -46,11 +46,12 @@ type Config struct {
 	MaxLongPoll   int           `envconfig:"DASHBOARD_MAX_LONGPOLL" default:"5000" desc:"waiting long-poll requests at most"`
 	ShutdownGrace time.Duration `envconfig:"DASHBOARD_SHUTDOWN_TIMEOUT" default:"10s" desc:"time given to requests to finish on shutdown"`
 
-	TrustedProxyCIDRs []string `envconfig:"DASHBOARD_TRUSTED_PROXY_CIDRS" desc:"comma-separated address ranges whose DASHBOARD_USER_HEADER is believed"`
-	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User"`
+	TrustedProxyCIDRs []string `envconfig:"DASHBOARD_TRUSTED_PROXY_CIDRS" desc:"comma-separated address ranges of reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and DASHBOARD_USER_HEADER are believed"`
+	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User; needs DASHBOARD_TRUSTED_PROXY_CIDRS"`
 	FrameAncestors    string   `envconfig:"DASHBOARD_FRAME_ANCESTORS" default:"'none'" desc:"CSP frame-ancestors sources allowed to embed pages"`
 
-	PprofAddr string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
+	MetricsAddr string `envconfig:"DASHBOARD_METRICS_ADDR" desc:"if set, serve /metrics on this address (host:port) instead of DASHBOARD_ADDR, off the public port"`
+	PprofAddr   string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
 
 	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"5" desc:"demo: writes per second of the traffic generator"`
 }
@@ -97,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if !validAddr(c.Addr) {
 		bad("DASHBOARD_ADDR", "%q is not host:port (for example 127.0.0.1:8080)", c.Addr)
+	}
+	if c.MetricsAddr != "" && !validAddr(c.MetricsAddr) {
+		bad("DASHBOARD_METRICS_ADDR", "%q is not host:port (for example 127.0.0.1:9090)", c.MetricsAddr)
 	}
 	if c.PprofAddr != "" && !validAddr(c.PprofAddr) {
 		bad("DASHBOARD_PPROF_ADDR", "%q is not host:port (for example 127.0.0.1:6060)", c.PprofAddr)
@@ -153,8 +157,10 @@ func (c *Config) Validate() error {
 			bad("DASHBOARD_TRUSTED_PROXY_CIDRS", "%q is not an address range such as 10.0.0.0/8", s)
 		}
 	}
-	if (len(c.TrustedProxyCIDRs) > 0) != (c.UserHeader != "") {
-		bad("DASHBOARD_USER_HEADER", "must be set together with DASHBOARD_TRUSTED_PROXY_CIDRS")
+	// The ranges alone are enough for X-Forwarded-For and -Proto; an
+	// identity header without them would be believed from anyone.
+	if c.UserHeader != "" && len(c.TrustedProxyCIDRs) == 0 {
+		bad("DASHBOARD_USER_HEADER", "needs DASHBOARD_TRUSTED_PROXY_CIDRS, the addresses of the proxy that sets it")
 	}
 	if strings.ContainsAny(c.FrameAncestors, ";,\r\n") {
 		bad("DASHBOARD_FRAME_ANCESTORS", "%q must be a space-separated source list without ';' or ','", c.FrameAncestors)

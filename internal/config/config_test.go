@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,8 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_LEVEL",
 		"DASHBOARD_LOG_FORMAT", "DASHBOARD_BATCH_WINDOW", "DASHBOARD_MAX_REFRESH_HZ", "DASHBOARD_TRUSTED_PROXY_CIDRS",
-		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS"} {
+		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS",
+		"DASHBOARD_METRICS_ADDR"} {
 		t.Setenv(name, "") // registers the restore
 		os.Unsetenv(name)
 	}
@@ -47,6 +49,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DASHBOARD_MIGRATE", "perhaps", "DASHBOARD_MIGRATE"},
 		{"DASHBOARD_LONGPOLL_WAIT", "2m", "DASHBOARD_LONGPOLL_WAIT"},
 		{"DASHBOARD_TRUSTED_PROXY_CIDRS", "10.0.0.0/8,nope", "DASHBOARD_TRUSTED_PROXY_CIDRS"},
+		{"DASHBOARD_METRICS_ADDR", "nonsense", "DASHBOARD_METRICS_ADDR"},
+		{"DASHBOARD_METRICS_ADDR", "127.0.0.1:99999", "DASHBOARD_METRICS_ADDR"},
 		{"DATABASE_URL", "nonsense", "DATABASE_URL"},
 	}
 	for _, tt := range tests {
@@ -84,6 +88,21 @@ func TestUserHeaderNeedsTrustedProxies(t *testing.T) {
 	}
 }
 
+// TestTrustedProxyCIDRsAlone: a TLS-terminating proxy that sets only
+// X-Forwarded-For and X-Forwarded-Proto is trusted without any identity
+// header.
+func TestTrustedProxyCIDRsAlone(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DASHBOARD_TRUSTED_PROXY_CIDRS", "10.0.0.0/8,fd00::/8")
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("got %v, want no error", err)
+	}
+	if len(c.TrustedProxyCIDRs) != 2 || c.UserHeader != "" {
+		t.Errorf("got ranges %q and user header %q, want two ranges and no header", c.TrustedProxyCIDRs, c.UserHeader)
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"postgres://app:s3cret@db:5432/app", "postgres://app:<redacted>@db:5432/app"},
@@ -106,9 +125,29 @@ func TestPrintHelpListsEveryVariable(t *testing.T) {
 	if err := PrintHelp(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH"} {
+	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH",
+		"DASHBOARD_METRICS_ADDR"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("help output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestReadmeListsEveryVariable: the README's configuration table names
+// every variable `dashboard help` prints, so that the two cannot drift.
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeOf(Config{})
+	for i := range typ.NumField() {
+		name := typ.Field(i).Tag.Get("envconfig")
+		if name == "" {
+			continue
+		}
+		if !strings.Contains(string(readme), "| `"+name+"` |") {
+			t.Errorf("README's configuration table lacks %s", name)
 		}
 	}
 }

@@ -105,7 +105,7 @@ func responseHead(h http.Header) []byte {
 
 // admitStream enforces the stream limits, overall and per client address.
 func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (leave func(), ok bool) {
-	ip := clientIP(r)
+	ip := s.clientIP(r)
 	if n := s.streams.Add(1); n > int64(s.cfg.MaxStreams) {
 		s.streams.Add(-1)
 		s.metrics.limitRefused.WithLabelValues("streams").Inc()

@@ -9,8 +9,8 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +40,9 @@ type Config struct {
 	MaxStreamsIP   int
 	MaxLongPolls   int
 	FrameAncestors string
+	// MetricsElsewhere leaves /metrics out of Handler: it is served on
+	// its own address through MetricsHandler.
+	MetricsElsewhere bool
 	// PageWait bounds how long a page or a new stream waits for the first
 	// query of a dashboard nobody was watching.
 	PageWait time.Duration
@@ -82,7 +85,9 @@ type Server struct {
 
 // New returns a Server. ready reports whether the server can serve
 // (database reachable, listener listening); metrics serves /metrics;
-// tokens and proxy decide who sees private dashboards (proxy may be nil).
+// tokens and proxy decide who sees private dashboards, and proxy (nil:
+// trust no forwarded header) also says who the client is and whether it
+// came over https.
 func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.Store, proxy *access.Proxy,
 	ready func(context.Context) error, m *Metrics, metrics http.Handler) *Server {
 	if cfg.MaxLongPoll <= 0 {
@@ -113,11 +118,52 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /d/{slug}", s.page)
 	mux.HandleFunc("GET /d/{slug}/events", s.events)
 	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
+	// "GET" patterns also match HEAD; these more specific ones take HEAD
+	// of the stream and the long-poll away from their GET handlers.
+	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
+	mux.HandleFunc("HEAD /d/{slug}/poll", s.headPoll)
 	mux.Handle("GET "+static.Prefix, static.Handler())
-	mux.Handle("GET /metrics", s.gather)
+	if !s.cfg.MetricsElsewhere {
+		mux.Handle("GET /metrics", s.gather)
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	return s.secure(mux)
+	return s.secure(s.refuseBody(mux))
+}
+
+// refuseBody answers a request that carries a body (a Content-Length
+// above zero, or any Transfer-Encoding) before anything waits on it. No
+// route reads one, and net/http drains up to 256 KB of an unread body
+// after the handler, so a client dripping its body could hold a
+// connection for as long as it likes. GET and HEAD get 400; other methods
+// go on to the mux for their 405. Either way the body is never read: the
+// read deadline is set in the past and the connection closes after the
+// answer.
+func (s *Server) refuseBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.error(w, r, http.StatusBadRequest, "Bad request", "Requests to this server carry no body.")
+	})
+}
+
+// MetricsHandler serves /metrics alone, for its own address
+// (DASHBOARD_METRICS_ADDR), with the same refusal of request bodies as
+// the site.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.gather)
+	return s.refuseBody(mux)
 }
 
 // Shutdown tells every open stream and long-poll to end now, so that
@@ -207,7 +253,9 @@ func (s *Server) allowed(r *http.Request, d *panel.Dashboard) (access.Grant, boo
 // exchangeToken turns ?token= into an HttpOnly cookie scoped to the
 // dashboard (or to the whole site for a token valid everywhere) and
 // redirects to the clean URL, so the secret leaves the address bar and
-// the history. It reports whether it answered the request.
+// the history. A token that is not valid there answers 404 on a private
+// dashboard, like any refusal, and on a public one redirects to the clean
+// URL without a cookie. It reports whether it answered the request.
 func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	secret := r.URL.Query().Get("token")
 	if secret == "" {
@@ -218,6 +266,13 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	ok := d != nil
 	if ok {
 		g, ok = s.tokens.Set().Check(secret, d.ID, time.Now())
+	}
+	if !ok && d != nil && d.Public {
+		// A stale or mistyped kiosk link to a public dashboard: show
+		// the dashboard, at the address without the token.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
+		return true
 	}
 	if !ok {
 		s.notFound(w, r)
@@ -231,19 +286,37 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	if until := time.Until(g.ExpiresAt); until < maxAge {
 		maxAge = until
 	}
+	// Lax, not Strict: a kiosk link opened from another site (mail,
+	// chat, a wiki) is a cross-site navigation, and a Strict cookie would
+	// not be sent on the redirect's follow-up GET. Lax cookies still stay
+	// off cross-site subrequests and frames; framing is governed by
+	// DASHBOARD_FRAME_ANCESTORS.
 	http.SetCookie(w, &http.Cookie{
 		Name: tokenCookie, Value: secret, Path: path, MaxAge: int(maxAge.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.proxy.Scheme(r) == "https",
 	})
-	q := r.URL.Query()
-	q.Del("token")
-	clean := "/d/" + d.Slug
-	if len(q) > 0 {
-		clean += "?" + q.Encode()
-	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, clean, http.StatusSeeOther)
+	http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
 	return true
+}
+
+// cleanURL is the dashboard's address with the request's query string
+// minus every token parameter, the other parameters kept as they were
+// written and in their order.
+func cleanURL(d *panel.Dashboard, r *http.Request) string {
+	var kept []string
+	for _, p := range strings.Split(r.URL.RawQuery, "&") {
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); p == "" || err == nil && k == "token" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clean := "/d/" + d.Slug
+	if len(kept) > 0 {
+		clean += "?" + strings.Join(kept, "&")
+	}
+	return clean
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -285,6 +358,31 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
 		Assets: s.assets(), NoScriptRefresh: 30,
 	}))
+}
+
+// headEvents is HEAD /d/{slug}/events: access is checked as for GET and
+// the stream's headers are the answer. Nothing is opened or counted: no
+// hijack, no stream slot, no viewer for the refresh engine.
+func (s *Server) headEvents(w http.ResponseWriter, r *http.Request) {
+	if _, _, _, ok := s.dashboard(w, r); !ok {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+// headPoll is HEAD /d/{slug}/poll: access is checked as for GET and the
+// long-poll's headers are the answer, at once. It neither waits nor counts.
+func (s *Server) headPoll(w http.ResponseWriter, r *http.Request) {
+	if _, _, _, ok := s.dashboard(w, r); !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
 }
 
 // await waits for ready, at most max; it reports false only if the client
@@ -354,13 +452,11 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, title
 	views.StyledErrorPage(s.assets(), status, title, message).Render(r.Context(), w)
 }
 
-// clientIP is the address the connection comes from.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientIP is the client's address under the trusted-proxy rule: the
+// peer, or behind a trusted proxy the client it forwards for
+// (access.Proxy.ClientAddr). Per-address limits count it.
+func (s *Server) clientIP(r *http.Request) string {
+	return s.proxy.ClientAddr(r)
 }
 
 // jitter returns d scaled by a random factor in [1-f, 1].
