@@ -216,10 +216,18 @@ func (g *group) run() {
 	tick := time.NewTicker(g.pool.tick)
 	defer tick.Stop()
 	recheck, maintain := true, false
+	var access <-chan struct{}
 	for {
 		changed := g.board.Changed()
-		var access <-chan struct{}
 		if f := g.pool.cfg.AccessChanged; f != nil {
+			// A change that came while the last round ended for another
+			// reason closed the channel the round waited on: it must not
+			// be lost by taking the next channel.
+			select {
+			case <-access:
+				recheck = true
+			default:
+			}
 			access = f()
 		}
 		if !g.adopt() {
