@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +22,8 @@ import (
 
 // This file tests the resume contract of DESIGN.md ("Versions and resume")
 // where the database itself moves backwards under a client: a database
-// restored from an older dump. A client that resumes with the version it last saw, which the
+// restored from an older dump, and a standby promoted without the last
+// commits. A client that resumes with the version it last saw, which the
 // new server never issued, must get the full current state at once, never
 // silence.
 
@@ -46,7 +50,7 @@ func TestResumeAfterRestoreFromDump(t *testing.T) {
 	}
 	showsUntil(t, c, "2")
 	dump := filepath.Join(t.TempDir(), "a.dump")
-	runPG(t, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+cfg.DatabaseURL)
+	runPG(t, nil, "pg_dump", "--format=custom", "--file="+dump, "--dbname="+cfg.DatabaseURL)
 	for range 3 {
 		insertRow(t, s.testServer)
 	}
@@ -61,10 +65,86 @@ func TestResumeAfterRestoreFromDump(t *testing.T) {
 	// service at it.
 	restored := startPostgres(t, pgserver.Options{Dir: newDataDir(t)})
 	url := restored.ConnString("postgres")
-	runPG(t, "pg_restore", "--exit-on-error", "--dbname="+url, dump)
+	runPG(t, nil, "pg_restore", "--exit-on-error", "--dbname="+url, dump)
 	s2 := startServer(t, configFor(url), false)
 	awaitDashboard(t, s2, "ops", "t")
 	t.Logf("WAL position: database A %s when the client saw %s, restored cluster %s", walA, v, queryText(t, url, walPosition))
+
+	for _, have := range []string{v.String(), forgedVersion} {
+		resumeGetsFullState(t, s2, have, "2")
+	}
+}
+
+// TestResumeAfterStandbyPromotion: server S runs on primary P with a
+// streaming standby; a client has seen 2 rows. The standby is cut off from
+// P, P commits 100 more rows (the client sees them), P stops and the standby
+// is promoted: new timeline, a lower WAL position, 2 rows. A new server S2
+// runs on it, and the client resumes there with the version of 102 rows: it
+// gets the full state of the promoted database (2 rows, S2's current
+// version).
+func TestResumeAfterStandbyPromotion(t *testing.T) {
+	t.Parallel()
+	primary := startPostgres(t, pgserver.Options{Dir: newDataDir(t)})
+	cfg := configFor(primary.ConnString("postgres"))
+	s := newContractFixture(t, cfg)
+	c := openSSE(t, nil, s.URL+"/d/ops/events")
+	wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
+	for range 2 {
+		insertRow(t, s.testServer)
+	}
+	showsUntil(t, c, "2")
+
+	// A standby of P as pg_basebackup -R makes it, streaming from P.
+	standbyDir := newDataDir(t)
+	cred := postgresUser(t)
+	if cred != nil {
+		if err := os.Chown(standbyDir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runPG(t, cred, "pg_basebackup", "--pgdata="+standbyDir, "--write-recovery-conf",
+		"--checkpoint=fast", "--wal-method=stream", "--dbname="+cfg.DatabaseURL)
+	// The copy holds P's socket lock file (the socket lives in the data
+	// folder), naming P's live postmaster; the standby's own socket goes
+	// in its own folder.
+	if err := os.Remove(filepath.Join(standbyDir, ".s.PGSQL."+strconv.Itoa(pgserver.DefaultPort)+".lock")); err != nil {
+		t.Fatal(err)
+	}
+	standby := startPostgres(t, pgserver.Options{Dir: standbyDir})
+	standbyURL := standby.ConnString("postgres")
+	awaitText(t, cfg.DatabaseURL, `SELECT count(*)::text FROM pg_stat_replication WHERE state = 'streaming'`, "1")
+
+	// The standby loses P: no WAL written from now on reaches it. Pausing
+	// replay (pg_wal_replay_pause) would not do: the receiver goes on
+	// receiving, and promotion replays all it has, last commits included.
+	execSQL(t, standbyURL, `ALTER SYSTEM SET primary_conninfo = ''`)
+	execSQL(t, standbyURL, `SELECT pg_reload_conf()`)
+	awaitText(t, standbyURL, `SELECT count(*)::text FROM pg_stat_wal_receiver`, "0")
+	awaitText(t, cfg.DatabaseURL, `SELECT count(*)::text FROM pg_stat_replication`, "0")
+
+	// P commits more (about 100 kB of WAL); the client sees it.
+	s.exec(t, `INSERT INTO t (v) SELECT repeat('x', 1000) FROM generate_series(1, 100)`)
+	v := showsUntil(t, c, "102")
+	if cur := currentVersion(t, s.testServer, "ops"); cur != v {
+		t.Fatalf("the client's version %s is not the server's current %s", v, cur)
+	}
+	c.close()
+	walP := queryText(t, cfg.DatabaseURL, walPosition)
+
+	// P goes away; the standby is promoted and the service points at it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := primary.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryText(t, standbyURL, `SELECT pg_promote(true, 60)::text`); got != "true" {
+		t.Fatalf("pg_promote: got %s, want true", got)
+	}
+	s2 := startServer(t, configFor(standbyURL), false)
+	awaitDashboard(t, s2, "ops", "t")
+	t.Logf("WAL position: primary %s when the client saw %s, promoted standby %s on timeline %s",
+		walP, v, queryText(t, standbyURL, walPosition),
+		queryText(t, standbyURL, `SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`))
 
 	for _, have := range []string{v.String(), forgedVersion} {
 		resumeGetsFullState(t, s2, have, "2")
@@ -138,9 +218,26 @@ func newDataDir(t *testing.T) string {
 	return dir
 }
 
+// postgresUser is the credential PostgreSQL's programs run with when the
+// tests run as root (the server refuses root), and nil otherwise.
+func postgresUser(t *testing.T) *syscall.Credential {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(pgserver.Superuser)
+	if err != nil {
+		t.Fatalf("running PostgreSQL as root needs the user %s: %v", pgserver.Superuser, err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
 // runPG runs a PostgreSQL client program found next to the server's
-// binaries and fails the test with its output when it fails.
-func runPG(t *testing.T, name string, args ...string) {
+// binaries (as cred, when not nil) and fails the test with its output when
+// it fails.
+func runPG(t *testing.T, cred *syscall.Credential, name string, args ...string) {
 	t.Helper()
 	bin, err := pgserver.Find()
 	if err != nil {
@@ -151,9 +248,27 @@ func runPG(t *testing.T, name string, args ...string) {
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 	cmd.Dir = os.TempDir()
 	cmd.Env = append(os.Environ(), "LC_MESSAGES=C")
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.WaitDelay = 5 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+}
+
+// execSQL runs statement on its own connection to the database at url.
+func execSQL(t *testing.T, url, statement string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), contractWait)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connecting for %q: %v", statement, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, statement); err != nil {
+		t.Fatalf("%s: %v", statement, err)
 	}
 }
 
@@ -172,4 +287,10 @@ func queryText(t *testing.T, url, query string) string {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return v
+}
+
+// awaitText waits until query gives want on the database at url.
+func awaitText(t *testing.T, url, query, want string) {
+	t.Helper()
+	eventually(t, query+" = "+want, func() bool { return queryText(t, url, query) == want })
 }
