@@ -813,3 +813,39 @@ func TestBrowserCommitToDOM(t *testing.T) {
 	measure("back to back", 0)
 	measure("20 commits/s", 50*time.Millisecond)
 }
+
+// TestBrowserRenameAndDelete: a rename reaches open pages on either
+// transport (heading and tab title), and a deleted dashboard's pages say so
+// and stop, instead of reconnecting to 404s for ever.
+func TestBrowserRenameAndDelete(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	setupCounts(t, s, "doomed", 1, "a")
+	browser := newBrowser(t)
+	tabs := map[string]context.Context{"sse": newTab(t, browser), "poll": newTab(t, browser)}
+	navigate(t, tabs["sse"], s, "/d/doomed")
+	navigate(t, tabs["poll"], s, "/d/doomed?transport=poll")
+	waitStatus(t, tabs["sse"], "live")
+	waitStatus(t, tabs["poll"], "polling")
+	eventually(t, "a waiting long-poll", func() bool { return promValue(t, s, "dashboard_longpoll_waiting") >= 1 })
+
+	s.exec(t, "UPDATE dashboard.dashboards SET title = 'Renamed <b>x</b>' WHERE slug = 'doomed'")
+	for name, ctx := range tabs {
+		waitJS(t, ctx, name+": the new heading", `document.querySelector('#heading h1').textContent === 'Renamed <b>x</b>'`)
+		waitJS(t, ctx, name+": the new tab title", `document.title === 'Renamed <b>x</b>'`)
+	}
+
+	s.exec(t, "DELETE FROM dashboard.dashboards WHERE slug = 'doomed'")
+	for name, ctx := range tabs {
+		waitStatus(t, ctx, "gone")
+		if got := eval[string](t, ctx, `document.getElementById('status').textContent`); got != "dashboard deleted" {
+			t.Errorf("%s: status says %q, want %q", name, got, "dashboard deleted")
+		}
+		if eval[bool](t, ctx, `window.DashboardPoll.running()`) {
+			t.Errorf("%s: the long-poll still runs after the dashboard was deleted", name)
+		}
+	}
+	if got := eval[string](t, tabs["sse"], `window.DashboardApp.transport()`); got != "gone" {
+		t.Errorf("sse: transport %q after the gone event, want gone", got)
+	}
+	waitStreams(t, tabs["sse"], s, 0)
+}

@@ -98,6 +98,15 @@ func TestCommandsAgainstDatabase(t *testing.T) {
 			t.Errorf("dashboard %s: got no error, want one", strings.Join(args, " "))
 		}
 	}
+	// A label over the schema's limit is refused with a message that says
+	// so, not with the database's constraint error.
+	err = run(ctx, []string{"token", "create", "secret", "--label", strings.Repeat("é", 201)}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "at most 200 characters") {
+		t.Errorf("token create with a 201-character label: got %v, want an error naming the 200-character limit", err)
+	}
+	if err := run(ctx, []string{"token", "create", "secret", "--label", strings.Repeat("é", 200)}, io.Discard, io.Discard); err != nil {
+		t.Errorf("token create with a 200-character label: got %v, want it created", err)
+	}
 }
 
 // TestDemoOnEmbeddedDatabase runs the demo the way a user does, with no

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -59,11 +60,18 @@ func ValidSecret(s string) bool {
 	return err == nil && len(b) == 32
 }
 
+// MaxLabel is the longest label a token may have, in characters; the
+// schema's access_tokens_label_length constraint holds the same limit.
+const MaxLabel = 200
+
 // Create stores a new token for dashboard (a slug, or "" for all) and
 // returns its secret, which is not kept anywhere.
 func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl time.Duration) (string, Token, error) {
 	if strings.TrimSpace(label) == "" {
 		return "", Token{}, errors.New("a token needs a --label saying where it is used")
+	}
+	if n := utf8.RuneCountInString(label); n > MaxLabel {
+		return "", Token{}, fmt.Errorf("a token's --label has at most %d characters, got %d", MaxLabel, n)
 	}
 	secret := NewSecret()
 	var t Token

@@ -66,7 +66,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s.logger.Debug("stream opened", "dashboard", d.Slug, "remote", r.RemoteAddr, "last_event_id", last)
+	s.logger.Debug("stream opened", "dashboard", d.Slug, "remote", r.RemoteAddr, "last_event_id", clip(last, 80))
 
 	// A dashboard nobody was watching runs its queries first, so that the
 	// first frame is fresh rather than what it showed long ago.
@@ -313,4 +313,13 @@ func (c ifNoneMatch) pick(b *hub.Board) (have hub.Version, known bool) {
 		}
 	}
 	return hub.Version{}, false
+}
+
+// clip shortens a client-chosen value for a log line, so that a hostile
+// header cannot fill the log.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
