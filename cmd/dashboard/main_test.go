@@ -123,13 +123,14 @@ func startStoppable(t testing.TB, cfg config.Config, demoMode bool) (*testServer
 	deadline := time.After(30 * time.Second)
 	for {
 		st, changed := r.listener.State()
-		if st.Listening {
+		if st.Listening && r.arms.Ready() == nil {
 			break
 		}
 		select {
 		case <-changed:
+		case <-time.After(5 * time.Millisecond): // Arms has no change signal
 		case <-deadline:
-			t.Fatalf("listener not listening within 30s\nlogs:\n%s", logs.String())
+			t.Fatalf("listener not listening or no feed slot within 30s\nlogs:\n%s", logs.String())
 		}
 	}
 	return &testServer{running: r, URL: "http://" + r.addr, logs: logs}, stop

@@ -45,6 +45,7 @@ type running struct {
 	metricsAddr string // "" when /metrics is on addr
 	engine      *refresh.Engine
 	listener    *listen.Listener
+	arms        *listen.Arms
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
 }
@@ -108,7 +109,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	h := hub.New(logger, hub.NewMetrics(reg))
+	listenMetrics := listen.NewMetrics(reg)
+	arms := listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
 	engine := refresh.New(refresh.Config{
+		Arms: arms,
 		Pool: pool,
 		Loader: &catalog.Loader{Pool: pool, Logger: logger, QueryTimeout: cfg.QueryTimeout,
 			SafetyRefresh: cfg.SafetyRefresh},
@@ -137,7 +141,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		ConnConfig:   poolCfg.ConnConfig,
 		Sink:         listen.Sinks{engine, tokens},
 		Logger:       logger,
-		Metrics:      listen.NewMetrics(reg),
+		Metrics:      listenMetrics,
 		PingInterval: cfg.ListenerPing,
 	})
 	ready := func(ctx context.Context) error {
@@ -146,6 +150,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 		if !listener.Listening() {
 			return errors.New("listener not listening")
+		}
+		if err := arms.Ready(); err != nil {
+			return fmt.Errorf("change feed: %w", err)
 		}
 		return nil
 	}
@@ -165,6 +172,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return listener.Run(gctx) })
+	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
 	g.Go(func() error {
@@ -225,7 +233,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		fmt.Fprintf(opts.stdout, "\n  Demo running: open %s\n  Press Ctrl-C to stop.\n\n", url)
 	}
 	if opts.started != nil {
-		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener, hub: h, pool: pool})
+		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
+			arms: arms, hub: h, pool: pool})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")

@@ -154,19 +154,9 @@ func (l *Listener) Run(ctx context.Context) error {
 // session runs one connection from connect to failure. onListening is
 // called once LISTEN is in effect, which resets the backoff.
 func (l *Listener) session(ctx context.Context, onListening func()) error {
-	cc := l.cfg.ConnConfig.Copy()
-	// TCP keepalive finds a peer that vanished without a FIN even if a ping
-	// is stuck in the kernel's send queue.
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
-		Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3,
-	}}
-	cc.DialFunc = dialer.DialContext
-	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > 10*time.Second {
-		cc.ConnectTimeout = 10 * time.Second
-	}
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := connect(ctx, l.cfg.ConnConfig, "listener")
 	if err != nil {
-		return fmt.Errorf("connecting listener: %w", err)
+		return err
 	}
 	defer func() {
 		// The close must run even though ctx may be cancelled by now.
@@ -211,6 +201,25 @@ func (l *Listener) session(ctx context.Context, onListening func()) error {
 	}
 }
 
+// connect opens a dedicated connection of the change feed.
+func connect(ctx context.Context, config *pgx.ConnConfig, what string) (*pgx.Conn, error) {
+	cc := config.Copy()
+	// TCP keepalive finds a peer that vanished without a FIN even if a ping
+	// is stuck in the kernel's send queue.
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3,
+	}}
+	cc.DialFunc = dialer.DialContext
+	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > 10*time.Second {
+		cc.ConnectTimeout = 10 * time.Second
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting %s: %w", what, err)
+	}
+	return conn, nil
+}
+
 // receive hands notifications to the sink until ctx ends or the
 // connection fails.
 func (l *Listener) receive(ctx context.Context, conn *pgx.Conn) error {
@@ -244,6 +253,10 @@ type Metrics struct {
 	connected     prometheus.Gauge
 	reconnects    prometheus.Counter
 	notifications prometheus.Counter
+	armed         prometheus.Gauge
+	pending       prometheus.Gauge
+	armWait       prometheus.Histogram
+	armTimeouts   prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -262,8 +275,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Notifications received on the dashboard channel.",
 		}),
 	}
+	m.armed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "dashboard", Name: "feed_tables_armed",
+		Help: "Tables whose triggers notify this server now (it holds their feed key).",
+	})
+	m.pending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "dashboard", Name: "feed_tables_pending",
+		Help: "Tables waiting to be armed behind a writer that skipped its notification and is still open.",
+	})
+	m.armWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "dashboard", Name: "feed_arm_seconds",
+		Help:    "Time to arm a table: waiting for writers that skipped their notification.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+	})
+	m.armTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "dashboard", Name: "feed_arm_timeouts_total",
+		Help: "Arms that waited past their bound for an open writer; the table is armed when the writer ends.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.connected, m.reconnects, m.notifications)
+		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts)
 	}
 	return m
 }

@@ -323,8 +323,12 @@ func sentinel(t *testing.T, db *testDB, dash int64) int64 {
 	return db.panel(t, dash, "sentinel", "SELECT count(*) AS n FROM s")
 }
 
-// Statements that change no rows send no notification and cause no query.
-func TestEngineNoRowsNoQuery(t *testing.T) {
+// Statements that change no rows: the triggers no longer keep transition
+// tables (a bulk statement would store every row to learn that it changed
+// something), so such a statement notifies like any other while its table
+// is wanted. It costs at most one query per statement, and the unchanged
+// result is not published again.
+func TestEngineNoRowsNoPublish(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	dash, p := countPanel(t, db, "")
@@ -342,11 +346,11 @@ func TestEngineNoRowsNoQuery(t *testing.T) {
 
 	// Notifications arrive in commit order, so any from the no-op statements
 	// came before the sentinel's.
-	if got := h.metric(t, "dashboard_notifications_total") - n0; got != 1 {
-		t.Errorf("notifications: got %v, want 1 (the sentinel's only)", got)
+	if got := h.metric(t, "dashboard_notifications_total") - n0; got < 1 || got > 4 {
+		t.Errorf("notifications: got %v, want 1 to 4 (at most one per statement)", got)
 	}
-	if got := h.waitMetric(t, "dashboard_refresh_queries_total", q0+1) - q0; got != 1 {
-		t.Errorf("queries: got %v, want 1 (the sentinel panel's only)", got)
+	if got := h.waitMetric(t, "dashboard_refresh_queries_total", q0+1) - q0; got > 4 {
+		t.Errorf("queries: got %v, want at most 4 (one per statement)", got)
 	}
 	if got := len(h.pub.of(p)); got != 1 {
 		t.Errorf("publications of the unchanged panel: got %d, want 1 (the initial one)", got)
@@ -371,8 +375,10 @@ func TestEngineNoViewerNoQuery(t *testing.T) {
 	}
 	db.exec(t, "INSERT INTO s DEFAULT VALUES")
 	h.pub.waitValue(t, s, 1)
-	if got := h.metric(t, "dashboard_notifications_total") - n0; got != 6 {
-		t.Errorf("notifications: got %v, want 6 (the writes to b were seen)", got)
+	// Nobody watches b, so its trigger finds it not wanted: writes to it
+	// send no notification at all (and take no cluster-wide NOTIFY lock).
+	if got := h.metric(t, "dashboard_notifications_total") - n0; got != 1 {
+		t.Errorf("notifications: got %v, want 1 (the sentinel's; none for b, which nobody watches)", got)
 	}
 	if got := h.waitMetric(t, "dashboard_refresh_queries_total", q0+1) - q0; got != 1 {
 		t.Errorf("queries: got %v, want 1 (the sentinel panel's only)", got)

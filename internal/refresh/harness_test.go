@@ -215,6 +215,7 @@ func value(r *panel.Result) int64 {
 // the test ends.
 type harness struct {
 	db       *testDB
+	arms     *listen.Arms
 	engine   *refresh.Engine
 	listener *listen.Listener
 	pub      *recorder
@@ -229,6 +230,8 @@ type options struct {
 	sink func(*refresh.Engine) listen.Sink
 	// noSettle skips waiting for the first connect's resync.
 	noSettle bool
+	// fault turns on a known-bad variant of the gated triggers' protocol.
+	fault listen.Fault
 }
 
 // start runs an Engine and a Listener on db. Unless o.noSettle, it returns
@@ -246,6 +249,10 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = 100 * time.Millisecond
 	}
+	h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
+		Metrics: listen.NewMetrics(nil), BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+		Fault: o.fault})
+	cfg.Arms = h.arms
 	h.engine = refresh.New(cfg)
 	if err := h.engine.LoadCatalog(context.Background()); err != nil {
 		t.Fatalf("LoadCatalog: %v", err)
@@ -272,6 +279,7 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return h.engine.Run(gctx) })
 	g.Go(func() error { return h.listener.Run(gctx) })
+	g.Go(func() error { return h.arms.Run(gctx, h.engine) })
 	var once sync.Once
 	var runErr error
 	h.stop = func() error {
@@ -294,9 +302,22 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	})
 	if !o.noSettle {
 		h.waitListening(t, 1)
+		h.waitArmsReady(t)
 		h.pub.waitFor(t, "the first connect's resync", func() bool { return h.pub.catalogs >= 2 })
 	}
 	return h
+}
+
+// waitArmsReady waits until the engine's Arms holds a feed slot.
+func (h *harness) waitArmsReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for h.arms.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no feed slot within %v: %v", waitTimeout, h.arms.Ready())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitListening waits until the listener listens on its connects-th

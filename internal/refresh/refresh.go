@@ -9,6 +9,7 @@ package refresh
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,20 @@ type Publisher interface {
 	Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time)
 }
 
+// Arms asks the database for news of tables (implemented by listen.Arms):
+// a watched table's trigger notifies only while it is armed. The engine
+// disarms a table when a notification for it arrives, so the rest of the
+// refresh cycle costs writers nothing, and arms it before a query reads it.
+type Arms interface {
+	// Arm returns once the tables are armed (every writer that skipped its
+	// notification has ended) or pending past a bound.
+	Arm(ctx context.Context, tables []string)
+	// Disarm and Keep never block.
+	Disarm(tables []string)
+	// Keep disarms every table not in wanted.
+	Keep(wanted []string)
+}
+
 // Loader reads the catalog (implemented by catalog.Loader).
 type Loader interface {
 	Load(ctx context.Context) (*catalog.Snapshot, error)
@@ -45,8 +60,11 @@ type Config struct {
 	Pool      *pgxpool.Pool
 	Loader    Loader
 	Publisher Publisher
-	Logger    *slog.Logger
-	Metrics   *Metrics
+	// Arms, if set, gates the triggers (see Arms); nil means triggers that
+	// always notify.
+	Arms    Arms
+	Logger  *slog.Logger
+	Metrics *Metrics
 
 	BatchWindow   time.Duration
 	MaxRefreshHz  float64
@@ -90,7 +108,8 @@ type Engine struct {
 	lastFlush time.Time
 	inflight  int
 	done      chan queryDone
-	reload    bool // catalog reload wanted (and retried until it works)
+	reload    bool     // catalog reload wanted (and retried until it works)
+	wanted    []string // tables the live panels read, as last given to Arms.Keep
 }
 
 type panelState struct {
@@ -363,6 +382,11 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 	if dirty[catalog.DashboardsTable] != (time.Time{}) || dirty[catalog.PanelsTable] != (time.Time{}) {
 		e.reload = true
 	}
+	if e.cfg.Arms != nil && len(dirty) > 0 {
+		// News arrived: stop asking until the next query of these tables
+		// arms them again. Writers in between skip their NOTIFY.
+		e.cfg.Arms.Disarm(slices.Collect(maps.Keys(dirty)))
+	}
 	if e.reload {
 		lctx, cancel := context.WithTimeout(ctx, e.cfg.QueryTimeout+time.Second)
 		snap, err := e.cfg.Loader.Load(lctx)
@@ -418,6 +442,7 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 		}
 	}
 	e.assignGenerations(snap)
+	e.keepWanted(snap)
 
 	for id, st := range e.panels {
 		if !st.dirty || st.running {
@@ -485,9 +510,18 @@ func (e *Engine) start(ctx context.Context, workers *sync.WaitGroup, id int64, s
 	}
 	e.inflight++
 	workers.Add(1)
+	var deps []string
+	if snap != nil {
+		deps = snap.Dependencies(id)
+	}
 	go func() {
 		defer workers.Done()
 		began := time.Now()
+		if e.cfg.Arms != nil {
+			// The query's snapshot must come after every writer that
+			// skipped its notification has ended.
+			e.cfg.Arms.Arm(ctx, deps)
+		}
 		r, err := e.run(ctx, def, notice)
 		e.done <- queryDone{id: id, def: def, result: r, err: err, notifiedAt: notifiedAt, took: time.Since(began)}
 	}()
@@ -575,6 +609,32 @@ func sameDef(a, b *panel.Def) bool {
 	return a.Slug == b.Slug && a.Title == b.Title && a.Kind == b.Kind && a.SQL == b.SQL &&
 		a.Position == b.Position && a.Width == b.Width && a.Height == b.Height &&
 		a.Options.Equal(b.Options) && slices.Equal(a.DependsOn, b.DependsOn) && a.DashboardID == b.DashboardID
+}
+
+// keepWanted tells Arms which tables the live panels read, when that
+// changed, so that tables nobody watches stop costing writers anything.
+func (e *Engine) keepWanted(snap *catalog.Snapshot) {
+	if e.cfg.Arms == nil || snap == nil {
+		return
+	}
+	set := make(map[string]bool)
+	for id, b := range e.boards {
+		if !b.active {
+			continue
+		}
+		if d := snap.DashboardByID(id); d != nil {
+			for _, p := range d.Panels {
+				for _, t := range snap.Dependencies(p.ID) {
+					set[t] = true
+				}
+			}
+		}
+	}
+	wanted := slices.Sorted(maps.Keys(set))
+	if !slices.Equal(wanted, e.wanted) {
+		e.wanted = wanted
+		e.cfg.Arms.Keep(wanted)
+	}
 }
 
 // assignGenerations gives each waiter the loop has not seen yet the
