@@ -62,6 +62,10 @@ type ArmsConfig struct {
 	Wait time.Duration
 	// Retry is how often a pending table is tried again. Default 1s.
 	Retry time.Duration
+	// PingInterval is how often the idle connection is pinged: a lost
+	// connection has lost its locks, and writers skip until the next
+	// session re-arms. Default 1s.
+	PingInterval time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay; defaults 100ms
 	// and 10s.
 	BackoffMin, BackoffMax time.Duration
@@ -98,6 +102,8 @@ type ArmsState struct {
 	Armed, Pending int
 	// Err is why no slot is held, if none is.
 	Err error
+	// BackendPID is the server process holding the locks; 0 when none.
+	BackendPID uint32
 }
 
 type armRequest struct {
@@ -112,6 +118,9 @@ func NewArms(cfg ArmsConfig) *Arms {
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = time.Second
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 100 * time.Millisecond
@@ -245,7 +254,7 @@ func (a *Arms) Run(ctx context.Context, sink Sink) error {
 		resync := !first
 		first = false
 		err := a.session(ctx, wanted, resync, func() { attempt = 0 })
-		a.setState(func(s *ArmsState) { s.Slot, s.Armed, s.Pending = -1, 0, 0; s.Err = err })
+		a.setState(func(s *ArmsState) { *s = ArmsState{Slot: -1, Err: err} })
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -314,7 +323,7 @@ func (a *Arms) session(ctx context.Context, wanted map[string]bool, resync bool,
 
 	retry := time.NewTicker(a.cfg.Retry)
 	defer retry.Stop()
-	ping := time.NewTicker(5 * time.Second)
+	ping := time.NewTicker(a.cfg.PingInterval)
 	defer ping.Stop()
 	for {
 		// Disarms and keeps that came before an arm are applied first, so
@@ -378,7 +387,8 @@ func (s *armSession) claim(ctx context.Context) error {
 		}
 		if ok {
 			s.slot = i
-			s.a.setState(func(st *ArmsState) { st.Slot, st.Err = i, nil })
+			pid := s.conn.PgConn().PID()
+			s.a.setState(func(st *ArmsState) { st.Slot, st.Err, st.BackendPID = i, nil, pid })
 			return nil
 		}
 	}

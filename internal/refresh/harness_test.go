@@ -1,6 +1,7 @@
 package refresh_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -232,6 +233,8 @@ type options struct {
 	noSettle bool
 	// fault turns on a known-bad variant of the gated triggers' protocol.
 	fault listen.Fault
+	// armsBackoff is the least reconnect delay of Arms; default 50ms.
+	armsBackoff time.Duration
 }
 
 // start runs an Engine and a Listener on db. Unless o.noSettle, it returns
@@ -250,8 +253,8 @@ func start(t testing.TB, db *testDB, o options) *harness {
 		cfg.RetryDelay = 100 * time.Millisecond
 	}
 	h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
-		Metrics: listen.NewMetrics(nil), BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-		Fault: o.fault})
+		Metrics: listen.NewMetrics(nil), BackoffMin: cmp.Or(o.armsBackoff, 50*time.Millisecond),
+		BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
 	cfg.Arms = h.arms
 	h.engine = refresh.New(cfg)
 	if err := h.engine.LoadCatalog(context.Background()); err != nil {
