@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/livedash/dashboard/internal/pgtest"
 )
 
 // The tests of the gated trigger (0005): a watched user table notifies only
@@ -410,5 +412,120 @@ func TestWatchReplacesOldTriggers(t *testing.T) {
 	exec(t, f.writer, "SELECT dashboard.watch('dashboard.panels')")
 	if got := triggerMode(t, f.writer, "dashboard.panels"); got != "always" {
 		t.Errorf("dashboard.panels watched again: got trigger_mode %q, want always", got)
+	}
+}
+
+// oldDB returns a database migrated up to 0004, as the release before the
+// gated trigger left it, and a connection to it.
+func oldDB(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	connString := pgtest.NewDB(t)
+	conn := connect(t, connString)
+	if _, err := up(t.Context(), conn, upTo(t, 4)); err != nil {
+		t.Fatalf("applying migrations up to 0004: %v", err)
+	}
+	return connString, conn
+}
+
+// TestUpgradeGatesOldTriggers checks that 0005 moves the user tables watched
+// with the old triggers (by 0004's watch or by hand) to the gated trigger.
+func TestUpgradeGatesOldTriggers(t *testing.T) {
+	t.Parallel()
+	connString, conn := oldDB(t)
+	exec(t, conn, `CREATE TABLE a (id int); SELECT dashboard.watch('a');
+		CREATE TABLE m (id int, k int) PARTITION BY RANGE (k); CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10);
+		SELECT dashboard.watch('m');
+		CREATE TABLE b (id int);
+		CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."order items" (id int);
+		CREATE TABLE plain (id int)`)
+	installOldTriggers(t, conn, "b")
+	installOldTriggers(t, conn, `"Sales"."order items"`)
+	old := []string{"a", "m", "b", `"Sales"."order items"`}
+	for _, table := range old {
+		if got := notifyTriggers(t, conn, table); !slices.Equal(got, alwaysTriggers) {
+			t.Fatalf("setup: %s: got triggers %q, want %q", table, got, alwaysTriggers)
+		}
+	}
+	f := feedOn(t, connString)
+
+	applied, err := Up(t.Context(), conn)
+	if err != nil || !slices.Equal(applied, []int{5}) {
+		t.Fatalf("Up from 0004: got %v, %v, want [5], nil", applied, err)
+	}
+	for _, table := range old {
+		if got := notifyTriggers(t, conn, table); !slices.Equal(got, gatedTriggers) {
+			t.Errorf("%s after 0005: got triggers %q, want %q", table, got, gatedTriggers)
+		}
+		if got := triggerMode(t, conn, table); got != "gated" {
+			t.Errorf("%s after 0005: got trigger_mode %q, want gated", table, got)
+		}
+	}
+	for _, table := range []string{"plain", "m1"} {
+		if got := notifyTriggers(t, conn, table); len(got) != 0 {
+			t.Errorf("%s after 0005: got triggers %q, want none", table, got)
+		}
+	}
+	for _, table := range []string{"dashboard.dashboards", "dashboard.panels", "dashboard.access_tokens"} {
+		if got := notifyTriggers(t, conn, table); !slices.Equal(got, alwaysTriggers) {
+			t.Errorf("%s after 0005: got triggers %q, want %q", table, got, alwaysTriggers)
+		}
+	}
+	// The servers reload their catalogs when the upgrade commits.
+	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
+		t.Errorf("Up: got notifications %q, want %q", got, want)
+	}
+
+	writes := `INSERT INTO a VALUES (1); INSERT INTO m VALUES (1, 1); INSERT INTO b VALUES (1);
+		INSERT INTO "Sales"."order items" VALUES (1); INSERT INTO plain VALUES (1)`
+	exec(t, f.writer, writes)
+	if got := f.notifications(t); len(got) != 0 {
+		t.Errorf("after 0005, nobody armed: got notifications %q, want none", got)
+	}
+	f.arm(t, append(old, "plain")...)
+	exec(t, f.writer, writes)
+	if got, want := f.notifications(t), []string{"public.a", "public.m", "public.b", `"Sales"."order items"`}; !slices.Equal(got, want) {
+		t.Errorf("after 0005, all armed: got notifications %q, want %q", got, want)
+	}
+}
+
+// TestUpgradeSkipsLockedTable checks that 0005 does not wait on a table that
+// another session holds: the migration succeeds within its bound, the table
+// keeps the old triggers (correct, only dearer), and a later watch upgrades it.
+func TestUpgradeSkipsLockedTable(t *testing.T) {
+	t.Parallel()
+	connString, conn := oldDB(t)
+	exec(t, conn, "CREATE TABLE busy (id int); SELECT dashboard.watch('busy'); CREATE TABLE free (id int); SELECT dashboard.watch('free')")
+	locker := connect(t, connString)
+	exec(t, locker, "BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+
+	// The migration gives up on a table after a 2 s lock_timeout: 15 s bounds
+	// it with room to spare; a migration that waited for the lock would end
+	// with the context instead.
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	applied, err := Up(ctx, conn)
+	if err != nil || !slices.Equal(applied, []int{5}) {
+		t.Fatalf("Up from 0004 with busy locked: got %v, %v, want [5], nil", applied, err)
+	}
+	if got := triggerMode(t, conn, "busy"); got != "always" {
+		t.Errorf("busy after 0005: got trigger_mode %q, want always", got)
+	}
+	if got := notifyTriggers(t, conn, "busy"); !slices.Equal(got, alwaysTriggers) {
+		t.Errorf("busy after 0005: got triggers %q, want %q", got, alwaysTriggers)
+	}
+	if got := triggerMode(t, conn, "free"); got != "gated" {
+		t.Errorf("free after 0005: got trigger_mode %q, want gated", got)
+	}
+	exec(t, locker, "ROLLBACK")
+
+	// busy still notifies on every change, wanted or not.
+	f := feedOn(t, connString)
+	exec(t, f.writer, "INSERT INTO busy VALUES (1); INSERT INTO free VALUES (1)")
+	if got, want := f.notifications(t), []string{"public.busy"}; !slices.Equal(got, want) {
+		t.Errorf("after 0005, nobody armed: got notifications %q, want %q", got, want)
+	}
+	exec(t, conn, "SELECT dashboard.watch('busy')")
+	if got := notifyTriggers(t, conn, "busy"); !slices.Equal(got, gatedTriggers) {
+		t.Errorf("busy after a later watch: got triggers %q, want %q", got, gatedTriggers)
 	}
 }
