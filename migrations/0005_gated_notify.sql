@@ -295,7 +295,9 @@ BEGIN
             SET LOCAL lock_timeout = '2s';
             PERFORM dashboard.watch(t);
         EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'dashboard: % keeps its old triggers for now (busy); run SELECT dashboard.watch(%L) later', t, t::text;
+            -- RAISE knows only %: quote the name for the statement with format.
+            RAISE NOTICE '%', format('dashboard: %s keeps its old triggers for now (%s); run SELECT dashboard.watch(%L) later',
+                                     t, SQLERRM, t::text);
         END;
     END LOOP;
 END

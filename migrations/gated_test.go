@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -493,7 +495,8 @@ func TestUpgradeGatesOldTriggers(t *testing.T) {
 // keeps the old triggers (correct, only dearer), and a later watch upgrades it.
 func TestUpgradeSkipsLockedTable(t *testing.T) {
 	t.Parallel()
-	connString, conn := oldDB(t)
+	connString, _ := oldDB(t)
+	conn, notes := connectNoticed(t, connString)
 	exec(t, conn, "CREATE TABLE busy (id int); SELECT dashboard.watch('busy'); CREATE TABLE free (id int); SELECT dashboard.watch('free')")
 	locker := connect(t, connString)
 	exec(t, locker, "BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
@@ -510,6 +513,7 @@ func TestUpgradeSkipsLockedTable(t *testing.T) {
 	if got := triggerMode(t, conn, "busy"); got != "always" {
 		t.Errorf("busy after 0005: got trigger_mode %q, want always", got)
 	}
+	wantNotice(t, notes.all(), "busy keeps its old triggers", "lock timeout", "SELECT dashboard.watch('busy')")
 	if got := notifyTriggers(t, conn, "busy"); !slices.Equal(got, alwaysTriggers) {
 		t.Errorf("busy after 0005: got triggers %q, want %q", got, alwaysTriggers)
 	}
@@ -528,4 +532,48 @@ func TestUpgradeSkipsLockedTable(t *testing.T) {
 	if got := notifyTriggers(t, conn, "busy"); !slices.Equal(got, gatedTriggers) {
 		t.Errorf("busy after a later watch: got triggers %q, want %q", got, gatedTriggers)
 	}
+}
+
+// notices collects the notices a connection receives.
+type notices struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (n *notices) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.msgs)
+}
+
+// connectNoticed is connect that also records the connection's notices.
+func connectNoticed(t *testing.T, connString string) (*pgx.Conn, *notices) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notices{}
+	cfg.OnNotice = func(_ *pgconn.PgConn, notice *pgconn.Notice) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.msgs = append(n.msgs, notice.Message)
+	}
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, n
+}
+
+// wantNotice fails unless one of got contains every one of parts.
+func wantNotice(t *testing.T, got []string, parts ...string) {
+	t.Helper()
+	for _, msg := range got {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(msg, p) }) {
+			return
+		}
+	}
+	t.Errorf("got notices %q, want one containing each of %q", got, parts)
 }
