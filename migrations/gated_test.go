@@ -577,3 +577,50 @@ func wantNotice(t *testing.T, got []string, parts ...string) {
 	}
 	t.Errorf("got notices %q, want one containing each of %q", got, parts)
 }
+
+// TestUpgradeSkipsTableNotOwned follows the README's roles: migrations run as
+// the dashboard schema's owner, and each table's owner ran watch. Replacing
+// triggers needs the table's ownership, which the migrating role lacks
+// (TRIGGER privilege or not); the upgrade must leave such a table on its old
+// triggers rather than fail the migration and with it the server's start.
+func TestUpgradeSkipsTableNotOwned(t *testing.T) {
+	t.Parallel()
+	connString := pgtest.NewDB(t)
+	admin := connect(t, connString)
+	migrator := newRole(t, admin, "mig_schema_owner")
+	tableOwner := newRole(t, admin, "mig_table_owner")
+	var db string
+	if err := admin.QueryRow(t.Context(), "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, admin, "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize()+" TO "+migrator)
+
+	conn, notes := connectNoticed(t, connString)
+	exec(t, conn, "SET ROLE "+migrator)
+	if _, err := up(t.Context(), conn, upTo(t, 4)); err != nil {
+		t.Fatalf("applying migrations up to 0004 as %s: %v", migrator, err)
+	}
+	exec(t, admin, `CREATE TABLE orders (id int); ALTER TABLE orders OWNER TO `+tableOwner+`;
+		GRANT TRIGGER ON orders TO `+migrator+`;
+		CREATE TABLE mine (id int); ALTER TABLE mine OWNER TO `+migrator+`;
+		GRANT USAGE ON SCHEMA dashboard TO `+tableOwner)
+	exec(t, admin, "SET ROLE "+tableOwner+"; SELECT dashboard.watch('orders'); RESET ROLE")
+	exec(t, conn, "SELECT dashboard.watch('mine')")
+
+	applied, err := Up(t.Context(), conn)
+	if err != nil || !slices.Equal(applied, []int{5}) {
+		t.Fatalf("Up from 0004 as %s: got %v, %v, want [5], nil", migrator, applied, err)
+	}
+	if got := triggerMode(t, conn, "orders"); got != "always" {
+		t.Errorf("orders (not the migrator's) after 0005: got trigger_mode %q, want always", got)
+	}
+	wantNotice(t, notes.all(), "orders keeps its old triggers", "must be owner", "SELECT dashboard.watch('orders')")
+	if got := triggerMode(t, conn, "mine"); got != "gated" {
+		t.Errorf("mine (the migrator's) after 0005: got trigger_mode %q, want gated", got)
+	}
+	// Its owner upgrades it.
+	exec(t, admin, "SET ROLE "+tableOwner+"; SELECT dashboard.watch('orders'); RESET ROLE")
+	if got := triggerMode(t, conn, "orders"); got != "gated" {
+		t.Errorf("orders after its owner's watch: got trigger_mode %q, want gated", got)
+	}
+}
