@@ -282,7 +282,10 @@ COMMENT ON FUNCTION dashboard.unwatch(regclass) IS
 -- triggers (that needs the table's ownership; the README has each table's
 -- owner run watch and migrations run as the schema's owner): a busy or
 -- foreign table keeps its old triggers, which are correct, only dearer,
--- until its owner's next dashboard.watch of it.
+-- until its owner's next dashboard.watch of it. The tables upgraded stay
+-- locked until the migration commits, so a writer holding the next table
+-- and writing to one of them deadlocks with it: when the migration detects
+-- that, it gives up the table it waits for, like a busy one.
 DO $$
 DECLARE
     t regclass;
@@ -297,7 +300,7 @@ BEGIN
         BEGIN
             SET LOCAL lock_timeout = '2s';
             PERFORM dashboard.watch(t);
-        EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
+        EXCEPTION WHEN lock_not_available OR deadlock_detected OR insufficient_privilege THEN
             -- RAISE knows only %: quote the name for the statement with format.
             RAISE NOTICE '%', format('dashboard: %s keeps its old triggers for now (%s); run SELECT dashboard.watch(%L) later as its owner',
                                      t, SQLERRM, t::text);

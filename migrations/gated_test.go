@@ -624,3 +624,97 @@ func TestUpgradeSkipsTableNotOwned(t *testing.T) {
 		t.Errorf("orders after its owner's watch: got trigger_mode %q, want gated", got)
 	}
 }
+
+// TestUpgradeYieldsOnDeadlock: the upgrade holds each table it upgraded until
+// the migration commits. A writer that holds the next table and then writes
+// to an upgraded one closes a cycle; when the migration is the one that
+// detects it, it must give up that table (keep its old triggers) rather than
+// fail the migration. The writer waits for the commit and goes on.
+func TestUpgradeYieldsOnDeadlock(t *testing.T) {
+	t.Parallel()
+	connString, setup := oldDB(t)
+	var super bool
+	if err := setup.QueryRow(t.Context(), "SELECT current_setting('is_superuser')::bool").Scan(&super); err != nil {
+		t.Fatal(err)
+	}
+	if !super {
+		t.Skip("needs a superuser to set deadlock_timeout")
+	}
+	exec(t, setup, "CREATE TABLE a (id int); SELECT dashboard.watch('a'); CREATE TABLE b (id int); SELECT dashboard.watch('b')")
+	holders := map[string]*pgx.Conn{"a": connect(t, connString), "b": connect(t, connString)}
+	for table, h := range holders {
+		// The writers never detect the deadlock themselves: the migration,
+		// waiting first, does (1.5 s, within its 2 s lock_timeout).
+		exec(t, h, "SET deadlock_timeout = '60s'; BEGIN; INSERT INTO "+table+" VALUES (1)")
+	}
+	conn, notes := connectNoticed(t, connString)
+	exec(t, conn, "SET deadlock_timeout = '1500ms'")
+	observer := connect(t, connString)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	type result struct {
+		applied []int
+		err     error
+	}
+	upDone := make(chan result, 1)
+	upGone := make(chan error, 1)
+	go func() {
+		applied, err := Up(ctx, conn)
+		upDone <- result{applied, err}
+		upGone <- err
+	}()
+	waitingOn := func(table string) {
+		t.Helper()
+		waitFor(ctx, t, observer, "the migration waits for "+table, 1, upGone,
+			"SELECT count(*)::int FROM pg_locks WHERE pid = $1 AND locktype = 'relation' AND NOT granted AND relation = $2::regclass",
+			pid(conn), table)
+	}
+	// The migration goes through the tables in its own order: find the
+	// first it waits for, let it have that one, and see it wait for the other.
+	var first string
+	for first == "" {
+		err := observer.QueryRow(ctx, `SELECT coalesce((SELECT relation::regclass::text FROM pg_locks
+			WHERE pid = $1 AND locktype = 'relation' AND NOT granted AND relation IN ('a'::regclass, 'b'::regclass)), '')`,
+			pid(conn)).Scan(&first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-upGone:
+			t.Fatalf("Up returned (%v) before waiting for a held table", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	second := map[string]string{"a": "b", "b": "a"}[first]
+	exec(t, holders[first], "COMMIT")
+	waitingOn(second)
+
+	// The holder of the second table now writes to the first, which the
+	// migration holds: a deadlock.
+	writerDone := make(chan error, 1)
+	go func() {
+		_, err := holders[second].Exec(ctx, "INSERT INTO "+first+" VALUES (2)")
+		writerDone <- err
+	}()
+	var r result
+	select {
+	case r = <-upDone:
+	case <-ctx.Done():
+		t.Fatalf("Up did not return: %v", ctx.Err())
+	}
+	if r.err != nil || !slices.Equal(r.applied, []int{5}) {
+		t.Fatalf("Up in a deadlock with a writer: got %v, %v, want [5], nil", r.applied, r.err)
+	}
+	wantNotice(t, notes.all(), second+" keeps its old triggers", "deadlock detected", "SELECT dashboard.watch('"+second+"')")
+	if err := <-writerDone; err != nil {
+		t.Errorf("the writer in the deadlock: got %v, want its write to go through after the migration", err)
+	}
+	exec(t, holders[second], "COMMIT")
+	if got := triggerMode(t, observer, first); got != "gated" {
+		t.Errorf("%s (upgraded before the deadlock): got trigger_mode %q, want gated", first, got)
+	}
+	if got := triggerMode(t, observer, second); got != "always" {
+		t.Errorf("%s (given up in the deadlock): got trigger_mode %q, want always", second, got)
+	}
+}
