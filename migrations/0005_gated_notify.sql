@@ -42,8 +42,8 @@
 -- The dashboard schema's own tables keep the four old triggers, which always
 -- notify: catalog edits and token revocations must reach every server at
 -- once. Tables watched with the old triggers stay correct (they always
--- notify); the migration upgrades every one it can lock within a moment, and
--- dashboard.watch upgrades the rest.
+-- notify); the migration upgrades every one it can lock within a moment and
+-- may alter, and dashboard.watch upgrades the rest.
 --
 -- The trigger functions need no privilege beyond the write that fires them:
 -- advisory locks and pg_notify need none, and nothing in dashboard.* is read
@@ -278,8 +278,14 @@ COMMENT ON FUNCTION dashboard.unwatch(regclass) IS
     'Removes the dashboard change triggers from the table. Harmless when it is not watched. When it removes any, it notifies dashboard.panels so servers reload their catalogs.';
 
 -- Upgrade the user tables watched with the old triggers, each only if its
--- lock comes within a moment: a busy table keeps its old triggers, which
--- are correct, only dearer, until the next dashboard.watch of it.
+-- lock comes within a moment and the migrating role may replace its
+-- triggers (that needs the table's ownership; the README has each table's
+-- owner run watch and migrations run as the schema's owner): a busy or
+-- foreign table keeps its old triggers, which are correct, only dearer,
+-- until its owner's next dashboard.watch of it. The tables upgraded stay
+-- locked until the migration commits, so a writer holding the next table
+-- and writing to one of them deadlocks with it: when the migration detects
+-- that, it gives up the table it waits for, like a busy one.
 DO $$
 DECLARE
     t regclass;
@@ -294,8 +300,10 @@ BEGIN
         BEGIN
             SET LOCAL lock_timeout = '2s';
             PERFORM dashboard.watch(t);
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'dashboard: % keeps its old triggers for now (busy); run SELECT dashboard.watch(%L) later', t, t::text;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected OR insufficient_privilege THEN
+            -- RAISE knows only %: quote the name for the statement with format.
+            RAISE NOTICE '%', format('dashboard: %s keeps its old triggers for now (%s); run SELECT dashboard.watch(%L) later as its owner',
+                                     t, SQLERRM, t::text);
         END;
     END LOOP;
 END

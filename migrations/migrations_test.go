@@ -48,19 +48,82 @@ func migratedDB(t *testing.T) string {
 	return connString
 }
 
-// feed is a migrated database with a writer and a LISTEN connection.
+// feed is a migrated database with a writer, a LISTEN connection, and a
+// server connection that arms tables the way a dashboard server does.
 type feed struct {
-	writer   *pgx.Conn
-	listener *pgx.Conn
-	seq      atomic.Int64
+	connString string
+	writer     *pgx.Conn
+	listener   *pgx.Conn
+	server     *pgx.Conn // holds feed keys (session advisory locks), like a server's feed connection
+	seq        atomic.Int64
 }
 
 func newFeed(t *testing.T) *feed {
 	t.Helper()
-	connString := migratedDB(t)
-	f := &feed{writer: connect(t, connString), listener: connect(t, connString)}
+	return feedOn(t, migratedDB(t))
+}
+
+// feedOn is newFeed on a database the caller prepared.
+func feedOn(t *testing.T, connString string) *feed {
+	t.Helper()
+	f := &feed{
+		connString: connString,
+		writer:     connect(t, connString),
+		listener:   connect(t, connString),
+		server:     connect(t, connString),
+	}
 	exec(t, f.listener, "LISTEN dashboard")
 	return f
+}
+
+// arm makes the tables wanted, as a server in slot 0 does before it queries
+// them: it takes each table's feed key (session lock, exclusive) on the
+// server connection and holds it until disarm or the end of the test. Taking
+// a key waits for every writer that skipped its notification, so arm is
+// bounded.
+func (f *feed) arm(t *testing.T, tables ...string) { f.armSlot(t, 0, tables...) }
+
+func (f *feed) armSlot(t *testing.T, slot int, tables ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, table := range tables {
+		if _, err := f.server.Exec(ctx, "SELECT pg_advisory_lock(dashboard.feed_key($1, $2::regclass))", slot, table); err != nil {
+			t.Fatalf("arming %s in slot %d: %v", table, slot, err)
+		}
+	}
+}
+
+// disarm releases what armSlot took; each key must have been held.
+func (f *feed) disarm(t *testing.T, slot int, tables ...string) {
+	t.Helper()
+	for _, table := range tables {
+		var held bool
+		if err := f.server.QueryRow(t.Context(), "SELECT pg_advisory_unlock(dashboard.feed_key($1, $2::regclass))", slot, table).Scan(&held); err != nil {
+			t.Fatalf("disarming %s in slot %d: %v", table, slot, err)
+		}
+		if !held {
+			t.Fatalf("disarming %s in slot %d: the server did not hold its feed key", table, slot)
+		}
+	}
+}
+
+// userTables names every ordinary and partitioned table outside the system
+// and dashboard schemas (temporary tables excluded), for tests that arm all.
+func userTables(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), `SELECT c.oid::regclass::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'dashboard')
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatalf("listing tables: %v", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("listing tables: %v", err)
+	}
+	return tables
 }
 
 // notifications returns the payloads delivered on channel dashboard since the
@@ -94,17 +157,54 @@ func (f *feed) notifications(t *testing.T) []string {
 // servers reload their catalogs on it.
 const reload = "dashboard.panels"
 
-// notifyTriggers counts the dashboard_notify_% triggers on table.
-func notifyTriggers(t *testing.T, conn *pgx.Conn, table string) int {
+// notifyTriggers names the triggers on table that dashboard.watch and
+// unwatch own (dashboard_notify and the old dashboard_notify_*), sorted.
+func notifyTriggers(t *testing.T, conn *pgx.Conn, table string) []string {
 	t.Helper()
-	var n int
-	err := conn.QueryRow(t.Context(),
-		`SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE 'dashboard\_notify\_%'`,
-		table).Scan(&n)
+	rows, err := conn.Query(t.Context(),
+		`SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE 'dashboard\_notify%' ORDER BY 1`,
+		table)
 	if err != nil {
-		t.Fatalf("counting triggers on %s: %v", table, err)
+		t.Fatalf("listing triggers on %s: %v", table, err)
 	}
-	return n
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("listing triggers on %s: %v", table, err)
+	}
+	return names
+}
+
+var (
+	gatedTriggers  = []string{"dashboard_notify"}
+	alwaysTriggers = []string{"dashboard_notify_delete", "dashboard_notify_insert", "dashboard_notify_truncate", "dashboard_notify_update"}
+)
+
+// triggerMode is dashboard.trigger_mode(table), "" for NULL.
+func triggerMode(t *testing.T, conn *pgx.Conn, table string) string {
+	t.Helper()
+	var mode *string
+	if err := conn.QueryRow(t.Context(), "SELECT dashboard.trigger_mode($1::regclass)", table).Scan(&mode); err != nil {
+		t.Fatalf("trigger_mode(%s): %v", table, err)
+	}
+	if mode == nil {
+		return ""
+	}
+	return *mode
+}
+
+// installOldTriggers puts the four always-notifying triggers of 0002 on
+// table, as dashboard.watch did before 0005.
+func installOldTriggers(t *testing.T, conn *pgx.Conn, table string) {
+	t.Helper()
+	exec(t, conn, fmt.Sprintf(`
+		CREATE TRIGGER dashboard_notify_insert AFTER INSERT ON %[1]s
+			REFERENCING NEW TABLE AS dashboard_new_rows FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_new_rows();
+		CREATE TRIGGER dashboard_notify_update AFTER UPDATE ON %[1]s
+			REFERENCING NEW TABLE AS dashboard_new_rows FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_new_rows();
+		CREATE TRIGGER dashboard_notify_delete AFTER DELETE ON %[1]s
+			REFERENCING OLD TABLE AS dashboard_old_rows FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_old_rows();
+		CREATE TRIGGER dashboard_notify_truncate AFTER TRUNCATE ON %[1]s
+			FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_statement();`, table))
 }
 
 func isWatched(t *testing.T, conn *pgx.Conn, table string) bool {
@@ -116,6 +216,12 @@ func isWatched(t *testing.T, conn *pgx.Conn, table string) bool {
 	return watched
 }
 
+// TestNotify runs each case's statements twice: first with no server
+// wanting news of the tables (no notification at all), then with every user
+// table armed (the notifications a server receives). The gated trigger is a
+// plain statement trigger: it keeps no transition table, so a statement that
+// changes no row notifies too when the table is wanted (a spare refresh);
+// only a rollback sends nothing.
 func TestNotify(t *testing.T) {
 	t.Parallel()
 	const watched = `CREATE TABLE t (id int, v text);
@@ -125,11 +231,11 @@ func TestNotify(t *testing.T) {
 		name  string
 		setup string
 		stmts []string
-		want  []string
+		want  []string // when armed
 	}{
-		{"update matching zero rows", watched, []string{"UPDATE t SET v = 'y' WHERE id < 0"}, nil},
-		{"delete matching zero rows", watched, []string{"DELETE FROM t WHERE id < 0"}, nil},
-		{"insert of zero rows", watched, []string{"INSERT INTO t SELECT 1, 'x' WHERE false"}, nil},
+		{"update matching zero rows", watched, []string{"UPDATE t SET v = 'y' WHERE id < 0"}, []string{"public.t"}},
+		{"delete matching zero rows", watched, []string{"DELETE FROM t WHERE id < 0"}, []string{"public.t"}},
+		{"insert of zero rows", watched, []string{"INSERT INTO t SELECT 1, 'x' WHERE false"}, []string{"public.t"}},
 		{"insert of one row", watched, []string{"INSERT INTO t VALUES (4, 'x')"}, []string{"public.t"}},
 		{"insert of 10000 rows", watched,
 			[]string{"INSERT INTO t SELECT i, 'x' FROM generate_series(1, 10000) i"}, []string{"public.t"}},
@@ -162,9 +268,6 @@ func TestNotify(t *testing.T) {
 		{"schema outside the search path",
 			"CREATE SCHEMA other; CREATE TABLE other.t (id int); SELECT dashboard.watch('other.t');",
 			[]string{"INSERT INTO other.t VALUES (1)"}, []string{"other.t"}},
-		{"temporary table named like the transition table",
-			watched + "CREATE TEMP TABLE dashboard_new_rows (id int);",
-			[]string{"UPDATE t SET v = 'y' WHERE id < 0", "INSERT INTO t VALUES (9, 'x')"}, []string{"public.t"}},
 		{"inheritance child",
 			"CREATE TABLE base (id int); CREATE TABLE child () INHERITS (base); SELECT dashboard.watch('child');",
 			[]string{"INSERT INTO child VALUES (1)", "UPDATE base SET id = 2"}, []string{"public.child"}},
@@ -182,19 +285,34 @@ func TestNotify(t *testing.T) {
 			for _, s := range tt.stmts {
 				exec(t, f.writer, s)
 			}
-			got := f.notifications(t)
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got notifications %q, want %q", got, tt.want)
+			if got := f.notifications(t); len(got) != 0 {
+				t.Errorf("no table wanted: got notifications %q, want none", got)
+			}
+			tables := userTables(t, f.writer)
+			if len(tables) == 0 {
+				t.Fatal("setup created no table to arm")
+			}
+			f.arm(t, tables...)
+			for _, s := range tt.stmts {
+				exec(t, f.writer, s)
+			}
+			if got := f.notifications(t); !slices.Equal(got, tt.want) {
+				t.Errorf("%q armed: got notifications %q, want %q", tables, got, tt.want)
 			}
 		})
 	}
 }
 
 // TestNotifyDashboardTables checks that the migration watches its own tables,
-// so editing a panel updates every open screen.
+// so editing a panel updates every open screen. They always notify: no server
+// arms anything here. Their triggers still skip statements that change no
+// row, through transition tables that temporary tables of the same names
+// must not shadow.
 func TestNotifyDashboardTables(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
+	exec(t, f.writer, `CREATE TEMP TABLE dashboard_new_rows (id int); CREATE TEMP TABLE dashboard_old_rows (id int);
+		INSERT INTO dashboard_new_rows VALUES (1); INSERT INTO dashboard_old_rows VALUES (1)`)
 	steps := []struct {
 		sql  string
 		want []string
@@ -203,6 +321,9 @@ func TestNotifyDashboardTables(t *testing.T) {
 		{`INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql)
 		  SELECT id, 'orders', 'Orders', 'stat', 'SELECT 1' FROM dashboard.dashboards`, []string{"dashboard.panels"}},
 		{"UPDATE dashboard.panels SET title = 'Orders today'", []string{"dashboard.panels"}},
+		{"UPDATE dashboard.panels SET title = 'x' WHERE false", nil},
+		{"DELETE FROM dashboard.panels WHERE false", nil},
+		{"INSERT INTO dashboard.dashboards (slug, title) SELECT slug, title FROM dashboard.dashboards WHERE false", nil},
 		{"INSERT INTO dashboard.access_tokens (token_hash, label) VALUES (sha256('secret'), 'kiosk')", []string{"dashboard.access_tokens"}},
 		{"INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id) SELECT sha256('other'), 'tv', id FROM dashboard.dashboards", []string{"dashboard.access_tokens"}},
 		{"DELETE FROM dashboard.access_tokens WHERE dashboard_id IS NULL", []string{"dashboard.access_tokens"}},
@@ -222,6 +343,12 @@ func TestNotifyDashboardTables(t *testing.T) {
 		if !isWatched(t, f.writer, table) {
 			t.Errorf("is_watched(%s): got false, want true", table)
 		}
+		if got := triggerMode(t, f.writer, table); got != "always" {
+			t.Errorf("trigger_mode(%s): got %q, want always", table, got)
+		}
+		if got := notifyTriggers(t, f.writer, table); !slices.Equal(got, alwaysTriggers) {
+			t.Errorf("%s: got triggers %q, want %q", table, got, alwaysTriggers)
+		}
 	}
 }
 
@@ -232,9 +359,13 @@ func TestWatchTwice(t *testing.T) {
 	exec(t, f.writer, "SELECT dashboard.watch('t')")
 	exec(t, f.writer, "SELECT dashboard.watch('t')")
 	exec(t, f.writer, "SELECT dashboard.watch('t'), dashboard.watch('public.t')")
-	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
-		t.Errorf("got %d dashboard_notify_ triggers, want 4", got)
+	if got := notifyTriggers(t, f.writer, "t"); !slices.Equal(got, gatedTriggers) {
+		t.Errorf("got triggers %q, want %q", got, gatedTriggers)
 	}
+	if got := triggerMode(t, f.writer, "t"); got != "gated" {
+		t.Errorf("got trigger_mode %q, want gated", got)
+	}
+	f.arm(t, "t")
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	exec(t, f.writer, "DELETE FROM t")
 	// Only the first watch changed anything.
@@ -252,14 +383,19 @@ func TestUnwatch(t *testing.T) {
 	exec(t, f.writer, "SELECT dashboard.unwatch('t')")     // again: harmless
 	exec(t, f.writer, "SELECT dashboard.unwatch('never')") // never watched: harmless
 	for _, table := range []string{"t", "never"} {
-		if got := notifyTriggers(t, f.writer, table); got != 0 {
-			t.Errorf("%s: got %d dashboard_notify_ triggers, want 0", table, got)
+		if got := notifyTriggers(t, f.writer, table); len(got) != 0 {
+			t.Errorf("%s: got triggers %q, want none", table, got)
+		}
+		if got := triggerMode(t, f.writer, table); got != "" {
+			t.Errorf("%s: got trigger_mode %q, want NULL", table, got)
 		}
 	}
 	// The first watch and the first unwatch changed triggers; the rest did not.
 	if got, want := f.notifications(t), []string{reload, reload}; !slices.Equal(got, want) {
 		t.Errorf("watch, then unwatch three times: got notifications %q, want %q", got, want)
 	}
+	// Wanted, but no longer watched: silent.
+	f.arm(t, "t", "never")
 	for _, s := range []string{"INSERT INTO t VALUES (1)", "UPDATE t SET id = 2", "DELETE FROM t", "TRUNCATE t"} {
 		exec(t, f.writer, s)
 	}
@@ -274,33 +410,63 @@ func TestUnwatch(t *testing.T) {
 	}
 }
 
+// TestIsWatched checks is_watched and trigger_mode against triggers that
+// look like ours but would miss changes, and that watch repairs each.
 func TestIsWatched(t *testing.T) {
 	t.Parallel()
 	f := newFeed(t)
 	exec(t, f.writer, "CREATE TABLE t (id int)")
+	const replace = "DROP TRIGGER IF EXISTS dashboard_notify ON t; CREATE TRIGGER dashboard_notify "
 	steps := []struct {
-		sql  string
-		want bool
+		sql      string
+		wantMode string // "" means NULL: not watched
 	}{
-		{"", false},
-		{"SELECT dashboard.watch('t')", true},
-		{"SELECT dashboard.unwatch('t')", false},
-		{"SELECT dashboard.watch('t')", true},
-		{"DROP TRIGGER dashboard_notify_truncate ON t", false},
-		{"SELECT dashboard.watch('t')", true},
-		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify_update", false},
-		{"SELECT dashboard.watch('t')", true},
+		{"", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{"SELECT dashboard.unwatch('t')", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{"DROP TRIGGER dashboard_notify ON t", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		// Fires only with session_replication_role = replica.
+		{"ALTER TABLE t ENABLE REPLICA TRIGGER dashboard_notify", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		// Fires in every session_replication_role: still the real thing.
+		{"ALTER TABLE t ENABLE ALWAYS TRIGGER dashboard_notify", "gated"},
 		// Same name, other definition: not the real thing, and watch replaces it.
-		{`DROP TRIGGER dashboard_notify_insert ON t;
-		  CREATE TRIGGER dashboard_notify_insert AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION dashboard.notify_statement()`, false},
-		{"SELECT dashboard.watch('t')", true},
+		{replace + "AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH ROW EXECUTE FUNCTION dashboard.notify_if_wanted()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "AFTER INSERT OR UPDATE OR DELETE ON t FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_if_wanted()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "AFTER INSERT OR UPDATE OF id OR DELETE OR TRUNCATE ON t FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_if_wanted()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON t FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_if_wanted()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON t FOR EACH STATEMENT WHEN (pg_backend_pid() < 0) EXECUTE FUNCTION dashboard.notify_if_wanted()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON t FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_if_wanted('x')", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		{replace + "AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON t FOR EACH STATEMENT EXECUTE FUNCTION dashboard.notify_statement()", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
+		// The old triggers (0002) count as watched while all four are right.
+		{"DROP TRIGGER dashboard_notify ON t", ""},
+		{"-- old triggers", "always"},
+		{"DROP TRIGGER dashboard_notify_truncate ON t", ""},
+		{"SELECT dashboard.watch('t')", "gated"},
 	}
 	for _, s := range steps {
-		if s.sql != "" {
+		switch {
+		case s.sql == "-- old triggers":
+			installOldTriggers(t, f.writer, "t")
+		case s.sql != "":
 			exec(t, f.writer, s.sql)
 		}
-		if got := isWatched(t, f.writer, "t"); got != s.want {
-			t.Errorf("after %q: got is_watched %v, want %v", s.sql, got, s.want)
+		if got := triggerMode(t, f.writer, "t"); got != s.wantMode {
+			t.Errorf("after %q: got trigger_mode %q, want %q", s.sql, got, s.wantMode)
+		}
+		if got, want := isWatched(t, f.writer, "t"), s.wantMode != ""; got != want {
+			t.Errorf("after %q: got is_watched %v, want %v", s.sql, got, want)
 		}
 		// Every watch and unwatch here changes triggers (TestWatchNotifiesCatalog).
 		var want []string
@@ -311,17 +477,21 @@ func TestIsWatched(t *testing.T) {
 			t.Errorf("after %q: got notifications %q, want %q", s.sql, got, want)
 		}
 	}
-	if got := notifyTriggers(t, f.writer, "t"); got != 4 {
-		t.Errorf("got %d dashboard_notify_ triggers, want 4", got)
+	if got := notifyTriggers(t, f.writer, "t"); !slices.Equal(got, gatedTriggers) {
+		t.Errorf("got triggers %q, want %q", got, gatedTriggers)
 	}
+	f.arm(t, "t")
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	exec(t, f.writer, "UPDATE t SET id = 2")
-	if got, want := f.notifications(t), []string{"public.t", "public.t"}; !slices.Equal(got, want) {
+	exec(t, f.writer, "TRUNCATE t")
+	if got, want := f.notifications(t), []string{"public.t", "public.t", "public.t"}; !slices.Equal(got, want) {
 		t.Errorf("after repair: got notifications %q, want %q", got, want)
 	}
-	var null *bool
-	if err := f.writer.QueryRow(t.Context(), "SELECT dashboard.is_watched(NULL)").Scan(&null); err != nil || null != nil {
-		t.Errorf("is_watched(NULL): got %v, %v, want NULL, no error", null, err)
+	for _, fn := range []string{"is_watched", "trigger_mode"} {
+		var null *string
+		if err := f.writer.QueryRow(t.Context(), "SELECT dashboard."+fn+"(NULL)::text").Scan(&null); err != nil || null != nil {
+			t.Errorf("%s(NULL): got %v, %v, want NULL, no error", fn, null, err)
+		}
 	}
 }
 
@@ -372,6 +542,14 @@ func TestWatchPartitioned(t *testing.T) {
 	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
 		t.Fatalf("setup: got notifications %q, want %q", got, want)
 	}
+	// The parent's statement trigger is not cloned to the partitions.
+	for _, p := range []string{"m1", "m2"} {
+		if got := notifyTriggers(t, f.writer, p); len(got) != 0 {
+			t.Errorf("%s: got triggers %q, want none", p, got)
+		}
+	}
+	// Every table wanted, so only missing triggers keep a statement silent.
+	f.arm(t, "m", "m1", "m2")
 	steps := []struct {
 		sql  string
 		want []string
@@ -396,39 +574,36 @@ func TestWatchPartitioned(t *testing.T) {
 	}
 }
 
-// TestPrivileges checks that writers need nothing beyond their own write to
-// notify, and that watch runs with the caller's rights.
-func TestPrivileges(t *testing.T) {
-	t.Parallel()
-	f := newFeed(t)
+// newRole creates a role that the test drops when it ends, or skips the test
+// when the connection may not create roles.
+func newRole(t *testing.T, conn *pgx.Conn, prefix string) string {
+	t.Helper()
 	var super bool
-	if err := f.writer.QueryRow(t.Context(), "SELECT current_setting('is_superuser')::bool").Scan(&super); err != nil {
+	if err := conn.QueryRow(t.Context(), "SELECT current_setting('is_superuser')::bool").Scan(&super); err != nil {
 		t.Fatal(err)
 	}
 	if !super {
 		t.Skip("needs a superuser to create roles")
 	}
-	role := fmt.Sprintf("mig_writer_%d", time.Now().UnixNano())
-	exec(t, f.writer, "CREATE ROLE "+role)
+	role := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	exec(t, conn, "CREATE ROLE "+role)
 	t.Cleanup(func() {
 		ctx := context.Background()
-		_, _ = f.writer.Exec(ctx, "RESET ROLE")
-		if _, err := f.writer.Exec(ctx, "DROP OWNED BY "+role+"; DROP ROLE "+role); err != nil {
+		_, _ = conn.Exec(ctx, "RESET ROLE")
+		if _, err := conn.Exec(ctx, "DROP OWNED BY "+role+"; DROP ROLE "+role); err != nil {
 			t.Errorf("dropping role %s: %v", role, err)
 		}
 	})
-	exec(t, f.writer, "REVOKE ALL ON SCHEMA dashboard FROM PUBLIC")
-	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t'); GRANT INSERT ON t TO "+role)
-	if got, want := f.notifications(t), []string{reload}; !slices.Equal(got, want) {
-		t.Fatalf("setup: got notifications %q, want %q", got, want)
-	}
-	exec(t, f.writer, "SET ROLE "+role)
-	exec(t, f.writer, "INSERT INTO t VALUES (1)")
-	if got, want := f.notifications(t), []string{"public.t"}; !slices.Equal(got, want) {
-		t.Errorf("write by a role without access to schema dashboard: got notifications %q, want %q", got, want)
-	}
-	exec(t, f.writer, "RESET ROLE")
-	exec(t, f.writer, "GRANT USAGE ON SCHEMA dashboard TO "+role+"; CREATE TABLE u (id int)")
+	return role
+}
+
+// TestWatchNeedsTriggerPrivilege checks that watch runs with the caller's
+// rights. (Writers need nothing: TestGatedNoPrivilegesNeeded.)
+func TestWatchNeedsTriggerPrivilege(t *testing.T) {
+	t.Parallel()
+	f := newFeed(t)
+	role := newRole(t, f.writer, "mig_watcher")
+	exec(t, f.writer, "GRANT USAGE ON SCHEMA dashboard TO "+role+"; CREATE TABLE u (id int); GRANT INSERT ON u TO "+role)
 	exec(t, f.writer, "SET ROLE "+role)
 	_, err := f.writer.Exec(t.Context(), "SELECT dashboard.watch('u')")
 	var pgErr *pgconn.PgError
@@ -436,6 +611,9 @@ func TestPrivileges(t *testing.T) {
 		t.Errorf("watch by a role without TRIGGER privilege: got %v, want SQLSTATE 42501 (insufficient_privilege)", err)
 	}
 	exec(t, f.writer, "RESET ROLE")
+	if got := notifyTriggers(t, f.writer, "u"); len(got) != 0 {
+		t.Errorf("after the refused watch: got triggers %q, want none", got)
+	}
 }
 
 func TestSchemaConstraints(t *testing.T) {
@@ -797,10 +975,14 @@ func TestWatchNotifiesCatalog(t *testing.T) {
 		{"SELECT dashboard.unwatch('t')", nil},
 		{"BEGIN; SELECT dashboard.watch('t'); ROLLBACK", nil},
 		{"SELECT dashboard.watch('t')", []string{reload}},
-		{"DROP TRIGGER dashboard_notify_delete ON t", nil},
+		{"DROP TRIGGER dashboard_notify ON t", nil},
 		{"SELECT dashboard.watch('t')", []string{reload}},
-		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify_update", nil},
+		{"ALTER TABLE t DISABLE TRIGGER dashboard_notify", nil},
 		{"SELECT dashboard.watch('t')", []string{reload}},
+		// The dashboard schema's tables keep their always-notifying triggers.
+		{"SELECT dashboard.watch('dashboard.panels')", nil},
+		{"DROP TRIGGER dashboard_notify_update ON dashboard.panels", nil},
+		{"SELECT dashboard.watch('dashboard.panels')", []string{reload}},
 	}
 	for _, s := range steps {
 		exec(t, f.writer, s.sql)
