@@ -754,7 +754,21 @@ func TestDependenciesPartitionedTable(t *testing.T) {
 		}
 	}
 
-	// What a write wakes: the panels reading the tables named by its notifications.
+	// What a write wakes: the panels reading the tables named by its
+	// notifications. The triggers notify only while a server wants news
+	// (migrations/0005), so a connection arms every table, as a server
+	// viewing all three panels would.
+	server, err := db.pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatalf("acquiring: %v", err)
+	}
+	defer server.Release()
+	for _, tbl := range []string{"parted", "parted_1", "parted_2", "parted_2a", "parted_2b"} {
+		if _, err := server.Exec(t.Context(), "SELECT pg_advisory_lock(dashboard.feed_key(0, $1::regclass))", tbl); err != nil {
+			t.Fatalf("arming %s: %v", tbl, err)
+		}
+	}
+	defer func() { _, _ = server.Exec(context.Background(), "SELECT pg_advisory_unlock_all()") }()
 	listener, err := db.pool.Acquire(t.Context())
 	if err != nil {
 		t.Fatalf("acquiring: %v", err)
