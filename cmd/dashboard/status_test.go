@@ -97,3 +97,33 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("status --json: got feed %q, %d slots, logical slots %#v; want notify, 4, []", st.Feed, st.FeedSlots, st.LogicalSlots)
 	}
 }
+
+// TestStatusOfServe: a running server shows in `dashboard status` under
+// its feed-lock session's name, and its /metrics carries the feed gauges.
+func TestStatusOfServe(t *testing.T) {
+	cfg := testConfig(t)
+	s := startServer(t, cfg, false)
+	t.Setenv("DATABASE_URL", cfg.DatabaseURL)
+
+	var st listen.Status
+	if err := json.Unmarshal([]byte(runOK(t, "status", "--json")), &st); err != nil {
+		t.Fatalf("status --json: %v", err)
+	}
+	arms := s.arms.State()
+	if len(st.Servers) != 1 || st.Servers[0].Slot != arms.Slot || uint32(st.Servers[0].PID) != arms.BackendPID ||
+		st.Servers[0].ApplicationName != "dashboard feed locks" {
+		t.Errorf("status of a running server: got %+v, want slot %d, pid %d, dashboard feed locks", st.Servers, arms.Slot, arms.BackendPID)
+	}
+	if got := promValue(t, s, "dashboard_feed_servers"); got != 1 {
+		t.Errorf("dashboard_feed_servers: got %v, want 1", got)
+	}
+	_, body := s.get(t, "/metrics")
+	for _, mode := range []string{"gated", "always", "incomplete"} {
+		if !strings.Contains(body, `dashboard_feed_watched_tables{mode="`+mode+`"}`) {
+			t.Errorf("/metrics lacks dashboard_feed_watched_tables{mode=%q}", mode)
+		}
+	}
+	if !strings.Contains(body, "dashboard_feed_wanted_tables ") {
+		t.Errorf("/metrics lacks dashboard_feed_wanted_tables")
+	}
+}
