@@ -22,6 +22,7 @@ Usage:
   dashboard migrate            apply database migrations
   dashboard watch TABLE...     install the change triggers on tables
   dashboard unwatch TABLE...   remove them
+  dashboard status [--json]    the change feed as a DBA sees it
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
   dashboard token list | token revoke ID
   dashboard help               this text and every setting
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	case "token":
 		return tokenCommand(ctx, cfg, logger, args, stdout)
+	case "status":
+		return statusCommand(ctx, cfg, logger, args, stdout)
 	}
 	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
 }

@@ -110,6 +110,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 
 	h := hub.New(logger, hub.NewMetrics(reg))
 	listenMetrics := listen.NewMetrics(reg)
+	// The feed across every server on the database, read on scrape.
+	reg.MustRegister(listen.NewStatusCollector(pool, 2*time.Second, logger))
 	arms := listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
 	engine := refresh.New(refresh.Config{
 		Arms: arms,

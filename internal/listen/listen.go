@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -210,6 +211,16 @@ func connect(ctx context.Context, config *pgx.ConnConfig, what string) (*pgx.Con
 		Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3,
 	}}
 	cc.DialFunc = dialer.DialContext
+	// A name in pg_stat_activity, so that a DBA (and `dashboard status`)
+	// can tell the feed's sessions apart; one set in DATABASE_URL wins.
+	if cc.RuntimeParams["application_name"] == "" {
+		params := maps.Clone(cc.RuntimeParams)
+		if params == nil {
+			params = make(map[string]string)
+		}
+		params["application_name"] = "dashboard " + what
+		cc.RuntimeParams = params
+	}
 	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > 10*time.Second {
 		cc.ConnectTimeout = 10 * time.Second
 	}
