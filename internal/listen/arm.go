@@ -246,29 +246,19 @@ func (a *Arms) Run(ctx context.Context, sink Sink) error {
 	// wanted survives reconnects: it is what the engine asked for and did
 	// not take back.
 	wanted := make(map[string]bool)
-	attempt := 0
 	first := true
-	for {
+	reconnect(ctx, a.cfg.BackoffMin, a.cfg.BackoffMax, func(ctx context.Context, up func()) error {
 		// The first session needs no resync unless a query ran unarmed
 		// before it: no lock was ever held, so no writer skipped one.
 		resync := !first
 		first = false
-		err := a.session(ctx, wanted, resync, func() { attempt = 0 })
+		err := a.session(ctx, wanted, resync, up)
 		a.setState(func(s *ArmsState) { *s = ArmsState{Slot: -1, Err: err} })
-		if ctx.Err() != nil {
-			return nil
-		}
-		attempt++
-		delay := backoff(attempt, a.cfg.BackoffMin, a.cfg.BackoffMax)
-		a.cfg.Logger.Warn("feed locks lost", "err", err, "retry_in", delay.Round(time.Millisecond))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
+		return err
+	}, func(err error, retryIn time.Duration) {
+		a.cfg.Logger.Warn("feed locks lost", "err", err, "retry_in", retryIn.Round(time.Millisecond))
+	})
+	return nil
 }
 
 func (a *Arms) setState(f func(*ArmsState)) {

@@ -132,21 +132,32 @@ func (l *Listener) setState(listening bool, pid uint32) {
 // Run connects, listens and reconnects until ctx is cancelled, then closes
 // the connection and returns nil. It never gives up on a failing database.
 func (l *Listener) Run(ctx context.Context) error {
+	reconnect(ctx, l.cfg.BackoffMin, l.cfg.BackoffMax, l.session, func(err error, retryIn time.Duration) {
+		l.cfg.Logger.Warn("listener disconnected", "err", err, "retry_in", retryIn.Round(time.Millisecond))
+		l.cfg.Metrics.reconnects.Inc()
+	})
+	return nil
+}
+
+// reconnect runs session until ctx is cancelled. After each failure it
+// calls lost and waits a jittered delay that grows with every failure in a
+// row; a session resets it by calling up once it is established.
+func reconnect(ctx context.Context, min, max time.Duration, session func(ctx context.Context, up func()) error,
+	lost func(err error, retryIn time.Duration)) {
 	attempt := 0
 	for {
-		err := l.session(ctx, func() { attempt = 0 })
+		err := session(ctx, func() { attempt = 0 })
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		attempt++
-		delay := backoff(attempt, l.cfg.BackoffMin, l.cfg.BackoffMax)
-		l.cfg.Logger.Warn("listener disconnected", "err", err, "retry_in", delay.Round(time.Millisecond))
-		l.cfg.Metrics.reconnects.Inc()
+		delay := backoff(attempt, min, max)
+		lost(err, delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return
 		case <-t.C:
 		}
 	}
