@@ -20,7 +20,7 @@ import (
 	"github.com/livedash/dashboard/internal/config"
 )
 
-// cluster is the PostgreSQL of -pgbench: the bench's own
+// cluster is the PostgreSQL of -pgbench and -bulk: the bench's own
 // connection (which watches and unwatches) and a reader role that the
 // started servers connect as. The reader may read, not install triggers,
 // as the README recommends; so the server cannot watch a table again
@@ -283,7 +283,7 @@ func (v *sseViewer) stop() {
 	<-v.done
 }
 
-// serverHz is the refresh cap of the servers -pgbench starts: -max-hz
+// serverHz is the refresh cap of the servers -pgbench and -bulk start: -max-hz
 // when given, else the server's default.
 func serverHz(o options) float64 {
 	if o.maxHzSet {

@@ -73,6 +73,16 @@ func TestMatrixFlags(t *testing.T) {
 	if serverHz(o) <= 0 {
 		t.Errorf("serverHz: cannot read the server's default refresh cap")
 	}
+	o, err = parseFlags([]string{"-bulk"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.bulkRows != 1_000_000 || o.bulkRuns < 3 {
+		t.Errorf("bulk defaults: %d rows, %d runs", o.bulkRows, o.bulkRuns)
+	}
+	if est := estimateBulk(o); est > 20*time.Minute {
+		t.Errorf("the default bulk run is estimated at %s", est)
+	}
 	o, err = parseFlags([]string{"-pgbench", "-database-url", "postgres://x/y"}, io.Discard)
 	if err != nil || o.pgbenchFsync != nil {
 		t.Errorf("-database-url: fsync %v, err %v; want the database's own (nil)", o.pgbenchFsync, err)
@@ -89,9 +99,11 @@ func TestMatrixFlags(t *testing.T) {
 		{[]string{"-pgbench", "-pgbench-fsync", "maybe"}, "-pgbench-fsync"},
 		{[]string{"-pgbench", "-viewers", "some"}, "-viewers"},
 		{[]string{"-pgbench", "-fsync"}, "-pgbench-fsync"},
-		{[]string{"-pgbench", "-server", "http://x", "-database-url", "postgres://x/y"}, "drop -server"},
+		{[]string{"-pgbench", "-bulk"}, "separate"},
+		{[]string{"-bulk", "-server", "http://x", "-database-url", "postgres://x/y"}, "drop -server"},
 		{[]string{"-pgbench", "-database-url", "postgres://x/y", "-pgbench-fsync", "off,on"}, "one fsync setting"},
 		{[]string{"-pgbench", "-pgbench-runs", "0"}, "-pgbench-runs"},
+		{[]string{"-bulk", "-bulk-rows", "0"}, "-bulk-rows"},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -70,10 +70,13 @@ func variantOrder(i int) [2]bool {
 // cores): a fresh PostgreSQL with pgbench -i, a server start per cell, and
 // per run the CHECKPOINT, pgbench's own VACUUM and the watch switch.
 const (
-	estCluster    = 15 * time.Second
-	estScaleUnit  = 2 * time.Second // pgbench -i, per unit of -pgbench-scale
-	estCell       = 4 * time.Second
-	estPgbenchRun = 3 * time.Second
+	estCluster      = 15 * time.Second
+	estScaleUnit    = 2 * time.Second // pgbench -i, per unit of -pgbench-scale
+	estCell         = 4 * time.Second
+	estPgbenchRun   = 3 * time.Second
+	estBulkCluster  = 10 * time.Second
+	estBulkRowsCost = 12 * time.Microsecond // per row and table run: COPY, VACUUM, UPDATE
+	estBulkRun      = 3 * time.Second       // TRUNCATE, CHECKPOINTs
 )
 
 // estimatePgbench is how long the matrix should take.

@@ -140,13 +140,40 @@ type pgbenchCell struct {
 	WatchedQueries spread `json:"watched_panel_queries_per_sec"`
 }
 
+// bulkResult is -bulk: seconds of a COPY and of an UPDATE of every row,
+// into a watched and an unwatched table.
+type bulkResult struct {
+	Feed         string     `json:"feed"`
+	Rows         int        `json:"rows"`
+	Runs         int        `json:"runs_per_variant"`
+	Fsync        bool       `json:"fsync"`
+	WalLevel     string     `json:"wal_level"`
+	MaxRefreshHz float64    `json:"max_refresh_hz"`
+	Cells        []bulkCell `json:"cells"`
+}
+
+type bulkCell struct {
+	Viewers string        `json:"viewers"`
+	Copy    bulkStatement `json:"copy"`
+	Update  bulkStatement `json:"update"`
+}
+
+type bulkStatement struct {
+	Unwatched spread `json:"unwatched_seconds"`
+	Watched   spread `json:"watched_seconds"`
+	// Ratio is watched over unwatched time, of the medians: 1.10 is 10%
+	// extra. PairRatios the same per interleaved pair of runs.
+	Ratio      float64 `json:"watched_over_unwatched"`
+	PairRatios spread  `json:"pair_ratios"`
+}
+
 type reportConfig struct {
 	Rate         float64 `json:"rate"`
 	Duration     float64 `json:"duration_seconds"`
 	Warmup       float64 `json:"warmup_seconds"`
 	MaxRefreshHz float64 `json:"max_refresh_hz"`
 	M            int     `json:"m"`
-	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench: per cell
+	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench, -bulk: per cell
 	Server       string  `json:"server,omitempty"`
 }
 
@@ -156,6 +183,7 @@ type report struct {
 	Runs    []result       `json:"runs,omitempty"`
 	Storm   *stormResult   `json:"storm,omitempty"`
 	Pgbench *pgbenchMatrix `json:"pgbench,omitempty"`
+	Bulk    *bulkResult    `json:"bulk,omitempty"`
 }
 
 // median combines runs at the same N field by field.
@@ -249,6 +277,23 @@ func printReport(w io.Writer, rep report) {
 		}
 		tw.Flush()
 	}
+	if b := rep.Bulk; b != nil {
+		fmt.Fprintf(w, "bulk statements: %d rows, %d runs per variant interleaved, feed %s, fsync %s, wal_level %s, server refresh cap %g Hz\n",
+			b.Rows, b.Runs, b.Feed, onOff(b.Fsync), b.WalLevel, b.MaxRefreshHz)
+		fmt.Fprintln(w, "seconds: median (min-max); extra: watched over unwatched, of the medians, and (min-max) over the interleaved pairs; target at most +10%")
+		fmt.Fprintln(tw, "viewers\tstatement\tunwatched s\twatched s\textra\tpairs\t")
+		for _, c := range b.Cells {
+			for _, s := range []struct {
+				name string
+				st   bulkStatement
+			}{{"COPY", c.Copy}, {"UPDATE", c.Update}} {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f%%\t%s\t\n", c.Viewers, s.name,
+					spreadText(s.st.Unwatched, "%.2f"), spreadText(s.st.Watched, "%.2f"), (s.st.Ratio-1)*100,
+					rangeText(shift(s.st.PairRatios, -1), 100, "%+.1f%%"))
+			}
+		}
+		tw.Flush()
+	}
 }
 
 // spreadText is "median (min-max)".
@@ -259,6 +304,12 @@ func spreadText(s spread, f string) string {
 // rangeText is "(min-max)", each times scale.
 func rangeText(s spread, scale float64, f string) string {
 	return fmt.Sprintf("("+f+" to "+f+")", s.Min*scale, s.Max*scale)
+}
+
+// shift adds d to a spread's figures.
+func shift(s spread, d float64) spread {
+	s.Median, s.Min, s.Max = s.Median+d, s.Min+d, s.Max+d
+	return s
 }
 
 func writeJSON(path string, rep report) error {

@@ -56,7 +56,11 @@ type options struct {
 	pgbenchTime    time.Duration
 	pgbenchRuns    int
 	pgbenchScale   int
-	viewers        []string // pgbench: viewerNone, viewerAll
+	viewers        []string // pgbench, bulk: viewerNone, viewerAll
+
+	bulk     bool
+	bulkRows int
+	bulkRuns int
 }
 
 // Feeds the bench can measure; the first is the default.
@@ -86,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.databaseURL, "database-url", "", "database to use (empty: a private PostgreSQL)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "folder of the private PostgreSQL (empty: a temporary one)")
 	fs.BoolVar(&o.fsync, "fsync", false, "private PostgreSQL: keep fsync on (its commit time is then part of every latency); -pgbench: see -pgbench-fsync")
-	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server (-pgbench: the server's default unless given)")
+	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server (-pgbench, -bulk: the server's default unless given)")
 	fs.StringVar(&o.feed, "feed", feeds[0], "change feed of the started server: notify (LISTEN/NOTIFY behind the gated triggers)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&o.svgFile, "svg", "", "draw latency against N as SVG to this file")
@@ -100,7 +104,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 10*time.Second, "length of one pgbench run")
 	fs.IntVar(&o.pgbenchRuns, "pgbench-runs", 5, "pgbench runs per variant and cell (watched and unwatched interleaved)")
 	fs.IntVar(&o.pgbenchScale, "pgbench-scale", 10, "pgbench -s")
-	viewers := fs.String("viewers", viewerNone+","+viewerAll, "-pgbench: viewer cases, comma-separated: none (nobody has the tables' dashboard open), all (one SSE viewer of a dashboard reading every table)")
+	viewers := fs.String("viewers", viewerNone+","+viewerAll, "-pgbench, -bulk: viewer cases, comma-separated: none (nobody has the tables' dashboard open), all (one SSE viewer of a dashboard reading every table)")
+	fs.BoolVar(&o.bulk, "bulk", false, "bulk statements: an UPDATE of every row and a COPY of -bulk-rows rows into a watched vs an unwatched table")
+	fs.IntVar(&o.bulkRows, "bulk-rows", 1_000_000, "rows of the bulk tables")
+	fs.IntVar(&o.bulkRuns, "bulk-runs", 3, "bulk runs per variant and viewer case (watched and unwatched interleaved)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -123,12 +130,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.viewers, err = parseViewers(*viewers); err != nil {
 		return o, fmt.Errorf("-viewers: %w", err)
 	}
-	if o.pgbench {
+	if o.pgbench || o.bulk {
 		switch {
-		case o.storm:
-			return o, errors.New("-storm is a separate run: pass it without -pgbench")
+		case o.pgbench && o.bulk:
+			return o, errors.New("-pgbench and -bulk are separate runs: pass one")
+		case o.pgbench && o.storm, o.bulk && o.storm:
+			return o, errors.New("-storm is a separate run: pass it without -pgbench or -bulk")
 		case o.server != "":
-			return o, errors.New("-pgbench starts its own server, as a role that may not watch tables (so that only the bench watches and unwatches them): drop -server")
+			return o, errors.New("-pgbench and -bulk start their own server, as a role that may not watch tables (so that only the bench watches and unwatches them): drop -server")
 		case o.pgbench && set["fsync"]:
 			return o, errors.New("-pgbench starts one PostgreSQL per fsync setting: use -pgbench-fsync on, off or off,on instead of -fsync")
 		case o.pgbench && o.databaseURL != "" && set["pgbench-fsync"] && len(o.pgbenchFsync) > 1:
@@ -137,6 +146,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, errors.New("-pgbench-runs must be at least 1")
 		case o.pgbench && o.pgbenchTime < time.Second:
 			return o, errors.New("-pgbench-time must be at least 1s")
+		case o.bulk && o.bulkRuns < 1:
+			return o, errors.New("-bulk-runs must be at least 1")
+		case o.bulk && o.bulkRows < 1:
+			return o, errors.New("-bulk-rows must be at least 1")
 		}
 		if o.pgbench && o.databaseURL != "" && !set["pgbench-fsync"] {
 			o.pgbenchFsync = nil // the database's own, read when connected
@@ -203,12 +216,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
 		MaxRefreshHz: o.maxHz, M: o.m, Fsync: &o.fsync, Server: o.server}}
-	// -pgbench opens its own databases (one per fsync setting) and reports
-	// their settings per cell.
+	// -pgbench and -bulk open their own databases (one per fsync setting)
+	// and report their settings per cell.
 	switch {
 	case o.pgbench:
 		rep.Config = reportConfig{MaxRefreshHz: serverHz(o)}
 		if rep.Pgbench, err = pgbenchOverhead(ctx, o, stderr); err != nil {
+			return err
+		}
+		return finishReport(stdout, o, rep)
+	case o.bulk:
+		rep.Config = reportConfig{MaxRefreshHz: serverHz(o)}
+		if rep.Bulk, err = bulkOverhead(ctx, o, stderr); err != nil {
 			return err
 		}
 		return finishReport(stdout, o, rep)
