@@ -66,17 +66,18 @@ func variantOrder(i int) [2]bool {
 	return [2]bool{true, false}
 }
 
-// Rough costs behind the estimate printed at start, from this box (2
-// cores): a fresh PostgreSQL with pgbench -i, a server start per cell, and
-// per run the CHECKPOINT, pgbench's own VACUUM and the watch switch.
+// Rough costs behind the estimates printed at start, from smoke runs on
+// a 2-core VM with an ext4 disk: a fresh PostgreSQL with pgbench -i, a
+// server start per cell, and per run the CHECKPOINT, pgbench's own VACUUM
+// and the watch switch (more after a long run than after a short one).
 const (
-	estCluster      = 15 * time.Second
-	estScaleUnit    = 2 * time.Second // pgbench -i, per unit of -pgbench-scale
-	estCell         = 4 * time.Second
-	estPgbenchRun   = 3 * time.Second
+	estCluster      = 5 * time.Second
+	estScaleUnit    = 500 * time.Millisecond // pgbench -i, per unit of -pgbench-scale
+	estCell         = 2 * time.Second
+	estPgbenchRun   = 2 * time.Second
 	estBulkCluster  = 10 * time.Second
-	estBulkRowsCost = 12 * time.Microsecond // per row and table run: COPY, VACUUM, UPDATE
-	estBulkRun      = 3 * time.Second       // TRUNCATE, CHECKPOINTs
+	estBulkRowsCost = 8 * time.Microsecond // per row and table run: COPY, VACUUM, UPDATE
+	estBulkRun      = time.Second          // TRUNCATE, CHECKPOINTs
 )
 
 // estimatePgbench is how long the matrix should take.
