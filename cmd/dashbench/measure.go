@@ -24,7 +24,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 		return r, err
 	}
 	defer stopServer()
-	if err := waitBoard(ctx, base); err != nil {
+	if err := waitBoard(ctx, base, benchSlug); err != nil {
 		return r, err
 	}
 	var seq int64
@@ -199,7 +199,7 @@ func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 		return nil, err
 	}
 	defer stopServer()
-	if err := waitBoard(ctx, base); err != nil {
+	if err := waitBoard(ctx, base, benchSlug); err != nil {
 		return nil, err
 	}
 	var seq int64

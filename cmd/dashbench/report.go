@@ -69,15 +69,102 @@ type stormResult struct {
 	BoxCPUPct           float64 `json:"box_cpu_pct"`
 }
 
-type pgbenchResult struct {
-	Clients     int       `json:"clients"`
-	Scale       int       `json:"scale"`
-	Seconds     float64   `json:"seconds"`
-	Unwatched   []float64 `json:"unwatched_tps"`
-	Watched     []float64 `json:"watched_tps"`
-	UnwatchedMd float64   `json:"unwatched_tps_median"`
-	WatchedMd   float64   `json:"watched_tps_median"`
-	Ratio       float64   `json:"watched_over_unwatched"`
+// spread is a set of runs: their median and range.
+type spread struct {
+	Runs   []float64 `json:"runs"`
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+}
+
+// summarize returns v's median (the mean of the middle two for an even
+// count) and range.
+func summarize(v []float64) spread {
+	s := spread{Runs: slices.Clone(v)}
+	if len(v) == 0 {
+		return s
+	}
+	sorted := slices.Sorted(slices.Values(v))
+	s.Min, s.Max = sorted[0], sorted[len(sorted)-1]
+	if h := len(sorted) / 2; len(sorted)%2 == 1 {
+		s.Median = sorted[h]
+	} else {
+		s.Median = (sorted[h-1] + sorted[h]) / 2
+	}
+	return s
+}
+
+// ratio is a/b, 0 when b is.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// pairRatios is a[i]/b[i]: per interleaved pair of runs.
+func pairRatios(a, b []float64) []float64 {
+	out := make([]float64, 0, min(len(a), len(b)))
+	for i := range min(len(a), len(b)) {
+		out = append(out, ratio(a[i], b[i]))
+	}
+	return out
+}
+
+// pgbenchMatrix is -pgbench: throughput with the four tables watched and
+// not, per cell.
+type pgbenchMatrix struct {
+	Feed         string        `json:"feed"`
+	Scale        int           `json:"scale"`
+	Seconds      float64       `json:"seconds"`
+	Runs         int           `json:"runs_per_variant"`
+	MaxRefreshHz float64       `json:"max_refresh_hz"`
+	Cells        []pgbenchCell `json:"cells"`
+}
+
+type pgbenchCell struct {
+	Feed      string `json:"feed"`
+	Fsync     bool   `json:"fsync"`
+	WalLevel  string `json:"wal_level"`
+	Clients   int    `json:"clients"`
+	Viewers   string `json:"viewers"`
+	Unwatched spread `json:"unwatched_tps"`
+	Watched   spread `json:"watched_tps"`
+	// Ratio is watched over unwatched, of the medians; PairRatios the
+	// same per interleaved pair of runs.
+	Ratio      float64 `json:"watched_over_unwatched"`
+	PairRatios spread  `json:"pair_ratios"`
+	// WatchedQueries is the server's panel queries per second during the
+	// watched runs: about 0 without viewers, up to panels x the refresh
+	// cap with them.
+	WatchedQueries spread `json:"watched_panel_queries_per_sec"`
+}
+
+// bulkResult is -bulk: seconds of a COPY and of an UPDATE of every row,
+// into a watched and an unwatched table.
+type bulkResult struct {
+	Feed         string     `json:"feed"`
+	Rows         int        `json:"rows"`
+	Runs         int        `json:"runs_per_variant"`
+	Fsync        bool       `json:"fsync"`
+	WalLevel     string     `json:"wal_level"`
+	MaxRefreshHz float64    `json:"max_refresh_hz"`
+	Cells        []bulkCell `json:"cells"`
+}
+
+type bulkCell struct {
+	Viewers string        `json:"viewers"`
+	Copy    bulkStatement `json:"copy"`
+	Update  bulkStatement `json:"update"`
+}
+
+type bulkStatement struct {
+	Unwatched spread `json:"unwatched_seconds"`
+	Watched   spread `json:"watched_seconds"`
+	// Ratio is watched over unwatched time, of the medians: 1.10 is 10%
+	// extra. PairRatios the same per interleaved pair of runs.
+	Ratio      float64 `json:"watched_over_unwatched"`
+	PairRatios spread  `json:"pair_ratios"`
 }
 
 type reportConfig struct {
@@ -86,7 +173,7 @@ type reportConfig struct {
 	Warmup       float64 `json:"warmup_seconds"`
 	MaxRefreshHz float64 `json:"max_refresh_hz"`
 	M            int     `json:"m"`
-	Fsync        bool    `json:"fsync"`
+	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench, -bulk: per cell
 	Server       string  `json:"server,omitempty"`
 }
 
@@ -95,7 +182,8 @@ type report struct {
 	Results []result       `json:"results,omitempty"` // per N, the median of its runs
 	Runs    []result       `json:"runs,omitempty"`
 	Storm   *stormResult   `json:"storm,omitempty"`
-	Pgbench *pgbenchResult `json:"pgbench,omitempty"`
+	Pgbench *pgbenchMatrix `json:"pgbench,omitempty"`
+	Bulk    *bulkResult    `json:"bulk,omitempty"`
 }
 
 // median combines runs at the same N field by field.
@@ -179,21 +267,49 @@ func printReport(w io.Writer, rep report) {
 		tw.Flush()
 	}
 	if p := rep.Pgbench; p != nil {
-		fmt.Fprintf(w, "writer overhead: pgbench tpcb-like, %d clients, scale %d, %.0fs runs\n", p.Clients, p.Scale, p.Seconds)
-		fmt.Fprintln(tw, "variant\truns (tps)\tmedian tps\t")
-		fmt.Fprintf(tw, "unwatched\t%s\t%.0f\t\n", floats(p.Unwatched), p.UnwatchedMd)
-		fmt.Fprintf(tw, "watched\t%s\t%.0f\t\n", floats(p.Watched), p.WatchedMd)
+		fmt.Fprintf(w, "writer overhead: pgbench tpcb-like, scale %d, %.0fs runs, %d per variant interleaved, feed %s, server refresh cap %g Hz\n",
+			p.Scale, p.Seconds, p.Runs, p.Feed, p.MaxRefreshHz)
+		fmt.Fprintln(w, "tps: median (min-max); watched/unwatched: of the medians, and (min-max) over the interleaved pairs")
+		fmt.Fprintln(tw, "fsync\twal_level\tclients\tviewers\tunwatched tps\twatched tps\twatched/unwatched\tpairs\tpanel queries/s (watched)\t")
+		for _, c := range p.Cells {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%.1f%%\t%s\t%.1f\t\n", onOff(c.Fsync), c.WalLevel, c.Clients, c.Viewers,
+				spreadText(c.Unwatched, "%.0f"), spreadText(c.Watched, "%.0f"), c.Ratio*100, rangeText(c.PairRatios, 100, "%.1f%%"), c.WatchedQueries.Median)
+		}
 		tw.Flush()
-		fmt.Fprintf(w, "watched keeps %.1f%% of unwatched throughput\n", p.Ratio*100)
+	}
+	if b := rep.Bulk; b != nil {
+		fmt.Fprintf(w, "bulk statements: %d rows, %d runs per variant interleaved, feed %s, fsync %s, wal_level %s, server refresh cap %g Hz\n",
+			b.Rows, b.Runs, b.Feed, onOff(b.Fsync), b.WalLevel, b.MaxRefreshHz)
+		fmt.Fprintln(w, "seconds: median (min-max); extra: watched over unwatched, of the medians, and (min-max) over the interleaved pairs; target at most +10%")
+		fmt.Fprintln(tw, "viewers\tstatement\tunwatched s\twatched s\textra\tpairs\t")
+		for _, c := range b.Cells {
+			for _, s := range []struct {
+				name string
+				st   bulkStatement
+			}{{"COPY", c.Copy}, {"UPDATE", c.Update}} {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f%%\t%s\t\n", c.Viewers, s.name,
+					spreadText(s.st.Unwatched, "%.2f"), spreadText(s.st.Watched, "%.2f"), (s.st.Ratio-1)*100,
+					rangeText(shift(s.st.PairRatios, -1), 100, "%+.1f%%"))
+			}
+		}
+		tw.Flush()
 	}
 }
 
-func floats(v []float64) string {
-	s := make([]string, len(v))
-	for i, f := range v {
-		s[i] = fmt.Sprintf("%.0f", f)
-	}
-	return strings.Join(s, " ")
+// spreadText is "median (min-max)".
+func spreadText(s spread, f string) string {
+	return fmt.Sprintf(f+" ("+f+"-"+f+")", s.Median, s.Min, s.Max)
+}
+
+// rangeText is "(min-max)", each times scale.
+func rangeText(s spread, scale float64, f string) string {
+	return fmt.Sprintf("("+f+" to "+f+")", s.Min*scale, s.Max*scale)
+}
+
+// shift adds d to a spread's figures.
+func shift(s spread, d float64) spread {
+	s.Median, s.Min, s.Max = s.Median+d, s.Min+d, s.Max+d
+	return s
 }
 
 func writeJSON(path string, rep report) error {

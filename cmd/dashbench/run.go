@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,13 +44,33 @@ type options struct {
 	storm        bool
 	stormWriters int
 
+	// feed is the change feed the started server uses: "notify" only, for
+	// now; "logical" is to come.
+	feed     string
+	maxHzSet bool // -max-hz given: pgbench and bulk use the server's default otherwise
+
 	pgbench        bool
 	pgbenchBin     string
-	pgbenchClients int
+	pgbenchClients []int
+	pgbenchFsync   []bool
 	pgbenchTime    time.Duration
 	pgbenchRuns    int
 	pgbenchScale   int
+	viewers        []string // pgbench, bulk: viewerNone, viewerAll
+
+	bulk     bool
+	bulkRows int
+	bulkRuns int
 }
+
+// Feeds the bench can measure; the first is the default.
+var feeds = []string{"notify"}
+
+// The viewer cases of -pgbench and -bulk.
+const (
+	viewerNone = "none" // the tables' dashboard exists, nobody has it open
+	viewerAll  = "all"  // one SSE viewer of a dashboard reading every table
+)
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -68,24 +89,71 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.serverBin, "server-bin", "", "dashboard binary to start (empty: go build ./cmd/dashboard)")
 	fs.StringVar(&o.databaseURL, "database-url", "", "database to use (empty: a private PostgreSQL)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "folder of the private PostgreSQL (empty: a temporary one)")
-	fs.BoolVar(&o.fsync, "fsync", false, "private PostgreSQL: keep fsync on (its commit time is then part of every latency)")
-	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server")
+	fs.BoolVar(&o.fsync, "fsync", false, "private PostgreSQL: keep fsync on (its commit time is then part of every latency); -pgbench: see -pgbench-fsync")
+	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server (-pgbench, -bulk: the server's default unless given)")
+	fs.StringVar(&o.feed, "feed", feeds[0], "change feed of the started server: notify (LISTEN/NOTIFY behind the gated triggers)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&o.svgFile, "svg", "", "draw latency against N as SVG to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (the clients) to this file")
 	fs.BoolVar(&o.storm, "storm", false, "write storm: -storm-writers as fast as they can for -duration")
 	fs.IntVar(&o.stormWriters, "storm-writers", 64, "writers of the storm")
-	fs.BoolVar(&o.pgbench, "pgbench", false, "writer overhead: pgbench tpcb-like, its tables watched vs not")
+	fs.BoolVar(&o.pgbench, "pgbench", false, "writer overhead: pgbench tpcb-like, its tables watched vs not, over the matrix -pgbench-fsync x -pgbench-clients x -viewers")
 	fs.StringVar(&o.pgbenchBin, "pgbench-bin", "", "pgbench program (empty: PATH, then /usr/lib/postgresql/*/bin)")
-	fs.IntVar(&o.pgbenchClients, "pgbench-clients", 8, "pgbench -c")
-	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 15*time.Second, "length of one pgbench run")
-	fs.IntVar(&o.pgbenchRuns, "pgbench-runs", 3, "pgbench runs per variant (interleaved)")
+	clients := fs.String("pgbench-clients", "8,32", "comma-separated pgbench -c values")
+	fsyncs := fs.String("pgbench-fsync", "off,on", "comma-separated fsync settings, one private PostgreSQL started for each (with -database-url: that database's own setting)")
+	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 10*time.Second, "length of one pgbench run")
+	fs.IntVar(&o.pgbenchRuns, "pgbench-runs", 5, "pgbench runs per variant and cell (watched and unwatched interleaved)")
 	fs.IntVar(&o.pgbenchScale, "pgbench-scale", 10, "pgbench -s")
+	viewers := fs.String("viewers", viewerNone+","+viewerAll, "-pgbench, -bulk: viewer cases, comma-separated: none (nobody has the tables' dashboard open), all (one SSE viewer of a dashboard reading every table)")
+	fs.BoolVar(&o.bulk, "bulk", false, "bulk statements: an UPDATE of every row and a COPY of -bulk-rows rows into a watched vs an unwatched table")
+	fs.IntVar(&o.bulkRows, "bulk-rows", 1_000_000, "rows of the bulk tables")
+	fs.IntVar(&o.bulkRuns, "bulk-runs", 3, "bulk runs per variant and viewer case (watched and unwatched interleaved)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.maxHzSet = set["max-hz"]
+	if !slices.Contains(feeds, o.feed) {
+		return o, fmt.Errorf("-feed %q: the bench knows only %s so far", o.feed, strings.Join(feeds, ", "))
+	}
+	var err error
+	if o.pgbenchClients, err = parseInts(*clients); err != nil {
+		return o, fmt.Errorf("-pgbench-clients: %w", err)
+	}
+	if o.pgbenchFsync, err = parseOnOff(*fsyncs); err != nil {
+		return o, fmt.Errorf("-pgbench-fsync: %w", err)
+	}
+	if o.viewers, err = parseViewers(*viewers); err != nil {
+		return o, fmt.Errorf("-viewers: %w", err)
+	}
+	if o.pgbench || o.bulk {
+		switch {
+		case o.pgbench && o.bulk:
+			return o, errors.New("-pgbench and -bulk are separate runs: pass one")
+		case o.pgbench && o.storm, o.bulk && o.storm:
+			return o, errors.New("-storm is a separate run: pass it without -pgbench or -bulk")
+		case o.server != "":
+			return o, errors.New("-pgbench and -bulk start their own server, as a role that may not watch tables (so that only the bench watches and unwatches them): drop -server")
+		case o.pgbench && set["fsync"]:
+			return o, errors.New("-pgbench starts one PostgreSQL per fsync setting: use -pgbench-fsync on, off or off,on instead of -fsync")
+		case o.pgbench && o.databaseURL != "" && set["pgbench-fsync"] && len(o.pgbenchFsync) > 1:
+			return o, errors.New("-pgbench-fsync: with -database-url the database has one fsync setting; pass at most one")
+		case o.pgbench && o.pgbenchRuns < 1:
+			return o, errors.New("-pgbench-runs must be at least 1")
+		case o.pgbench && o.pgbenchTime < time.Second:
+			return o, errors.New("-pgbench-time must be at least 1s")
+		case o.bulk && o.bulkRuns < 1:
+			return o, errors.New("-bulk-runs must be at least 1")
+		case o.bulk && o.bulkRows < 1:
+			return o, errors.New("-bulk-rows must be at least 1")
+		}
+		if o.pgbench && o.databaseURL != "" && !set["pgbench-fsync"] {
+			o.pgbenchFsync = nil // the database's own, read when connected
+		}
 	}
 	o.ns = []int{o.n}
 	if *ns != "" {
@@ -135,6 +203,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	if o.server == "" && o.serverBin == "" {
+		dir, err := os.MkdirTemp("", "dashbench-bin")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if o.serverBin, err = buildServer(ctx, dir, stderr); err != nil {
+			return err
+		}
+	}
+
+	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
+		MaxRefreshHz: o.maxHz, M: o.m, Fsync: &o.fsync, Server: o.server}}
+	// -pgbench and -bulk open their own databases (one per fsync setting)
+	// and report their settings per cell.
+	switch {
+	case o.pgbench:
+		rep.Config = reportConfig{MaxRefreshHz: serverHz(o)}
+		if rep.Pgbench, err = pgbenchOverhead(ctx, o, stderr); err != nil {
+			return err
+		}
+		return finishReport(stdout, o, rep)
+	case o.bulk:
+		rep.Config = reportConfig{MaxRefreshHz: serverHz(o)}
+		if rep.Bulk, err = bulkOverhead(ctx, o, stderr); err != nil {
+			return err
+		}
+		return finishReport(stdout, o, rep)
+	}
+
 	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync)
 	if err != nil {
 		return err
@@ -150,26 +248,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	b := &bench{o: o, db: db, conn: conn, stderr: stderr}
-	if o.server == "" && o.serverBin == "" {
-		dir, err := os.MkdirTemp("", "dashbench-bin")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		if b.o.serverBin, err = buildServer(ctx, dir, stderr); err != nil {
-			return err
-		}
-	}
-
-	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
-		MaxRefreshHz: o.maxHz, M: o.m, Fsync: o.fsync, Server: o.server}}
 	switch {
-	case o.pgbench:
-		r, err := b.pgbenchOverhead(ctx)
-		if err != nil {
-			return err
-		}
-		rep.Pgbench = r
 	case o.storm:
 		r, err := b.stormRun(ctx, o.ns[0])
 		if err != nil {
@@ -191,6 +270,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rep.Results = append(rep.Results, median(rows))
 		}
 	}
+	return finishReport(stdout, o, rep)
+}
+
+// finishReport prints the report and writes -json and -svg.
+func finishReport(stdout io.Writer, o options, rep report) error {
 	printReport(stdout, rep)
 	if o.jsonFile != "" {
 		if err := writeJSON(o.jsonFile, rep); err != nil {
@@ -234,7 +318,8 @@ func (b *bench) target(ctx context.Context) (base string, stop func(), err error
 	if b.o.server != "" {
 		return strings.TrimSuffix(b.o.server, "/"), func() {}, nil
 	}
-	p, err := startServer(ctx, b.o.serverBin, b.db.connString, b.o.maxHz, b.stderr)
+	p, err := startServer(ctx, b.o.serverBin, b.db.connString,
+		[]string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64)}, b.stderr)
 	if err != nil {
 		return "", nil, err
 	}
@@ -249,12 +334,12 @@ func (b *bench) sources(n int) int {
 }
 
 // waitBoard waits until the server serves the bench dashboard.
-func waitBoard(ctx context.Context, base string) error {
+func waitBoard(ctx context.Context, base, slug string) error {
 	hc := pollHTTPClient(1, 1)
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := hc.Get(base + "/d/" + benchSlug + "/poll?wait=0")
+		resp, err := hc.Get(base + "/d/" + slug + "/poll?wait=0")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -268,7 +353,7 @@ func waitBoard(ctx context.Context, base string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("the server does not serve /d/bench within 30s")
+	return fmt.Errorf("the server does not serve /d/%s within 30s", slug)
 }
 
 // clients is a set of running viewers.

@@ -134,7 +134,9 @@ func buildServer(ctx context.Context, dir string, stderr io.Writer) (string, err
 	return bin, nil
 }
 
-func startServer(ctx context.Context, bin, dbURL string, maxHz float64, stderr io.Writer) (*serverProc, error) {
+// startServer starts bin serve on a free port; env is added to the
+// defaults (and wins over them).
+func startServer(ctx context.Context, bin, dbURL string, env []string, stderr io.Writer) (*serverProc, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -145,12 +147,12 @@ func startServer(ctx context.Context, bin, dbURL string, maxHz float64, stderr i
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL,
 		"DASHBOARD_ADDR="+addr,
-		"DASHBOARD_MAX_REFRESH_HZ="+strconv.FormatFloat(maxHz, 'g', -1, 64),
 		"DASHBOARD_MAX_STREAMS=20000",
 		"DASHBOARD_MAX_STREAMS_PER_IP=20000",
 		"DASHBOARD_MAX_LONGPOLL=20000",
 		"DASHBOARD_LOG_LEVEL=warn",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting server: %w", err)
