@@ -102,7 +102,14 @@ func ensureServer() (*pgserver.Server, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		server, startErr = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dir, dataDir)})
+		server, startErr = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dir, dataDir), ExtraConf: map[string]string{
+			// Each test of the logical change feed holds a walsender and a temporary slot; the
+			// defaults (10 of each) are too few for a package's tests running in parallel.
+			// Replication connections over the socket are allowed by initdb's pg_hba.conf
+			// ("local replication all trust").
+			"max_wal_senders":       "40",
+			"max_replication_slots": "40",
+		}})
 		if startErr != nil {
 			startErr = fmt.Errorf("starting test server (or set TEST_DATABASE_URL): %w", startErr)
 		}
