@@ -62,7 +62,8 @@ type LogicalConfig struct {
 	// delay; defaults 100ms and 10s.
 	BackoffMin, BackoffMax time.Duration
 	// Fault turns on a known-bad variant, for the no-loss tests only;
-	// FaultNoResync is the one that applies.
+	// FaultNoResync, which skips the resync after a reconnect, is the one
+	// that applies.
 	Fault Fault
 }
 
@@ -272,7 +273,7 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	// Every transaction that commits after the slot's consistent point is
 	// decoded and streamed; the resync's queries, which start now, see
 	// every one that committed before it. Nothing falls between the two.
-	if l.cfg.Fault != FaultNoResync {
+	if st, _ := l.State(); l.cfg.Fault != FaultNoResync || st.Connects == 1 {
 		l.cfg.Sink.Resync()
 	}
 	return l.stream(ctx, conn, start)
