@@ -22,6 +22,9 @@ Usage:
   dashboard migrate            apply database migrations
   dashboard watch TABLE...     install the change triggers on tables
   dashboard unwatch TABLE...   remove them
+  dashboard feed [notify|logical]
+                               print or switch the database's change feed mode
+                               (servers must run with the same DASHBOARD_FEED)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
   dashboard token list | token revoke ID
   dashboard help               this text and every setting
@@ -88,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	case "token":
 		return tokenCommand(ctx, cfg, logger, args, stdout)
+	case "feed":
+		return feedCommand(ctx, cfg, logger, args, stdout)
 	}
 	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
 }
