@@ -240,18 +240,29 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 
 	slot := fmt.Sprintf("%s%d", SlotPrefix, conn.PID())
 	l.setDown(errors.New("creating replication slot"))
-	slow := time.AfterFunc(l.cfg.SlotWait, func() {
-		l.setDown(waitingForTransactions)
-		l.cfg.Logger.Warn("creating replication slot: waiting for open transactions; refreshing every interval meanwhile",
-			"waited", l.cfg.SlotWait, "interval", l.cfg.PollInterval,
-			"hint", "SELECT pid, state, xact_start FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY xact_start")
+	// Past SlotWait, say why; the poller resyncs meanwhile. The goroutine
+	// is waited for, so it cannot overwrite the streaming state.
+	created := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTimer(l.cfg.SlotWait)
+		defer t.Stop()
+		select {
+		case <-created:
+		case <-t.C:
+			l.setDown(waitingForTransactions)
+			l.cfg.Logger.Warn("creating replication slot: waiting for open transactions; refreshing every interval meanwhile",
+				"waited", l.cfg.SlotWait, "interval", l.cfg.PollInterval,
+				"hint", "SELECT pid, state, xact_start FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY xact_start")
+		}
 	})
 	// TEMPORARY: the slot ends with this connection, so a stopped or
 	// crashed server holds back no WAL. No snapshot is exported: the
 	// resync below reads the data afresh.
 	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Temporary: true, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-	slow.Stop()
+	close(created)
+	wg.Wait()
 	if err != nil {
 		return explainLogical(fmt.Errorf("creating replication slot %s: %w", slot, err), l.cfg.ConnConfig.User)
 	}
@@ -414,8 +425,16 @@ func CheckLogical(ctx context.Context, config *pgx.ConnConfig) error {
 // connectReplication opens a logical replication connection
 // (replication=database), which also runs SQL.
 func connectReplication(ctx context.Context, config *pgx.ConnConfig) (*pgconn.PgConn, error) {
-	cc := config.Copy().Config
+	cc := config.Copy().Config // RuntimeParams copied too: the pool's stay as they are
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = make(map[string]string)
+	}
 	cc.RuntimeParams["replication"] = "database"
+	// A name in pg_stat_activity, so that a DBA can tell the walsender
+	// apart; one set in DATABASE_URL wins.
+	if cc.RuntimeParams["application_name"] == "" {
+		cc.RuntimeParams["application_name"] = "dashboard logical feed"
+	}
 	// TCP keepalive finds a peer that vanished without a FIN, as for the
 	// listener's connection.
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
