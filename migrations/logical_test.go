@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/livedash/dashboard/internal/pgtest"
 )
 
 // messages reads, on the decoder connection, the logical decoding messages
@@ -35,6 +37,7 @@ func (f *feed) messages(t *testing.T, decoder *pgx.Conn) []string {
 // connection that holds a temporary slot (gone when the test ends).
 func logicalFeed(t *testing.T) (*feed, *pgx.Conn) {
 	t.Helper()
+	pgtest.RequireLogical(t)
 	f := newFeed(t)
 	decoder := connect(t, f.connString)
 	exec(t, decoder, "SELECT pg_create_logical_replication_slot(format('dashboard_test_%s', pg_backend_pid()), 'test_decoding', true)")
@@ -87,6 +90,7 @@ func TestLogicalModeSendsMessages(t *testing.T) {
 // that do not own the dashboard schema's functions.
 func TestSetFeedMode(t *testing.T) {
 	t.Parallel()
+	pgtest.RequireLogical(t)
 	f := newFeed(t)
 	decoder := connect(t, f.connString)
 	exec(t, decoder, "SELECT pg_create_logical_replication_slot(format('dashboard_test_%s', pg_backend_pid()), 'test_decoding', true)")
@@ -173,6 +177,7 @@ func TestLogicalModeNoPrivilegesNeeded(t *testing.T) {
 // table, so no row is streamed and no table needs a replica identity.
 func TestFeedPublicationEmpty(t *testing.T) {
 	t.Parallel()
+	pgtest.RequireLogical(t)
 	conn := connect(t, migratedDB(t))
 	exec(t, conn, "CREATE TABLE nokey (v int); SELECT dashboard.watch('nokey'); SELECT dashboard.set_feed_mode('logical')")
 	var all bool

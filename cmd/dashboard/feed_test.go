@@ -24,6 +24,7 @@ import (
 // an operator prepares one with 'dashboard feed logical'.
 func logicalDB(t *testing.T) string {
 	t.Helper()
+	pgtest.RequireLogical(t)
 	url := pgtest.NewDB(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
@@ -139,6 +140,7 @@ func serveErr(t *testing.T, cfg config.Config) error {
 // not replicate.
 func TestServeRefusesFeedMismatch(t *testing.T) {
 	t.Parallel()
+	pgtest.RequireLogical(t)
 	t.Run("logical server, notify database", func(t *testing.T) {
 		t.Parallel()
 		err := serveErr(t, logicalConfig(pgtest.NewDB(t)))
@@ -266,6 +268,7 @@ func TestServeLogicalWaitsForSlot(t *testing.T) {
 // TestFeedCommand switches a database's feed mode back and forth, and
 // refuses a role that does not own the schema, with what to do.
 func TestFeedCommand(t *testing.T) {
+	pgtest.RequireLogical(t)
 	url := pgtest.NewDB(t)
 	t.Setenv("DATABASE_URL", url)
 	t.Setenv("DASHBOARD_ADDR", "127.0.0.1:8080")

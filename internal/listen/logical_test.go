@@ -24,6 +24,7 @@ import (
 // tables t and s, and a connection to it that the test closes.
 func logicalDB(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
+	pgtest.RequireLogical(t)
 	connString := pgtest.NewDB(t)
 	conn := connectDB(t, connString)
 	if _, err := migrations.Up(t.Context(), conn); err != nil {
@@ -243,6 +244,7 @@ func TestLogicalSlotWaitsForOpenTransaction(t *testing.T) {
 // from a running feed's Ready.
 func TestCheckLogical(t *testing.T) {
 	t.Parallel()
+	pgtest.RequireLogical(t)
 	check := func(t *testing.T, connString string, wants ...string) {
 		t.Helper()
 		cc, err := pgx.ParseConfig(connString)

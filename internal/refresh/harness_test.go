@@ -297,6 +297,7 @@ func start(t testing.TB, db *testDB, o options) *harness {
 			BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
 		cfg.Arms = h.arms
 	case logicalFeed:
+		pgtest.RequireLogical(t)
 		// Switching is idempotent: several servers may share db.
 		db.exec(t, "SELECT dashboard.set_feed_mode('logical')")
 	default:
