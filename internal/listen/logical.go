@@ -279,6 +279,11 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 		return explainLogical(fmt.Errorf("starting replication from slot %s: %w", slot, err), l.cfg.ConnConfig.User)
 	}
 	l.setStreaming(conn.PID(), slot)
+	defer func() {
+		if ctx.Err() != nil {
+			dropSlot(conn, slot)
+		}
+	}()
 	onStreaming()
 	l.cfg.Logger.Info("logical feed streaming", "slot", slot, "from", start, "backend_pid", conn.PID())
 	// Every transaction that commits after the slot's consistent point is
@@ -370,6 +375,28 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 			}
 		}
 	}
+}
+
+// dropSlot ends the stream and drops the slot before a stopping feed closes
+// its connection, so that Run returns with the slot gone: the walsender
+// would drop a temporary slot by itself, but only as it exits, a moment
+// after the connection closed, and until then the slot holds back WAL and
+// the database cannot be dropped. It takes at most 2 s; whatever it does
+// not finish, the close does.
+func dropSlot(conn *pgconn.PgConn, slot string) {
+	if conn.IsClosed() {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	// SendStandbyCopyDone reads without a context: bound it on the socket.
+	conn.Conn().SetDeadline(deadline)
+	defer conn.Conn().SetDeadline(time.Time{})
+	if _, err := pglogrepl.SendStandbyCopyDone(ctx, conn); err != nil {
+		return
+	}
+	_ = pglogrepl.DropReplicationSlot(ctx, conn, slot, pglogrepl.DropReplicationSlotOptions{Wait: true})
 }
 
 // decode handles one pgoutput message. The publication holds no table, so

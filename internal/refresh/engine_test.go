@@ -492,7 +492,7 @@ func testEngineShutdownLeavesNoGoroutines(t *testing.T, feed string) {
 		t.Errorf("listener state after Run returned: got %+v, want not listening", s)
 	}
 	if feed == logicalFeed {
-		waitNoSlots(t, db)
+		wantNoSlots(t, db)
 	}
 
 	deadline := time.Now().Add(10 * time.Second)
