@@ -80,6 +80,9 @@ func TestDeletedDashboardGone(t *testing.T) {
 	c := openSSE(t, nil, s.URL+"/d/ops/events", "Last-Event-ID", cur.String())
 	c.hello(t)
 	waiting := pollInBackground(s.testServer, "ops", cur, 20)
+	// A long-poll that arrives after the delete gets 404; this one must be
+	// waiting already.
+	eventually(t, "the long-poll to wait", func() bool { return promValue(t, s.testServer, "dashboard_longpoll_waiting") == 1 })
 
 	s.exec(t, "DELETE FROM dashboard.dashboards WHERE slug = 'ops'")
 
