@@ -181,6 +181,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 // run is the whole command; main only adds signals and the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The server and pgbench processes write to stderr too, from the
+	// goroutines os/exec copies with when it is not a file.
+	stderr = &lockedWriter{w: stderr}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -441,4 +444,16 @@ func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
