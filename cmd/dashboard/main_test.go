@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livedash/dashboard/internal/config"
-	"github.com/livedash/dashboard/internal/listen"
 	"github.com/livedash/dashboard/internal/pgtest"
 )
 
@@ -123,17 +122,8 @@ func startStoppable(t testing.TB, cfg config.Config, demoMode bool) (*testServer
 	})
 	deadline := time.After(30 * time.Second)
 	for {
-		var st listen.State
-		var changed <-chan struct{}
-		var ok bool
-		if r.logical != nil {
-			st, changed = r.logical.State()
-			ok = st.Listening
-		} else {
-			st, changed = r.listener.State()
-			ok = st.Listening && r.arms.Ready() == nil
-		}
-		if ok {
+		st, changed := r.listener.State()
+		if st.Listening && r.arms.Ready() == nil {
 			break
 		}
 		select {
