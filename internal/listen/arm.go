@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,9 +36,6 @@ import (
 type Arms struct {
 	cfg  ArmsConfig
 	sink Sink
-	// unserved records that an Arm gave up before a session took it: a
-	// query then ran unarmed, so the next session must resync.
-	unserved atomic.Bool
 
 	arms chan armRequest // arms waiting for an answer
 	wake chan struct{}   // disarms or a keep are waiting in mu
@@ -48,6 +44,11 @@ type Arms struct {
 	state   ArmsState
 	disarms map[string]bool
 	keep    []string // nil: no change to what is wanted
+	// unarmed lists tables a query read without waiting for their arm
+	// (the connection was down or busy past Arm's bound). The session
+	// treats them as pending: once armed, the sink is told they changed,
+	// so that what a skipped writer committed is read again.
+	unarmed map[string]bool
 }
 
 // ArmsConfig configures Arms.
@@ -135,7 +136,7 @@ func NewArms(cfg ArmsConfig) *Arms {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	return &Arms{cfg: cfg, arms: make(chan armRequest), wake: make(chan struct{}, 1),
-		state: ArmsState{Slot: -1}, disarms: make(map[string]bool)}
+		state: ArmsState{Slot: -1}, disarms: make(map[string]bool), unarmed: make(map[string]bool)}
 }
 
 // State returns the current slot and counts.
@@ -174,10 +175,10 @@ func (a *Arms) Arm(ctx context.Context, tables []string) {
 	select {
 	case a.arms <- armRequest{tables: tables, done: done}:
 	case <-bound.C:
-		a.unserved.Store(true)
+		a.missed(tables)
 		return
 	case <-ctx.Done():
-		a.unserved.Store(true)
+		a.missed(tables)
 		return
 	}
 	select {
@@ -210,6 +211,16 @@ func (a *Arms) Keep(wanted []string) {
 	a.poke()
 }
 
+// missed records tables that a query is about to read unarmed.
+func (a *Arms) missed(tables []string) {
+	a.mu.Lock()
+	for _, t := range tables {
+		a.unarmed[t] = true
+	}
+	a.mu.Unlock()
+	a.poke()
+}
+
 func (a *Arms) poke() {
 	select {
 	case a.wake <- struct{}{}:
@@ -217,14 +228,14 @@ func (a *Arms) poke() {
 	}
 }
 
-// takeQueued returns the disarms and the keep set that arrived since the
-// last call.
-func (a *Arms) takeQueued() (disarms map[string]bool, keep []string) {
+// takeQueued returns the disarms, the keep set and the tables read
+// unarmed that arrived since the last call.
+func (a *Arms) takeQueued() (disarms map[string]bool, keep []string, unarmed map[string]bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	disarms, keep = a.disarms, a.keep
-	a.disarms, a.keep = make(map[string]bool), nil
-	return disarms, keep
+	disarms, keep, unarmed = a.disarms, a.keep, a.unarmed
+	a.disarms, a.keep, a.unarmed = make(map[string]bool), nil, make(map[string]bool)
+	return disarms, keep, unarmed
 }
 
 func userTables(tables []string) []string {
@@ -307,7 +318,7 @@ func (a *Arms) session(ctx context.Context, wanted map[string]bool, resync bool,
 		}
 	}
 	s.publish()
-	if (resync || a.unserved.Swap(false)) && a.cfg.Fault != FaultNoResync {
+	if resync && a.cfg.Fault != FaultNoResync {
 		a.sink.Resync()
 	}
 
@@ -343,7 +354,7 @@ func (a *Arms) session(ctx context.Context, wanted map[string]bool, resync bool,
 			}
 		case <-retry.C:
 			for _, t := range slices.Sorted(maps.Keys(s.pending)) {
-				if err := s.arm(ctx, t); err != nil {
+				if err := s.armTable(ctx, t, true); err != nil {
 					return err
 				}
 				if _, ok := s.armed[t]; ok && a.cfg.Fault != FaultNoLateChange {
@@ -388,11 +399,20 @@ func (s *armSession) claim(ctx context.Context) error {
 // applyQueued releases the tables disarmed since last time and those no
 // longer wanted.
 func (s *armSession) applyQueued(ctx context.Context, wanted map[string]bool) error {
-	disarms, keep := s.a.takeQueued()
+	disarms, keep, unarmed := s.a.takeQueued()
 	for t := range disarms {
 		if err := s.disarm(ctx, t); err != nil {
 			return err
 		}
+	}
+	for t := range unarmed {
+		// Armed or not by now, the query did not wait: arm it afresh
+		// (waiting for whoever skipped) and then have it read again.
+		wanted[t] = true
+		if err := s.disarm(ctx, t); err != nil {
+			return err
+		}
+		s.pending[t] = true
 	}
 	if keep == nil {
 		return nil
@@ -417,7 +437,17 @@ func (s *armSession) applyQueued(ctx context.Context, wanted map[string]bool) er
 // that skipped; past it the table is pending. An error is returned only
 // when the connection is unusable.
 func (s *armSession) arm(ctx context.Context, table string) error {
+	return s.armTable(ctx, table, false)
+}
+
+// armTable arms table. A pending table is tried again only by the retry
+// (retry true): a query's Arm does not wait for it once more, since the
+// table is read again anyway once it is armed.
+func (s *armSession) armTable(ctx context.Context, table string, retry bool) error {
 	if _, ok := s.armed[table]; ok {
+		return nil
+	}
+	if s.pending[table] && !retry {
 		return nil
 	}
 	start := time.Now()
