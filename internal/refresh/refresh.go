@@ -424,16 +424,7 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 		if !b.active {
 			b.active = true
 			b.gen++
-			if snap != nil {
-				if d := snap.DashboardByID(id); d != nil {
-					for _, p := range d.Panels {
-						if st := e.panels[p.ID]; st != nil {
-							st.mark(time.Time{})
-							st.published = false
-						}
-					}
-				}
-			}
+			e.markDashboard(snap, id, true)
 		}
 	}
 	for id, b := range e.boards {
@@ -611,6 +602,27 @@ func sameDef(a, b *panel.Def) bool {
 		a.Options.Equal(b.Options) && slices.Equal(a.DependsOn, b.DependsOn) && a.DashboardID == b.DashboardID
 }
 
+// markDashboard marks every panel of a dashboard dirty, so that each runs
+// again; republish also publishes results equal to the last ones (for a
+// dashboard that comes back to life, whose board may have moved on).
+func (e *Engine) markDashboard(snap *catalog.Snapshot, id int64, republish bool) {
+	if snap == nil {
+		return
+	}
+	d := snap.DashboardByID(id)
+	if d == nil {
+		return
+	}
+	for _, p := range d.Panels {
+		if st := e.panels[p.ID]; st != nil {
+			st.mark(time.Time{})
+			if republish {
+				st.published = false
+			}
+		}
+	}
+}
+
 // keepWanted tells Arms which tables the live panels read, when that
 // changed, so that tables nobody watches stop costing writers anything.
 func (e *Engine) keepWanted(snap *catalog.Snapshot) {
@@ -657,15 +669,7 @@ func (e *Engine) assignGenerations(snap *catalog.Snapshot) {
 			if w.fresh && !bumped {
 				bumped = true
 				b.gen++
-				if snap != nil {
-					if d := snap.DashboardByID(id); d != nil {
-						for _, p := range d.Panels {
-							if st := e.panels[p.ID]; st != nil {
-								st.mark(time.Time{})
-							}
-						}
-					}
-				}
+				e.markDashboard(snap, id, false)
 			}
 			w.gen = b.gen
 		}
