@@ -164,60 +164,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
 		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{
-		Handler:           site.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, // slowloris
-		MaxHeaderBytes:    32 << 10,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
+	srv := newHTTPServer(site.Handler(), logger)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return listener.Run(gctx) })
 	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving http: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		site.Shutdown()
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		return nil
-	})
+	// Streams and long-polls are told to end first, so that Shutdown does
+	// not wait for them.
+	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", site.Shutdown)
 	var metricsAddr string
 	if metricsLn != nil {
 		metricsAddr = metricsLn.Addr().String()
-		msrv := &http.Server{
-			Handler:           site.MetricsHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			MaxHeaderBytes:    32 << 10,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		}
-		g.Go(func() error {
-			if err := msrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serving metrics: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-			defer cancel()
-			if err := msrv.Shutdown(sctx); err != nil {
-				msrv.Close()
-			}
-			return nil
-		})
+		serveHTTP(gctx, g, newHTTPServer(site.MetricsHandler(), logger), metricsLn, cfg.ShutdownGrace, "metrics", nil)
 		logger.Info("metrics serving", "url", "http://"+metricsAddr+"/metrics")
 	}
 	if opts.demo {
@@ -299,4 +259,43 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("migrating: %w", err)
 	}
 	return nil
+}
+
+// newHTTPServer is an http.Server with the limits every listener of ours
+// has: slow headers are cut (slowloris), headers are bounded, idle
+// connections end. There is deliberately no write timeout: it would cut
+// streams and long-polls.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// serveHTTP serves srv on ln in g until ctx ends; then it calls
+// beforeShutdown, if set, and shuts srv down within grace, closing what is
+// left after it.
+func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, grace time.Duration,
+	what string, beforeShutdown func()) {
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving %s: %w", what, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		if beforeShutdown != nil {
+			beforeShutdown()
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
 }
