@@ -288,6 +288,7 @@ type Metrics struct {
 	pending       prometheus.Gauge
 	armWait       prometheus.Histogram
 	armTimeouts   prometheus.Counter
+	heldBack      prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -323,8 +324,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Namespace: "dashboard", Name: "feed_arm_timeouts_total",
 		Help: "Arms that waited past their bound for an open writer; the table is armed when the writer ends.",
 	})
+	m.heldBack = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "dashboard", Name: "feed_commits_held_total",
+		Help: "Logical mode: times a decoded commit was not yet visible to new snapshots, so its tables were held back until it was.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts)
+		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts, m.heldBack)
 	}
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,8 +63,9 @@ type LogicalConfig struct {
 	// delay; defaults 100ms and 10s.
 	BackoffMin, BackoffMax time.Duration
 	// Fault turns on a known-bad variant, for the no-loss tests only;
-	// FaultNoResync, which skips the resync after a reconnect, is the one
-	// that applies.
+	// FaultNoResync, which skips the resync after a reconnect, and
+	// FaultNoVisibilityWait, which hands decoded commits over before they
+	// are visible, are the ones that apply.
 	Fault Fault
 }
 
@@ -237,6 +239,17 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	if err := checkLogical(ctx, conn); err != nil {
 		return err
 	}
+	// An ordinary connection beside the walsender's, for the visibility
+	// gate's snapshots (visible.go).
+	snaps, err := connect(ctx, l.cfg.ConnConfig, "logical feed")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		snaps.Close(closeCtx)
+	}()
 
 	slot := fmt.Sprintf("%s%d", SlotPrefix, conn.PID())
 	l.setDown(errors.New("creating replication slot"))
@@ -292,15 +305,31 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	if st, _ := l.State(); l.cfg.Fault != FaultNoResync || st.Connects == 1 {
 		l.cfg.Sink.Resync()
 	}
-	return l.stream(ctx, conn, start)
+	g := newGate(l.cfg.Sink, l.cfg.Metrics)
+	streamCtx, stop := context.WithCancelCause(ctx)
+	var gw sync.WaitGroup
+	gw.Go(func() {
+		if err := g.run(streamCtx, snaps); streamCtx.Err() == nil {
+			stop(err)
+		}
+	})
+	err = l.stream(streamCtx, conn, start, g)
+	stop(err)
+	gw.Wait()
+	if ctx.Err() == nil {
+		if cause := context.Cause(streamCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+	}
+	return err
 }
 
 // stream hands the decoded messages to the sink and reports progress until
 // ctx ends or the connection fails.
-func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl.LSN) error {
+func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl.LSN, g *gate) error {
 	// pos is how far the sink has been told everything: the flush position
 	// reported to the server, which may then recycle the WAL before it.
-	inTx := false
+	var tx *commit // the transaction being decoded
 	heard := time.Now()
 	next := time.Now().Add(l.cfg.StatusInterval)
 	status := func(reply bool) error {
@@ -357,7 +386,7 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 			// before its position and sent every commit found there:
 			// transactions still open are decoded from the slot's
 			// restart point when they commit, whatever is confirmed.
-			if !inTx && k.ServerWALEnd > pos {
+			if tx == nil && k.ServerWALEnd > pos {
 				pos = k.ServerWALEnd
 			}
 			if k.ReplyRequested {
@@ -370,7 +399,7 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 			if err != nil {
 				return fmt.Errorf("parsing XLogData: %w", err)
 			}
-			if err := l.decode(x, &pos, &inTx); err != nil {
+			if err := l.decode(x, &pos, &tx, g); err != nil {
 				return err
 			}
 		}
@@ -401,25 +430,43 @@ func dropSlot(conn *pgconn.PgConn, slot string) {
 
 // decode handles one pgoutput message. The publication holds no table, so
 // only transactions that sent a message arrive: Begin, the messages, and
-// Commit, whose end the position moves to once the messages are handed
-// over.
-func (l *Logical) decode(x pglogrepl.XLogData, pos *pglogrepl.LSN, inTx *bool) error {
+// Commit, which hands the tables named to the visibility gate; the
+// position moves to the commit's end.
+func (l *Logical) decode(x pglogrepl.XLogData, pos *pglogrepl.LSN, tx **commit, g *gate) error {
 	if len(x.WALData) == 0 {
 		return nil
 	}
 	switch pglogrepl.MessageType(x.WALData[0]) {
 	case pglogrepl.MessageTypeBegin:
-		*inTx = true
+		m, err := pglogrepl.Parse(x.WALData)
+		if err != nil {
+			return fmt.Errorf("parsing decoded begin: %w", err)
+		}
+		b, ok := m.(*pglogrepl.BeginMessage)
+		if !ok {
+			return fmt.Errorf("parsing decoded begin: got %T", m)
+		}
+		*tx = &commit{xid: b.Xid}
 	case pglogrepl.MessageTypeMessage:
 		m, err := pglogrepl.Parse(x.WALData)
 		if err != nil {
 			return fmt.Errorf("parsing decoded message: %w", err)
 		}
-		if dm, ok := m.(*pglogrepl.LogicalDecodingMessage); ok && dm.Prefix == MessagePrefix {
-			l.cfg.Metrics.notifications.Inc()
-			l.cfg.Sink.TableChanged(string(dm.Content), time.Now())
+		dm, ok := m.(*pglogrepl.LogicalDecodingMessage)
+		if !ok || dm.Prefix != MessagePrefix {
+			break
 		}
-		if !*inTx && x.WALStart > *pos {
+		l.cfg.Metrics.notifications.Inc()
+		table := string(dm.Content)
+		switch {
+		case *tx == nil || !dm.Transactional || l.cfg.Fault == FaultNoVisibilityWait:
+			// A non-transactional message is sent as it is written,
+			// before anything it reports commits.
+			l.cfg.Sink.TableChanged(table, time.Now())
+		case !slices.Contains((*tx).tables, table):
+			(*tx).tables = append((*tx).tables, table)
+		}
+		if *tx == nil && x.WALStart > *pos {
 			*pos = x.WALStart
 		}
 	case pglogrepl.MessageTypeCommit:
@@ -427,7 +474,10 @@ func (l *Logical) decode(x pglogrepl.XLogData, pos *pglogrepl.LSN, inTx *bool) e
 		if err != nil {
 			return fmt.Errorf("parsing decoded commit: %w", err)
 		}
-		*inTx = false
+		if *tx != nil && len((*tx).tables) > 0 {
+			g.add(**tx)
+		}
+		*tx = nil
 		if c, ok := m.(*pglogrepl.CommitMessage); ok && c.TransactionEndLSN > *pos {
 			*pos = c.TransactionEndLSN
 		}

@@ -2,6 +2,7 @@ package listen_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +62,8 @@ type logicalFixture struct {
 }
 
 // runLogical starts a Logical feed on connString and stops it when the test
-// ends, checking that Run returns nil promptly.
+// ends, checking that Run returns nil promptly. The feed hands over to the
+// fixture's sink unless cfg names another.
 func runLogical(t *testing.T, connString string, cfg listen.LogicalConfig) *logicalFixture {
 	t.Helper()
 	f := &logicalFixture{sink: newSink(), reg: prometheus.NewRegistry()}
@@ -70,7 +72,9 @@ func runLogical(t *testing.T, connString string, cfg listen.LogicalConfig) *logi
 		t.Fatal(err)
 	}
 	cfg.ConnConfig = cc
-	cfg.Sink = f.sink
+	if cfg.Sink == nil {
+		cfg.Sink = f.sink
+	}
 	cfg.Metrics = listen.NewMetrics(f.reg)
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin = 50 * time.Millisecond
@@ -420,6 +424,147 @@ func waitReady(t *testing.T, l *listen.Logical, want string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Ready: got %v, want it to name %q", err, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// countingSink reads count(*) of a table whenever the feed says it
+// changed, as a refresh would, and keeps the last count read.
+type countingSink struct {
+	*sink
+	conn  *pgx.Conn
+	table string
+
+	mu    sync.Mutex
+	count int64
+	reads int
+}
+
+func (c *countingSink) TableChanged(table string, at time.Time) {
+	if table == "public."+c.table {
+		c.read()
+	}
+	c.sink.TableChanged(table, at)
+}
+
+func (c *countingSink) Resync() {
+	c.read()
+	c.sink.Resync()
+}
+
+func (c *countingSink) read() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.conn.QueryRow(context.Background(), "SELECT count(*) FROM "+c.table).Scan(&c.count); err != nil {
+		c.count = -1
+	}
+	c.reads++
+}
+
+func (c *countingSink) last() (int64, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count, c.reads
+}
+
+// TestLogicalWaitsUntilVisible: a walsender sends a transaction once its
+// commit record is flushed, before the transaction is visible to other
+// sessions; here a synchronous standby that never answers keeps it in
+// between. The feed hands the table over only once a new snapshot sees the
+// transaction, so the reader counts the new row. Handing it over at once
+// (FaultNoVisibilityWait) leaves the reader with the old count for good:
+// that loss is what the no-loss test caught once in eight runs.
+func TestLogicalWaitsUntilVisible(t *testing.T) {
+	t.Parallel()
+	// Commits wait for the standby only where a session asks for it.
+	s := ownServer(t, map[string]string{"synchronous_standby_names": "nobody", "synchronous_commit": "local"})
+	connString := s.ConnString("dashboard")
+	conn := connectDB(t, connString)
+	execDB(t, conn, `SELECT dashboard.set_feed_mode('logical');
+		CREATE TABLE other (id int); SELECT dashboard.watch('other')`)
+
+	for _, tc := range []struct {
+		name  string
+		fault listen.Fault
+		want  int64
+	}{
+		{"waits", listen.NoFault, 1},
+		{"fault: hands over at once", listen.FaultNoVisibilityWait, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := fmt.Sprintf("t%d", tc.fault)
+			execDB(t, conn, fmt.Sprintf("CREATE TABLE %s (id int); SELECT dashboard.watch('%s')", table, table))
+			cs := &countingSink{sink: newSink(), conn: connectDB(t, connString), table: table}
+			f := runLogical(t, connString, listen.LogicalConfig{Fault: tc.fault, Sink: cs})
+			waitListening(t, f.l, 1)
+			cs.waitFor(t, "the first resync", func() bool { return cs.sink.resyncs == 1 })
+
+			writer := connectDB(t, connString)
+			var writerPID int32
+			if err := writer.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&writerPID); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := writer.Exec(context.Background(), "SET synchronous_commit = on; INSERT INTO "+table+" VALUES (1)")
+				done <- err
+			}()
+			// The commit is flushed and waits for the standby.
+			waitRow(t, conn, "SELECT coalesce(wait_event = 'SyncRep', false) FROM pg_stat_activity WHERE pid = $1", writerPID)
+			if tc.fault == listen.NoFault {
+				// Decoded and held back, not handed over.
+				waitMetric(t, f.reg, "dashboard_feed_commits_held_total", 1)
+				if n, _ := cs.last(); n != 0 {
+					t.Fatalf("count read while the commit is not visible: got %d, want 0", n)
+				}
+			} else {
+				cs.waitTable(t, "public."+table)
+			}
+			execDB(t, conn, "SELECT pg_cancel_backend($1)", writerPID)
+			if err := <-done; err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			// A later commit to another table: once it is handed over,
+			// the feed has handed over everything before it.
+			execDB(t, conn, "INSERT INTO other VALUES (1)")
+			cs.waitFor(t, "the later commit", func() bool {
+				return slices.Contains(cs.sink.tables, "public.other") && slices.Contains(cs.sink.tables, "public."+table)
+			})
+			if n, _ := cs.last(); n != tc.want {
+				t.Errorf("last count of %s: got %d, want %d", table, n, tc.want)
+			}
+		})
+	}
+}
+
+// waitRow waits until query (one boolean) answers true.
+func waitRow(t *testing.T, conn *pgx.Conn, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var ok bool
+		err := conn.QueryRow(context.Background(), query, args...).Scan(&ok)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still false after %v", query, waitTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitMetric waits until the counter name reaches at least min.
+func waitMetric(t *testing.T, reg *prometheus.Registry, name string, min float64) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for metric(t, reg, name) < min {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still below %v after %v", name, min, waitTimeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
