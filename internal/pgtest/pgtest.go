@@ -24,6 +24,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -37,6 +38,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/livedash/dashboard/internal/pgserver"
 )
@@ -166,8 +168,21 @@ func NewDB(t testing.TB) string {
 		t.Fatalf("pgtest: creating database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if err := adminExec(admin, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: dropping database %s: %v", name, err)
+		// A temporary replication slot goes with its session, but only once
+		// the backend has exited, a moment after its connection closed:
+		// until then the drop fails with 55006, so it is tried again.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := adminExec(admin, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
+			var pgErr *pgconn.PgError
+			if err != nil && errors.As(err, &pgErr) && pgErr.Code == "55006" && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Errorf("pgtest: dropping database %s: %v", name, err)
+			}
+			return
 		}
 	})
 	return db(name)
