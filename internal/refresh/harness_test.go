@@ -326,7 +326,11 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	if h.feed == logicalFeed {
 		h.listener = listen.NewLogical(listen.LogicalConfig{ConnConfig: lc.ConnConfig, Sink: lc.Sink,
 			Metrics: lc.Metrics, StatusInterval: lc.PingInterval, Timeout: lc.PingTimeout,
-			BackoffMin: lc.BackoffMin, BackoffMax: lc.BackoffMax, Fault: o.fault})
+			BackoffMin: lc.BackoffMin, BackoffMax: lc.BackoffMax, Fault: o.fault,
+			// Creating a slot waits for every open transaction in the
+			// cluster, the other tests' too; meanwhile the feed resyncs
+			// periodically, soon enough for convergeWait.
+			SlotWait: time.Second, PollInterval: 250 * time.Millisecond})
 	} else {
 		h.listener = listen.New(lc)
 	}
