@@ -3,6 +3,7 @@ package migrations
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -192,4 +193,48 @@ func TestFeedPublicationEmpty(t *testing.T) {
 	}
 	// A published table without a replica identity would refuse these.
 	exec(t, conn, "INSERT INTO nokey VALUES (1); UPDATE nokey SET v = 2; DELETE FROM nokey")
+}
+
+// TestTriggerFunctionLean checks the form of the watched tables' trigger
+// function, which runs for every statement on them: it runs as the writer
+// (no SECURITY DEFINER, no SET clause, both measurable per call) and does
+// not read the mode per call; set_feed_mode writes its body for the mode,
+// and 0007 keeps the mode a database already had.
+func TestTriggerFunctionLean(t *testing.T) {
+	t.Parallel()
+	pgtest.RequireLogical(t)
+	connString := pgtest.NewDB(t)
+	conn := connect(t, connString)
+	if _, err := up(t.Context(), conn, upTo(t, 6)); err != nil {
+		t.Fatalf("applying migrations up to 0006: %v", err)
+	}
+	exec(t, conn, "SELECT dashboard.set_feed_mode('logical')")
+	if _, err := Up(t.Context(), conn); err != nil {
+		t.Fatalf("Up from 0006: %v", err)
+	}
+	check := func(when, wantCall, notCall string) {
+		t.Helper()
+		var secdef, hasConfig bool
+		var src string
+		if err := conn.QueryRow(t.Context(), `SELECT prosecdef, proconfig IS NOT NULL, prosrc FROM pg_proc
+			WHERE oid = 'dashboard.notify_if_wanted()'::regprocedure`).Scan(&secdef, &hasConfig, &src); err != nil {
+			t.Fatal(err)
+		}
+		if secdef || hasConfig {
+			t.Errorf("%s: SECURITY DEFINER %v, SET clause %v; want neither", when, secdef, hasConfig)
+		}
+		for _, bad := range []string{notCall, "feed_mode"} {
+			if strings.Contains(src, bad) {
+				t.Errorf("%s: body calls %s:\n%s", when, bad, src)
+			}
+		}
+		if !strings.Contains(src, wantCall) {
+			t.Errorf("%s: body lacks %s:\n%s", when, wantCall, src)
+		}
+	}
+	check("logical mode kept across 0007", "pg_catalog.pg_logical_emit_message", "pg_try_advisory")
+	exec(t, conn, "SELECT dashboard.set_feed_mode('notify')")
+	check("notify mode", "pg_catalog.pg_try_advisory_xact_lock_shared", "emit_message")
+	exec(t, conn, "SELECT dashboard.set_feed_mode('logical')")
+	check("logical mode", "pg_catalog.pg_logical_emit_message", "pg_try_advisory")
 }
