@@ -450,7 +450,7 @@ func TestUpgradeGatesOldTriggers(t *testing.T) {
 	}
 	f := feedOn(t, connString)
 
-	applied, err := Up(t.Context(), conn)
+	applied, err := up(t.Context(), conn, upTo(t, 5))
 	if err != nil || !slices.Equal(applied, []int{5}) {
 		t.Fatalf("Up from 0004: got %v, %v, want [5], nil", applied, err)
 	}
@@ -506,7 +506,7 @@ func TestUpgradeSkipsLockedTable(t *testing.T) {
 	// with the context instead.
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	applied, err := Up(ctx, conn)
+	applied, err := up(ctx, conn, upTo(t, 5))
 	if err != nil || !slices.Equal(applied, []int{5}) {
 		t.Fatalf("Up from 0004 with busy locked: got %v, %v, want [5], nil", applied, err)
 	}
@@ -607,7 +607,7 @@ func TestUpgradeSkipsTableNotOwned(t *testing.T) {
 	exec(t, admin, "SET ROLE "+tableOwner+"; SELECT dashboard.watch('orders'); RESET ROLE")
 	exec(t, conn, "SELECT dashboard.watch('mine')")
 
-	applied, err := Up(t.Context(), conn)
+	applied, err := up(t.Context(), conn, upTo(t, 5))
 	if err != nil || !slices.Equal(applied, []int{5}) {
 		t.Fatalf("Up from 0004 as %s: got %v, %v, want [5], nil", migrator, applied, err)
 	}
@@ -659,8 +659,9 @@ func TestUpgradeYieldsOnDeadlock(t *testing.T) {
 	}
 	upDone := make(chan result, 1)
 	upGone := make(chan error, 1)
+	to5 := upTo(t, 5)
 	go func() {
-		applied, err := Up(ctx, conn)
+		applied, err := up(ctx, conn, to5)
 		upDone <- result{applied, err}
 		upGone <- err
 	}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 type cluster struct {
 	db        *database
 	conn      *pgx.Conn
+	feed      string // the triggers' and the servers' feed mode
 	fsync     bool
 	walLevel  string
 	reader    string // role name; "" until created
@@ -40,7 +42,7 @@ func openCluster(ctx context.Context, o options, dataDir string, fsync bool) (*c
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{db: db}
+	c := &cluster{db: db, feed: o.feed}
 	if c.conn, err = pgx.Connect(ctx, db.connString); err != nil {
 		db.close()
 		return nil, fmt.Errorf("connecting to database: %w", err)
@@ -52,6 +54,10 @@ func openCluster(ctx context.Context, o options, dataDir string, fsync bool) (*c
 	}
 	c.fsync = fs == "on"
 	if err := migrate(ctx, c.conn); err != nil {
+		c.close()
+		return nil, err
+	}
+	if err := setFeedMode(ctx, c.conn, c.feed); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -80,10 +86,15 @@ func (c *cluster) createReader(ctx context.Context, grants ...string) error {
 		return fmt.Errorf("creating the server's reader role (the bench needs CREATEROLE): %w", err)
 	}
 	c.reader = name
-	stmts := append([]string{
+	stmts := []string{
 		"GRANT USAGE ON SCHEMA dashboard TO %s",
 		"GRANT SELECT ON ALL TABLES IN SCHEMA dashboard TO %s",
-	}, grants...)
+	}
+	if c.feed == "logical" {
+		// The logical feed opens a replication connection.
+		stmts = append(stmts, "ALTER ROLE %s REPLICATION")
+	}
+	stmts = append(stmts, grants...)
 	for _, s := range stmts {
 		if _, err := c.conn.Exec(ctx, fmt.Sprintf(s, name)); err != nil {
 			return fmt.Errorf("granting to the reader role: %w", err)
@@ -111,7 +122,7 @@ func withUser(connString, user, password string) (string, error) {
 // startCellServer starts a server as the reader role and, for viewerAll,
 // opens one SSE viewer of dashboard slug. stop ends both.
 func (c *cluster) startCellServer(ctx context.Context, o options, slug, viewers string, stderr io.Writer) (base string, stop func(), err error) {
-	env := []string{"DASHBOARD_MIGRATE=false", "DASHBOARD_LOG_LEVEL=error"}
+	env := []string{"DASHBOARD_MIGRATE=false", "DASHBOARD_LOG_LEVEL=error", "DASHBOARD_FEED=" + c.feed}
 	if o.maxHzSet {
 		env = append(env, "DASHBOARD_MAX_REFRESH_HZ="+strconv.FormatFloat(o.maxHz, 'g', -1, 64))
 	}
@@ -141,7 +152,13 @@ func (c *cluster) prepareVariant(ctx context.Context, tables []string, watched b
 	if err := setWatched(ctx, c.conn, tables, watched); err != nil {
 		return err
 	}
-	if watched {
+	switch {
+	case c.feed == "logical":
+		// Nothing is gated: the server streams whoever watches.
+		if err := waitStreaming(ctx, c.conn); err != nil {
+			return err
+		}
+	case watched:
 		if err := waitArmed(ctx, c.conn, tables, viewers == viewerAll); err != nil {
 			return err
 		}
@@ -225,6 +242,37 @@ func waitArmed(ctx context.Context, conn *pgx.Conn, tables []string, want bool) 
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the server holds the feed keys of %d of %d tables after 15s, want %d: the viewer case would not be what it says", n, len(tables), goal)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// setFeedMode switches the database's triggers to feed (dashboard feed).
+func setFeedMode(ctx context.Context, conn *pgx.Conn, feed string) error {
+	if _, err := conn.Exec(ctx, "SELECT dashboard.set_feed_mode($1)", feed); err != nil {
+		return fmt.Errorf("switching the triggers to the %s feed: %w", feed, err)
+	}
+	return nil
+}
+
+// waitStreaming waits until a server's logical feed streams from its
+// slot, so that a cell measures writers with the walsender decoding.
+func waitStreaming(ctx context.Context, conn *pgx.Conn) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots
+			WHERE active AND starts_with(slot_name, 'dashboard_feed_') AND database = current_database()`).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("reading replication slots: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no logical feed streams after 15s: the cell would not measure what it says")
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err

@@ -92,7 +92,6 @@ func TestMatrixFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-pgbench", "-feed", "logical"}, `-feed "logical"`},
 		{[]string{"-feed", "nope"}, `-feed "nope"`},
 		{[]string{"-pgbench", "-pgbench-clients", "8,x"}, "-pgbench-clients"},
 		{[]string{"-pgbench", "-pgbench-clients", "0"}, "-pgbench-clients"},

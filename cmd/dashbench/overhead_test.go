@@ -19,36 +19,9 @@ func TestPgbenchAndBulkSmall(t *testing.T) {
 		t.Skip("starts server processes")
 	}
 	dir := t.TempDir()
-	t.Run("pgbench", func(t *testing.T) {
-		bin, err := findPgbench("")
-		if err != nil {
-			t.Skip(err)
-		}
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skip(err)
-		}
-		jsonFile := filepath.Join(dir, "pgbench.json")
-		var stdout, stderr bytes.Buffer
-		err = run(t.Context(), []string{"-database-url", pgtest.NewDB(t), "-pgbench", "-pgbench-scale", "1",
-			"-pgbench-clients", "2", "-pgbench-runs", "1", "-pgbench-time", "1s", "-json", jsonFile}, &stdout, &stderr)
-		if err != nil {
-			t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
-		}
-		t.Logf("\n%s", stdout.String())
-		var rep report
-		readJSON(t, jsonFile, &rep)
-		if rep.Pgbench == nil || len(rep.Pgbench.Cells) != 2 {
-			t.Fatalf("want 2 cells, got %+v", rep.Pgbench)
-		}
-		for i, c := range rep.Pgbench.Cells {
-			if c.Viewers != []string{viewerNone, viewerAll}[i] || c.Clients != 2 || c.Feed != "notify" || c.WalLevel == "" {
-				t.Errorf("cell %d: %+v", i, c)
-			}
-			if len(c.Watched.Runs) != 1 || len(c.Unwatched.Runs) != 1 || c.Watched.Median <= 0 || c.Unwatched.Median <= 0 || c.Ratio <= 0 {
-				t.Errorf("cell %d: runs missing: %+v", i, c)
-			}
-		}
-	})
+	for _, feed := range feeds {
+		t.Run("pgbench/"+feed, func(t *testing.T) { pgbenchSmall(t, dir, feed) })
+	}
 	t.Run("bulk", func(t *testing.T) {
 		jsonFile := filepath.Join(dir, "bulk.json")
 		var stdout, stderr bytes.Buffer
@@ -81,5 +54,37 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("JSON: %v", err)
+	}
+}
+
+// pgbenchSmall runs -pgbench tiny with one feed mode.
+func pgbenchSmall(t *testing.T, dir, feed string) {
+	bin, err := findPgbench("")
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		t.Skip(err)
+	}
+	jsonFile := filepath.Join(dir, "pgbench-"+feed+".json")
+	var stdout, stderr bytes.Buffer
+	err = run(t.Context(), []string{"-database-url", pgtest.NewDB(t), "-pgbench", "-feed", feed, "-pgbench-scale", "1",
+		"-pgbench-clients", "2", "-pgbench-runs", "1", "-pgbench-time", "1s", "-json", jsonFile}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	var rep report
+	readJSON(t, jsonFile, &rep)
+	if rep.Pgbench == nil || len(rep.Pgbench.Cells) != 2 {
+		t.Fatalf("want 2 cells, got %+v", rep.Pgbench)
+	}
+	for i, c := range rep.Pgbench.Cells {
+		if c.Viewers != []string{viewerNone, viewerAll}[i] || c.Clients != 2 || c.Feed != feed || c.WalLevel == "" {
+			t.Errorf("cell %d: %+v", i, c)
+		}
+		if len(c.Watched.Runs) != 1 || len(c.Unwatched.Runs) != 1 || c.Watched.Median <= 0 || c.Unwatched.Median <= 0 || c.Ratio <= 0 {
+			t.Errorf("cell %d: runs missing: %+v", i, c)
+		}
 	}
 }

@@ -44,8 +44,8 @@ type options struct {
 	storm        bool
 	stormWriters int
 
-	// feed is the change feed the started server uses: "notify" only, for
-	// now; "logical" is to come.
+	// feed is the change feed of the started server and the database's
+	// triggers: "notify" or "logical".
 	feed     string
 	maxHzSet bool // -max-hz given: pgbench and bulk use the server's default otherwise
 
@@ -64,7 +64,7 @@ type options struct {
 }
 
 // Feeds the bench can measure; the first is the default.
-var feeds = []string{"notify"}
+var feeds = []string{"notify", "logical"}
 
 // The viewer cases of -pgbench and -bulk.
 const (
@@ -91,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "folder of the private PostgreSQL (empty: a temporary one)")
 	fs.BoolVar(&o.fsync, "fsync", false, "private PostgreSQL: keep fsync on (its commit time is then part of every latency); -pgbench: see -pgbench-fsync")
 	fs.Float64Var(&o.maxHz, "max-hz", 50, "DASHBOARD_MAX_REFRESH_HZ of the started server (-pgbench, -bulk: the server's default unless given)")
-	fs.StringVar(&o.feed, "feed", feeds[0], "change feed of the started server: notify (LISTEN/NOTIFY behind the gated triggers)")
+	fs.StringVar(&o.feed, "feed", feeds[0], "change feed of the started server and the database's triggers: notify (LISTEN/NOTIFY behind the gated triggers) or logical (logical decoding messages over a temporary slot; needs wal_level=logical, which the private PostgreSQL has)")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&o.svgFile, "svg", "", "draw latency against N as SVG to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (the clients) to this file")
@@ -118,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.maxHzSet = set["max-hz"]
 	if !slices.Contains(feeds, o.feed) {
-		return o, fmt.Errorf("-feed %q: the bench knows only %s so far", o.feed, strings.Join(feeds, ", "))
+		return o, fmt.Errorf("-feed %q: want one of %s", o.feed, strings.Join(feeds, ", "))
 	}
 	var err error
 	if o.pgbenchClients, err = parseInts(*clients); err != nil {
@@ -249,6 +249,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := setupBench(ctx, conn); err != nil {
 		return err
 	}
+	if err := setFeedMode(ctx, conn, o.feed); err != nil {
+		return err
+	}
 
 	b := &bench{o: o, db: db, conn: conn, stderr: stderr}
 	switch {
@@ -322,7 +325,7 @@ func (b *bench) target(ctx context.Context) (base string, stop func(), err error
 		return strings.TrimSuffix(b.o.server, "/"), func() {}, nil
 	}
 	p, err := startServer(ctx, b.o.serverBin, b.db.connString,
-		[]string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64)}, b.stderr)
+		[]string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64), "DASHBOARD_FEED=" + b.o.feed}, b.stderr)
 	if err != nil {
 		return "", nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/internal/listen"
 	"github.com/livedash/dashboard/internal/pgtest"
 )
 
@@ -122,8 +123,17 @@ func startStoppable(t testing.TB, cfg config.Config, demoMode bool) (*testServer
 	})
 	deadline := time.After(30 * time.Second)
 	for {
-		st, changed := r.listener.State()
-		if st.Listening && r.arms.Ready() == nil {
+		var st listen.State
+		var changed <-chan struct{}
+		var ok bool
+		if r.logical != nil {
+			st, changed = r.logical.State()
+			ok = st.Listening
+		} else {
+			st, changed = r.listener.State()
+			ok = st.Listening && r.arms.Ready() == nil
+		}
+		if ok {
 			break
 		}
 		select {

@@ -23,6 +23,9 @@ Usage:
   dashboard watch TABLE...     install the change triggers on tables
   dashboard unwatch TABLE...   remove them
   dashboard status [--json]    the change feed as a DBA sees it
+  dashboard feed [notify|logical]
+                               print or switch the database's change feed mode
+                               (servers must run with the same DASHBOARD_FEED)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
   dashboard token list | token revoke ID
   dashboard help               this text and every setting
@@ -91,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCommand(ctx, cfg, logger, args, stdout)
 	case "status":
 		return statusCommand(ctx, cfg, logger, args, stdout)
+	case "feed":
+		return feedCommand(ctx, cfg, logger, args, stdout)
 	}
 	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,6 +39,8 @@ type serveOptions struct {
 	// started, if set, is called once the server accepts requests, with its
 	// address and parts that tests inspect.
 	started func(s *running)
+	// slotWait, if set, replaces the logical feed's SlotWait (tests).
+	slotWait time.Duration
 }
 
 // running is the started program, for tests.
@@ -44,8 +48,9 @@ type running struct {
 	addr        string
 	metricsAddr string // "" when /metrics is on addr
 	engine      *refresh.Engine
-	listener    *listen.Listener
-	arms        *listen.Arms
+	listener    *listen.Listener // notify mode; nil in logical mode
+	arms        *listen.Arms     // notify mode; nil in logical mode
+	logical     *listen.Logical  // logical mode; nil in notify mode
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
 }
@@ -103,6 +108,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		if err := demo.Setup(ctx, pool); err != nil {
 			return fmt.Errorf("setting up demo: %w", err)
 		}
+		// The demo owns its database: it follows DASHBOARD_FEED.
+		if _, err := pool.Exec(ctx, "SELECT dashboard.set_feed_mode($1)", cmp.Or(cfg.Feed, config.FeedNotify)); err != nil {
+			return fmt.Errorf("setting up demo: DASHBOARD_FEED=%s: %w", cfg.Feed, err)
+		}
+	}
+	if err := checkFeed(ctx, cfg, pool, poolCfg.ConnConfig); err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -112,9 +124,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	listenMetrics := listen.NewMetrics(reg)
 	// The feed across every server on the database, read on scrape.
 	reg.MustRegister(listen.NewStatusCollector(pool, 2*time.Second, logger))
-	arms := listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
+	// Notify mode gates the triggers through Arms; logical mode needs none
+	// (its messages take no cluster-wide lock), so the engine gets nil.
+	var arms *listen.Arms
+	var engineArms refresh.Arms
+	if !cfg.Logical() {
+		arms = listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
+		engineArms = arms
+	}
 	engine := refresh.New(refresh.Config{
-		Arms: arms,
+		Arms: engineArms,
 		Pool: pool,
 		Loader: &catalog.Loader{Pool: pool, Logger: logger, QueryTimeout: cfg.QueryTimeout,
 			SafetyRefresh: cfg.SafetyRefresh},
@@ -139,16 +158,38 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err != nil {
 		return err
 	}
-	listener := listen.New(listen.Config{
-		ConnConfig:   poolCfg.ConnConfig,
-		Sink:         listen.Sinks{engine, tokens},
-		Logger:       logger,
-		Metrics:      listenMetrics,
-		PingInterval: cfg.ListenerPing,
-	})
+	var listener *listen.Listener
+	var logical *listen.Logical
+	var feed interface{ Run(context.Context) error }
+	if cfg.Logical() {
+		logical = listen.NewLogical(listen.LogicalConfig{
+			ConnConfig:     poolCfg.ConnConfig,
+			Sink:           listen.Sinks{engine, tokens},
+			Logger:         logger,
+			Metrics:        listenMetrics,
+			StatusInterval: cfg.ListenerPing,
+			SlotWait:       opts.slotWait,
+		})
+		feed = logical
+	} else {
+		listener = listen.New(listen.Config{
+			ConnConfig:   poolCfg.ConnConfig,
+			Sink:         listen.Sinks{engine, tokens},
+			Logger:       logger,
+			Metrics:      listenMetrics,
+			PingInterval: cfg.ListenerPing,
+		})
+		feed = listener
+	}
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
 			return errors.New("database unreachable")
+		}
+		if logical != nil {
+			if err := logical.Ready(); err != nil {
+				return fmt.Errorf("change feed: %w", err)
+			}
+			return nil
 		}
 		if !listener.Listening() {
 			return errors.New("listener not listening")
@@ -167,8 +208,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	srv := newHTTPServer(site.Handler(), logger)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return listener.Run(gctx) })
-	g.Go(func() error { return arms.Run(gctx, engine) })
+	g.Go(func() error { return feed.Run(gctx) })
+	if arms != nil {
+		g.Go(func() error { return arms.Run(gctx, engine) })
+	}
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
 	// Streams and long-polls are told to end first, so that Shutdown does
@@ -190,13 +233,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 
 	url := "http://" + ln.Addr().String() + "/"
-	logger.Info("dashboard serving", "url", url)
+	logger.Info("dashboard serving", "url", url, "feed", cmp.Or(cfg.Feed, config.FeedNotify))
 	if opts.demo && opts.stdout != nil {
 		fmt.Fprintf(opts.stdout, "\n  Demo running: open %s\n  Press Ctrl-C to stop.\n\n", url)
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, hub: h, pool: pool})
+			arms: arms, logical: logical, hub: h, pool: pool})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")
@@ -247,6 +290,50 @@ func trustedProxy(cfg config.Config) (*access.Proxy, error) {
 		p.Ranges = append(p.Ranges, pr.Masked())
 	}
 	return p, nil
+}
+
+// checkFeed refuses to start when DASHBOARD_FEED and the database's
+// triggers disagree: the server would see no change at all. In logical mode
+// it also checks, on a replication connection, everything logical decoding
+// needs, so that a database that cannot do it stops the start with the
+// setting or privilege to change instead of a feed that retries forever.
+func checkFeed(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, connConfig *pgx.ConnConfig) error {
+	if cfg.Logical() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := listen.CheckLogical(cctx, connConfig); err != nil {
+			return fmt.Errorf("DASHBOARD_FEED=logical: %w", err)
+		}
+		return nil
+	}
+	mode, err := feedMode(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if mode == config.FeedLogical {
+		return errors.New("DASHBOARD_FEED=notify, but the database's triggers are in logical mode and send no NOTIFY: " +
+			"set DASHBOARD_FEED=logical, or run 'dashboard feed notify' (as the owner of schema dashboard)")
+	}
+	return nil
+}
+
+// feedMode returns the database's feed mode (dashboard.feed_mode()), or
+// notify when the migration that added it has not run.
+func feedMode(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (string, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regprocedure('dashboard.feed_mode()') IS NOT NULL").Scan(&exists); err != nil {
+		return "", fmt.Errorf("reading the feed mode: %w", err)
+	}
+	if !exists {
+		return config.FeedNotify, nil
+	}
+	var mode string
+	if err := q.QueryRow(ctx, "SELECT dashboard.feed_mode()").Scan(&mode); err != nil {
+		return "", fmt.Errorf("reading the feed mode: %w", err)
+	}
+	return mode, nil
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {

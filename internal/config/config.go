@@ -35,7 +35,8 @@ type Config struct {
 	QueryConcurrency int           `envconfig:"DASHBOARD_QUERY_CONCURRENCY" default:"4" desc:"panel queries running at once"`
 	SafetyRefresh    time.Duration `envconfig:"DASHBOARD_SAFETY_REFRESH" default:"5m" desc:"full refresh of watched panels, for changes no trigger sees; 0 turns it off"`
 	MaxRows          int           `envconfig:"DASHBOARD_MAX_ROWS" default:"1000" desc:"rows kept from one panel query; more are cut and marked truncated"`
-	ListenerPing     time.Duration `envconfig:"DASHBOARD_LISTENER_PING" default:"5s" desc:"idle time after which the listener pings its connection"`
+	ListenerPing     time.Duration `envconfig:"DASHBOARD_LISTENER_PING" default:"5s" desc:"idle time after which the listener pings its connection (in logical mode: the standby status interval)"`
+	Feed             string        `envconfig:"DASHBOARD_FEED" default:"notify" desc:"change feed: notify (LISTEN/NOTIFY, works on any PostgreSQL) or logical (logical decoding; needs wal_level=logical, a role with REPLICATION, and 'dashboard feed logical' run once)"`
 
 	Heartbeat     time.Duration `envconfig:"DASHBOARD_HEARTBEAT" default:"15s" desc:"SSE heartbeat interval"`
 	StreamMaxAge  time.Duration `envconfig:"DASHBOARD_STREAM_MAX_AGE" default:"30m" desc:"SSE streams end after about this long (jittered) so clients rebalance"`
@@ -118,6 +119,13 @@ func (c *Config) Validate() error {
 	default:
 		bad("DASHBOARD_LOG_FORMAT", "%q is not one of text, json", c.LogFormat)
 	}
+	switch c.Feed {
+	case FeedNotify, FeedLogical:
+	case "":
+		// A Config literal (tests, dashbench) means the default.
+	default:
+		bad("DASHBOARD_FEED", "%q is not one of notify, logical", c.Feed)
+	}
 	positive := func(name string, d time.Duration) {
 		if d <= 0 {
 			bad(name, "must be above zero, got %s", d)
@@ -170,6 +178,19 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// The change feed modes of DASHBOARD_FEED.
+const (
+	// FeedNotify is LISTEN/NOTIFY from gated triggers, the default.
+	FeedNotify = "notify"
+	// FeedLogical is logical decoding of the triggers' messages over a
+	// temporary replication slot.
+	FeedLogical = "logical"
+)
+
+// Logical reports whether the change feed is in logical mode; an empty
+// Feed is the default, notify.
+func (c *Config) Logical() bool { return c.Feed == FeedLogical }
 
 // MaxLongPollWait is the longest a long-poll request is held, below the
 // common 60 s idle timeout of proxies.

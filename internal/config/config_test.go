@@ -15,7 +15,7 @@ func clearEnv(t *testing.T) {
 	for _, name := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_LEVEL",
 		"DASHBOARD_LOG_FORMAT", "DASHBOARD_BATCH_WINDOW", "DASHBOARD_MAX_REFRESH_HZ", "DASHBOARD_TRUSTED_PROXY_CIDRS",
 		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS",
-		"DASHBOARD_METRICS_ADDR"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED"} {
 		t.Setenv(name, "") // registers the restore
 		os.Unsetenv(name)
 	}
@@ -28,7 +28,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load with defaults: %v", err)
 	}
 	if c.Addr != "127.0.0.1:8080" || c.BatchWindow != 25*time.Millisecond || c.MaxRefreshHz != 10 ||
-		c.QueryTimeout != 5*time.Second || c.SafetyRefresh != 5*time.Minute || !c.Migrate {
+		c.QueryTimeout != 5*time.Second || c.SafetyRefresh != 5*time.Minute || !c.Migrate ||
+		c.Feed != FeedNotify || c.Logical() {
 		t.Errorf("got %+v, want the documented defaults", c)
 	}
 }
@@ -52,6 +53,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DASHBOARD_METRICS_ADDR", "nonsense", "DASHBOARD_METRICS_ADDR"},
 		{"DASHBOARD_METRICS_ADDR", "127.0.0.1:99999", "DASHBOARD_METRICS_ADDR"},
 		{"DATABASE_URL", "nonsense", "DATABASE_URL"},
+		{"DASHBOARD_FEED", "wal", "DASHBOARD_FEED: \"wal\" is not one of notify, logical"},
+		{"DASHBOARD_FEED", "Logical", "DASHBOARD_FEED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -126,7 +129,7 @@ func TestPrintHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH",
-		"DASHBOARD_METRICS_ADDR"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("help output lacks %q:\n%s", want, b.String())
 		}
@@ -149,5 +152,17 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 		if !strings.Contains(string(readme), "| `"+name+"` |") {
 			t.Errorf("README's configuration table lacks %s", name)
 		}
+	}
+}
+
+func TestLoadFeedLogical(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DASHBOARD_FEED", "logical")
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("Load with DASHBOARD_FEED=logical: %v", err)
+	}
+	if !c.Logical() {
+		t.Errorf("Logical(): got false, want true (Feed %q)", c.Feed)
 	}
 }

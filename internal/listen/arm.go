@@ -93,6 +93,10 @@ const (
 	// armed: a writer that stayed open past the bound is never looked at
 	// ("skip if a refresh is already under way").
 	FaultNoLateChange
+	// FaultNoVisibilityWait hands a decoded commit's tables to the sink at
+	// once, in logical mode: the refresh may read the table before the
+	// transaction is visible ("the message arrived, so it committed").
+	FaultNoVisibilityWait
 )
 
 // ArmsState is what /readyz and the metrics say about Arms.

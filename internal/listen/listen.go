@@ -1,6 +1,10 @@
-// Package listen owns the change feed's connection: one dedicated PostgreSQL
-// connection that LISTENs on the "dashboard" channel and hands every
-// notification's payload (a schema-qualified table name) to a Sink.
+// Package listen owns the change feed's connections. In the default notify
+// mode that is one dedicated PostgreSQL connection that LISTENs on the
+// "dashboard" channel and hands every notification's payload (a
+// schema-qualified table name) to a Sink, plus Arms, which tells the gated
+// triggers which tables this server wants news of. In logical mode it is
+// Logical: a replication connection that decodes the triggers' messages
+// from a temporary slot and hands them to the same Sink.
 //
 // It reconnects with jittered exponential backoff, pings while idle with a
 // context that is not already cancelled, and tells the Sink to resync after
@@ -27,8 +31,10 @@ import (
 // Channel is the notification channel the triggers of migrations/ use.
 const Channel = "dashboard"
 
-// Sink receives the feed. Both methods are called from the connection's
-// reader goroutine and must return quickly without blocking on I/O.
+// Sink receives the feed. Both methods must return quickly without
+// blocking on I/O, and be safe for concurrent use: the Listener calls them
+// from its connection's goroutine, the Logical feed also resyncs from a
+// timer while it has no slot.
 type Sink interface {
 	// TableChanged marks one table dirty.
 	TableChanged(table string, receivedAt time.Time)
@@ -72,6 +78,9 @@ type State struct {
 	// BackendPID is the server process of the current connection; 0 when
 	// not listening.
 	BackendPID uint32
+	// Slot is the replication slot the Logical feed streams from; empty
+	// for the Listener and when not streaming.
+	Slot string
 }
 
 // New returns a Listener; it connects when Run is called.
@@ -279,6 +288,7 @@ type Metrics struct {
 	pending       prometheus.Gauge
 	armWait       prometheus.Histogram
 	armTimeouts   prometheus.Counter
+	heldBack      prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -286,15 +296,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "dashboard", Name: "listener_connected",
-			Help: "1 while the listener's LISTEN is in effect, else 0.",
+			Help: "1 while the change feed is connected (LISTEN in effect, or in logical mode streaming from its slot), else 0.",
 		}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dashboard", Name: "listener_reconnects_total",
-			Help: "Times the listener lost or failed to open its connection.",
+			Help: "Times the change feed (listener or logical feed) lost or failed to open its connection.",
 		}),
 		notifications: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dashboard", Name: "notifications_total",
-			Help: "Notifications received on the dashboard channel.",
+			Help: "Change notices received: notifications on the dashboard channel, or in logical mode decoded messages with prefix dashboard.",
 		}),
 	}
 	m.armed = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -314,8 +324,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Namespace: "dashboard", Name: "feed_arm_timeouts_total",
 		Help: "Arms that waited past their bound for an open writer; the table is armed when the writer ends.",
 	})
+	m.heldBack = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "dashboard", Name: "feed_commits_held_total",
+		Help: "Logical mode: times a decoded commit was not yet visible to new snapshots, so its tables were held back until it was.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts)
+		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts, m.heldBack)
 	}
 	return m
 }

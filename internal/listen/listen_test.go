@@ -129,7 +129,12 @@ func run(t *testing.T, cfg listen.Config, s *sink) *fixture {
 	return f
 }
 
-func waitState(t *testing.T, l *listen.Listener, what string, cond func(listen.State) bool) listen.State {
+// feed is what Listener and Logical have in common for waiting on.
+type feed interface {
+	State() (listen.State, <-chan struct{})
+}
+
+func waitState(t *testing.T, l feed, what string, cond func(listen.State) bool) listen.State {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
@@ -146,7 +151,7 @@ func waitState(t *testing.T, l *listen.Listener, what string, cond func(listen.S
 	}
 }
 
-func waitListening(t *testing.T, l *listen.Listener, connects uint64) listen.State {
+func waitListening(t *testing.T, l feed, connects uint64) listen.State {
 	t.Helper()
 	return waitState(t, l, fmt.Sprintf("listening, connects >= %d", connects), func(s listen.State) bool {
 		return s.Listening && s.Connects >= connects

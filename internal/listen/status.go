@@ -159,7 +159,8 @@ ORDER BY slot_name`
 // reads; it returns ErrNotMigrated when the feed's functions are missing.
 func ReadStatus(ctx context.Context, q Querier) (*Status, error) {
 	var migrated bool
-	if err := q.QueryRow(ctx, `SELECT to_regprocedure('dashboard.feed_key(integer,oid)') IS NOT NULL
+	if err := q.QueryRow(ctx, `SELECT to_regprocedure('dashboard.feed_mode()') IS NOT NULL
+            AND to_regprocedure('dashboard.feed_key(integer,oid)') IS NOT NULL
             AND to_regprocedure('dashboard.slot_key(integer)') IS NOT NULL
             AND to_regprocedure('dashboard.trigger_mode(regclass)') IS NOT NULL`).Scan(&migrated); err != nil {
 		return nil, fmt.Errorf("reading feed status: %w", err)
@@ -167,9 +168,9 @@ func ReadStatus(ctx context.Context, q Querier) (*Status, error) {
 	if !migrated {
 		return nil, ErrNotMigrated
 	}
-	st := &Status{Feed: "notify", Tables: []TableStatus{}, Servers: []ServerStatus{}, LogicalSlots: []LogicalSlot{}}
-	if err := q.QueryRow(ctx, "SELECT dashboard.feed_slots(), pg_notification_queue_usage()").
-		Scan(&st.FeedSlots, &st.QueueUsage); err != nil {
+	st := &Status{Tables: []TableStatus{}, Servers: []ServerStatus{}, LogicalSlots: []LogicalSlot{}}
+	if err := q.QueryRow(ctx, "SELECT dashboard.feed_slots(), pg_notification_queue_usage(), dashboard.feed_mode()").
+		Scan(&st.FeedSlots, &st.QueueUsage, &st.Feed); err != nil {
 		return nil, fmt.Errorf("reading feed slots: %w", err)
 	}
 

@@ -341,6 +341,10 @@ func (s *Server) serverOptions() string {
 		"port":                    strconv.Itoa(s.port),
 		"max_connections":         "200",
 		"shared_buffers":          "64MB",
+		// Logical decoding, so that DASHBOARD_FEED=logical works on the private server too and
+		// both change feed modes are tested on it. It adds a little WAL (old key values, which
+		// tables without a replica identity never write) and nothing else when no slot exists.
+		"wal_level": "logical",
 	}
 	if !s.opts.Fsync {
 		// synchronous_commit stays on: with fsync off a commit costs one write(2), and a commit

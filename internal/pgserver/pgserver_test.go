@@ -105,6 +105,14 @@ func TestStartStopStartKeepsData(t *testing.T) {
 	if listen != "" {
 		t.Errorf("got listen_addresses %q, want empty (no TCP)", listen)
 	}
+	// DASHBOARD_FEED=logical must work on the private server.
+	var walLevel string
+	if err := conn.QueryRow(t.Context(), "SHOW wal_level").Scan(&walLevel); err != nil {
+		t.Fatal(err)
+	}
+	if walLevel != "logical" {
+		t.Errorf("got wal_level %q, want logical", walLevel)
+	}
 	conn.Close(t.Context())
 
 	if err := s.Stop(t.Context()); err != nil {

@@ -12,6 +12,9 @@
 //		...
 //	}
 //
+// Tests of the logical change feed call RequireLogical, which skips them on a TEST_DATABASE_URL
+// server without wal_level=logical.
+//
 // Fault tests that Restart or Kill the server (through Server) affect every test of the package
 // running at that moment, so they must not call t.Parallel.
 //
@@ -21,6 +24,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -34,6 +38,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/livedash/dashboard/internal/pgserver"
 )
@@ -102,7 +107,14 @@ func ensureServer() (*pgserver.Server, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		server, startErr = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dir, dataDir)})
+		server, startErr = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dir, dataDir), ExtraConf: map[string]string{
+			// Each test of the logical change feed holds a walsender and a temporary slot; the
+			// defaults (10 of each) are too few for a package's tests running in parallel.
+			// Replication connections over the socket are allowed by initdb's pg_hba.conf
+			// ("local replication all trust").
+			"max_wal_senders":       "40",
+			"max_replication_slots": "40",
+		}})
 		if startErr != nil {
 			startErr = fmt.Errorf("starting test server (or set TEST_DATABASE_URL): %w", startErr)
 		}
@@ -156,8 +168,21 @@ func NewDB(t testing.TB) string {
 		t.Fatalf("pgtest: creating database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if err := adminExec(admin, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: dropping database %s: %v", name, err)
+		// A temporary replication slot goes with its session, but only once
+		// the backend has exited, a moment after its connection closed:
+		// until then the drop fails with 55006, so it is tried again.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := adminExec(admin, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
+			var pgErr *pgconn.PgError
+			if err != nil && errors.As(err, &pgErr) && pgErr.Code == "55006" && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Errorf("pgtest: dropping database %s: %v", name, err)
+			}
+			return
 		}
 	})
 	return db(name)
@@ -178,6 +203,31 @@ func Server(t testing.TB) *pgserver.Server {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return s
+}
+
+// RequireLogical skips the test when TEST_DATABASE_URL names a server whose wal_level is not
+// logical: tests of the logical change feed need it. The package's own server always has it, so
+// there the check only costs a query.
+func RequireLogical(t testing.TB) {
+	t.Helper()
+	admin, _ := target(t)
+	if external == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	var level string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		t.Fatalf("pgtest: reading wal_level: %v", err)
+	}
+	if level != "logical" {
+		t.Skipf("pgtest: the TEST_DATABASE_URL server has wal_level=%s; the logical change feed needs logical", level)
+	}
 }
 
 // adminExec runs one statement on a short-lived connection. It uses its own context: t.Context

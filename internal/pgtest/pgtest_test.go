@@ -3,11 +3,13 @@ package pgtest_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/livedash/dashboard/internal/pgtest"
 )
@@ -82,4 +84,38 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("connecting after restart: %v", err)
 	}
 	conn.Close(t.Context())
+}
+
+// TestLogicalReplicationAllowed checks what the logical change feed's tests need of the package's
+// server: wal_level=logical, room for a walsender and slot per parallel test, and replication
+// connections allowed.
+func TestLogicalReplicationAllowed(t *testing.T) {
+	t.Parallel()
+	connString := pgtest.NewDB(t)
+	cfg, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("opening a replication connection: %v", err)
+	}
+	defer conn.Close(context.Background())
+	// A walsender takes one replication command per query.
+	var got []string
+	for _, name := range []string{"wal_level", "max_wal_senders", "max_replication_slots"} {
+		results, err := conn.Exec(t.Context(), "SHOW "+name).ReadAll()
+		if err != nil {
+			t.Fatalf("SHOW %s on a replication connection: %v", name, err)
+		}
+		got = append(got, string(results[0].Rows[0][0]))
+	}
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		t.Logf("TEST_DATABASE_URL server: wal_level, max_wal_senders, max_replication_slots = %q", got)
+		return
+	}
+	if want := []string{"logical", "40", "40"}; !slices.Equal(got, want) {
+		t.Errorf("wal_level, max_wal_senders, max_replication_slots: got %q, want %q", got, want)
+	}
 }

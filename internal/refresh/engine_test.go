@@ -34,14 +34,19 @@ func countPanel(t *testing.T, db *testDB, sql string) (dashboard, panelID int64)
 }
 
 // Rule 1: writes committed while the listener's connection is down show up
-// after the automatic reconnect.
+// after the automatic reconnect. In logical mode the walsender is killed,
+// which ends the slot too: the reconnect streams from a new one.
 func TestEngineTerminatedListenerCatchesUp(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineTerminatedListenerCatchesUp)
+}
+
+func testEngineTerminatedListenerCatchesUp(t *testing.T, feed string) {
 	db := newTestDB(t)
 	dash, p := countPanel(t, db, "")
 	// BackoffMin 1s: the reconnect waits at least 500ms, time enough to
 	// commit while nobody listens.
-	h := start(t, db, options{listen: listen.Config{BackoffMin: time.Second, BackoffMax: 2 * time.Second}})
+	h := start(t, db, options{feed: feed, listen: listen.Config{BackoffMin: time.Second, BackoffMax: 2 * time.Second}})
 	defer h.acquire(t, dash)()
 	db.exec(t, "INSERT INTO t DEFAULT VALUES")
 	h.pub.waitValue(t, p, 1)
@@ -69,12 +74,16 @@ func TestEngineTerminatedListenerCatchesUp(t *testing.T) {
 // reconnects, queries are retried, and panels converge on the data. It
 // restarts the package's server, so it must not run in parallel.
 func TestEngineRecoversFromRestart(t *testing.T) {
+	forEachFeed(t, false, testEngineRecoversFromRestart)
+}
+
+func testEngineRecoversFromRestart(t *testing.T, feed string) {
 	for _, mode := range []string{"fast", "immediate"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := pgtest.Server(t)
 			db := newTestDB(t)
 			dash, p := countPanel(t, db, "")
-			h := start(t, db, options{listen: listen.Config{BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond}})
+			h := start(t, db, options{feed: feed, listen: listen.Config{BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond}})
 			defer h.acquire(t, dash)()
 			db.exec(t, "INSERT INTO t SELECT FROM generate_series(1, 3)")
 			h.pub.waitValue(t, p, 3)
@@ -119,10 +128,14 @@ func insert(t *testing.T, connString string, n int) {
 // query's snapshot; the panel runs again after it and shows it.
 func TestEngineCommitDuringQuery(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineCommitDuringQuery)
+}
+
+func testEngineCommitDuringQuery(t *testing.T, feed string) {
 	db := newTestDB(t)
 	const slow = "SELECT (SELECT count(*) FROM t) AS n FROM pg_sleep(0.3)"
 	dash, p := countPanel(t, db, slow)
-	h := start(t, db, options{})
+	h := start(t, db, options{feed: feed})
 	defer h.acquire(t, dash)()
 	q0 := h.queries(t)
 
@@ -192,10 +205,14 @@ func (s *insertingSink) Resync() {
 
 func TestEngineWriteBetweenListenAndSnapshot(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineWriteBetweenListenAndSnapshot)
+}
+
+func testEngineWriteBetweenListenAndSnapshot(t *testing.T, feed string) {
 	db := newTestDB(t)
 	dash, p := countPanel(t, db, "")
 	var sink *insertingSink
-	h := start(t, db, options{noSettle: true, sink: func(e *refresh.Engine) listen.Sink {
+	h := start(t, db, options{feed: feed, noSettle: true, sink: func(e *refresh.Engine) listen.Sink {
 		sink = &insertingSink{Engine: e, t: t, connString: db.connString}
 		return sink
 	}})
@@ -217,6 +234,10 @@ func TestEngineWriteBetweenListenAndSnapshot(t *testing.T) {
 // queries, the notification queue drains, and memory stays bounded.
 // Not parallel: it measures the process's heap and the server's queue.
 func TestEngineWriteStorm(t *testing.T) {
+	forEachFeed(t, false, testEngineWriteStorm)
+}
+
+func testEngineWriteStorm(t *testing.T, feed string) {
 	const (
 		writers  = 32
 		duration = 5 * time.Second
@@ -233,7 +254,7 @@ func TestEngineWriteStorm(t *testing.T) {
 		db.panel(t, dash, "b-count", "SELECT count(*) AS n FROM b"),
 		db.panel(t, dash, "b-distinct", "SELECT count(DISTINCT id) AS n FROM b"),
 	}
-	h := start(t, db, options{engine: refresh.Config{BatchWindow: 25 * time.Millisecond, MaxRefreshHz: hz}})
+	h := start(t, db, options{feed: feed, engine: refresh.Config{BatchWindow: 25 * time.Millisecond, MaxRefreshHz: hz}})
 	defer h.acquire(t, dash)()
 	q0 := h.queries(t)
 
@@ -330,11 +351,15 @@ func sentinel(t *testing.T, db *testDB, dash int64) int64 {
 // result is not published again.
 func TestEngineNoRowsNoPublish(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineNoRowsNoPublish)
+}
+
+func testEngineNoRowsNoPublish(t *testing.T, feed string) {
 	db := newTestDB(t)
 	dash, p := countPanel(t, db, "")
 	s := sentinel(t, db, dash)
 	db.exec(t, "INSERT INTO t SELECT FROM generate_series(1, 3)")
-	h := start(t, db, options{engine: refresh.Config{MaxRefreshHz: 1000}})
+	h := start(t, db, options{feed: feed, engine: refresh.Config{MaxRefreshHz: 1000}})
 	defer h.acquire(t, dash)()
 	q0, n0 := h.queries(t), h.metric(t, "dashboard_notifications_total")
 
@@ -360,13 +385,17 @@ func TestEngineNoRowsNoPublish(t *testing.T) {
 // Rule 5: a panel nobody watches is never queried, however its tables change.
 func TestEngineNoViewerNoQuery(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineNoViewerNoQuery)
+}
+
+func testEngineNoViewerNoQuery(t *testing.T, feed string) {
 	db := newTestDB(t)
 	viewed := db.dashboard(t, "viewed")
 	s := sentinel(t, db, viewed)
 	db.table(t, "b")
 	other := db.dashboard(t, "other")
 	unseen := db.panel(t, other, "unseen", "SELECT count(*) AS n FROM b")
-	h := start(t, db, options{engine: refresh.Config{MaxRefreshHz: 1000}})
+	h := start(t, db, options{feed: feed, engine: refresh.Config{MaxRefreshHz: 1000}})
 	defer h.acquire(t, viewed)()
 	q0, n0 := h.queries(t), h.metric(t, "dashboard_notifications_total")
 
@@ -377,8 +406,14 @@ func TestEngineNoViewerNoQuery(t *testing.T) {
 	h.pub.waitValue(t, s, 1)
 	// Nobody watches b, so its trigger finds it not wanted: writes to it
 	// send no notification at all (and take no cluster-wide NOTIFY lock).
-	if got := h.metric(t, "dashboard_notifications_total") - n0; got != 1 {
-		t.Errorf("notifications: got %v, want 1 (the sentinel's; none for b, which nobody watches)", got)
+	// In logical mode every statement sends its message, which takes no
+	// such lock, and the engine drops those of tables no live panel reads.
+	want := 1.0
+	if feed == logicalFeed {
+		want = 6
+	}
+	if got := h.metric(t, "dashboard_notifications_total") - n0; got != want {
+		t.Errorf("notifications: got %v, want %v (the sentinel's; in notify mode none for b, which nobody watches)", got, want)
 	}
 	if got := h.waitMetric(t, "dashboard_refresh_queries_total", q0+1) - q0; got != 1 {
 		t.Errorf("queries: got %v, want 1 (the sentinel panel's only)", got)
@@ -396,11 +431,15 @@ func TestEngineNoViewerNoQuery(t *testing.T) {
 // and recovers when an operator fixes its SQL.
 func TestEngineFailingPanel(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testEngineFailingPanel)
+}
+
+func testEngineFailingPanel(t *testing.T, feed string) {
 	db := newTestDB(t)
 	dash, good := countPanel(t, db, "")
 	// EXPLAIN accepts it (so it depends on t); running it divides by zero.
 	bad := db.panel(t, dash, "bad", "SELECT count(*) / (count(*) - count(*)) AS n FROM t")
-	h := start(t, db, options{})
+	h := start(t, db, options{feed: feed})
 	defer h.acquire(t, dash)()
 	h.pub.waitFor(t, "the bad panel's error", func() bool {
 		rs := h.pub.ofLocked(bad)
@@ -427,15 +466,20 @@ func TestEngineFailingPanel(t *testing.T) {
 }
 
 // Shutdown ends every goroutine of the engine and the listener, even with a
-// query running. Not parallel: it counts the process's goroutines.
+// query running, and in logical mode leaves no replication slot behind.
+// Not parallel: it counts the process's goroutines.
 func TestEngineShutdownLeavesNoGoroutines(t *testing.T) {
+	forEachFeed(t, false, testEngineShutdownLeavesNoGoroutines)
+}
+
+func testEngineShutdownLeavesNoGoroutines(t *testing.T, feed string) {
 	db := newTestDB(t)
 	const slow = "SELECT (SELECT count(*) FROM t) AS n FROM pg_sleep(0.5)"
 	dash, _ := countPanel(t, db, slow)
 	db.exec(t, "SELECT count(*) FROM t") // warm the pool
 	base := runtime.NumGoroutine()
 
-	h := start(t, db, options{engine: refresh.Config{QueueUsageInterval: 50 * time.Millisecond}})
+	h := start(t, db, options{feed: feed, engine: refresh.Config{QueueUsageInterval: 50 * time.Millisecond}})
 	h.acquire(t, dash)
 	db.exec(t, "INSERT INTO t DEFAULT VALUES")
 	waitRunning(t, db, slow)
@@ -446,6 +490,9 @@ func TestEngineShutdownLeavesNoGoroutines(t *testing.T) {
 	t.Logf("Run returned %v after cancel with a query running", time.Since(stopped).Round(time.Millisecond))
 	if s, _ := h.listener.State(); s.Listening {
 		t.Errorf("listener state after Run returned: got %+v, want not listening", s)
+	}
+	if feed == logicalFeed {
+		wantNoSlots(t, db)
 	}
 
 	deadline := time.Now().Add(10 * time.Second)
@@ -464,13 +511,19 @@ func TestEngineShutdownLeavesNoGoroutines(t *testing.T) {
 // waits until the previous result was published and the batch window and
 // rate cap have passed, so each one meets a quiet engine (the leading edge).
 func BenchmarkCommitToResult(b *testing.B) {
+	for _, feed := range feeds {
+		b.Run(feed, func(b *testing.B) { benchmarkCommitToResult(b, feed) })
+	}
+}
+
+func benchmarkCommitToResult(b *testing.B, feed string) {
 	const commits = 1000
 	window := 25 * time.Millisecond
 	db := newTestDB(b)
 	db.table(b, "t")
 	dash := db.dashboard(b, "bench")
 	p := db.panel(b, dash, "count", "SELECT count(*) AS n FROM t")
-	h := start(b, db, options{engine: refresh.Config{BatchWindow: window, MaxRefreshHz: 40}})
+	h := start(b, db, options{feed: feed, engine: refresh.Config{BatchWindow: window, MaxRefreshHz: 40}})
 	defer h.acquire(b, dash)()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, db.connString)

@@ -212,19 +212,57 @@ func value(r *panel.Result) int64 {
 	return int64(r.Rows[0][0].Num)
 }
 
-// harness is an Engine and a Listener on one test database, running until
-// the test ends.
+// The change feed modes (DASHBOARD_FEED) the harness runs.
+const (
+	notifyFeed  = "notify"
+	logicalFeed = "logical"
+)
+
+// feeds lists every mode, for tests that must hold in each.
+var feeds = []string{notifyFeed, logicalFeed}
+
+// forEachFeed runs f as one subtest per feed mode, named after it; in
+// parallel when the test itself runs in parallel.
+func forEachFeed(t *testing.T, parallel bool, f func(t *testing.T, feed string)) {
+	t.Helper()
+	for _, feed := range feeds {
+		t.Run(feed, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			f(t, feed)
+		})
+	}
+}
+
+// feedSource is what the harness needs of a change feed: the Listener in
+// notify mode, the Logical feed in logical mode.
+type feedSource interface {
+	Run(ctx context.Context) error
+	State() (listen.State, <-chan struct{})
+}
+
+// harness is an Engine and a change feed on one test database, running
+// until the test ends.
 type harness struct {
-	db       *testDB
-	arms     *listen.Arms
-	engine   *refresh.Engine
-	listener *listen.Listener
+	db     *testDB
+	feed   string
+	arms   *listen.Arms // nil in logical mode
+	engine *refresh.Engine
+	// listener is the change feed: a *listen.Listener in notify mode, a
+	// *listen.Logical in logical mode.
+	listener feedSource
 	pub      *recorder
 	reg      *prometheus.Registry
 	stop     func() error // cancels and waits for Run; safe to call twice
 }
 
 type options struct {
+	// feed is the change feed mode, notifyFeed (the default) or
+	// logicalFeed. In logical mode the database is switched to it
+	// (dashboard.set_feed_mode), there are no Arms, and listen's
+	// PingInterval and backoff configure the Logical feed.
+	feed   string
 	engine refresh.Config // Pool, Loader, Publisher and Metrics are filled in
 	listen listen.Config  // ConnConfig, Sink and Metrics are filled in
 	// sink wraps the engine as the listener's Sink.
@@ -237,13 +275,13 @@ type options struct {
 	armsBackoff time.Duration
 }
 
-// start runs an Engine and a Listener on db. Unless o.noSettle, it returns
-// once the listener is listening and the engine has applied the resync of
-// that connect (its second catalog): from then on, with no viewer and no
+// start runs an Engine and a change feed on db. Unless o.noSettle, it
+// returns once the feed is connected and the engine has applied the resync
+// of that connect (its second catalog): from then on, with no viewer and no
 // write, the engine is idle.
 func start(t testing.TB, db *testDB, o options) *harness {
 	t.Helper()
-	h := &harness{db: db, pub: newRecorder(), reg: prometheus.NewRegistry()}
+	h := &harness{db: db, feed: cmp.Or(o.feed, notifyFeed), pub: newRecorder(), reg: prometheus.NewRegistry()}
 	cfg := o.engine
 	cfg.Pool = db.pool
 	cfg.Loader = &catalog.Loader{Pool: db.pool, QueryTimeout: 5 * time.Second, SafetyRefresh: 5 * time.Minute}
@@ -252,10 +290,19 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = 100 * time.Millisecond
 	}
-	h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
-		Metrics: listen.NewMetrics(nil), BackoffMin: cmp.Or(o.armsBackoff, 50*time.Millisecond),
-		BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
-	cfg.Arms = h.arms
+	switch h.feed {
+	case notifyFeed:
+		h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
+			Metrics: listen.NewMetrics(nil), BackoffMin: cmp.Or(o.armsBackoff, 50*time.Millisecond),
+			BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
+		cfg.Arms = h.arms
+	case logicalFeed:
+		pgtest.RequireLogical(t)
+		// Switching is idempotent: several servers may share db.
+		db.exec(t, "SELECT dashboard.set_feed_mode('logical')")
+	default:
+		t.Fatalf("unknown feed mode %q", o.feed)
+	}
 	h.engine = refresh.New(cfg)
 	if err := h.engine.LoadCatalog(context.Background()); err != nil {
 		t.Fatalf("LoadCatalog: %v", err)
@@ -276,13 +323,25 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	if lc.BackoffMax == 0 {
 		lc.BackoffMax = 500 * time.Millisecond
 	}
-	h.listener = listen.New(lc)
+	if h.feed == logicalFeed {
+		h.listener = listen.NewLogical(listen.LogicalConfig{ConnConfig: lc.ConnConfig, Sink: lc.Sink,
+			Metrics: lc.Metrics, StatusInterval: lc.PingInterval, Timeout: lc.PingTimeout,
+			BackoffMin: lc.BackoffMin, BackoffMax: lc.BackoffMax, Fault: o.fault,
+			// Creating a slot waits for every open transaction in the
+			// cluster, the other tests' too; meanwhile the feed resyncs
+			// periodically, soon enough for convergeWait.
+			SlotWait: time.Second, PollInterval: 250 * time.Millisecond})
+	} else {
+		h.listener = listen.New(lc)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return h.engine.Run(gctx) })
 	g.Go(func() error { return h.listener.Run(gctx) })
-	g.Go(func() error { return h.arms.Run(gctx, h.engine) })
+	if h.arms != nil {
+		g.Go(func() error { return h.arms.Run(gctx, h.engine) })
+	}
 	var once sync.Once
 	var runErr error
 	h.stop = func() error {
@@ -305,7 +364,9 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	})
 	if !o.noSettle {
 		h.waitListening(t, 1)
-		h.waitArmsReady(t)
+		if h.arms != nil {
+			h.waitArmsReady(t)
+		}
 		h.pub.waitFor(t, "the first connect's resync", func() bool { return h.pub.catalogs >= 2 })
 	}
 	return h
@@ -323,8 +384,8 @@ func (h *harness) waitArmsReady(t testing.TB) {
 	}
 }
 
-// waitListening waits until the listener listens on its connects-th
-// connection or a later one.
+// waitListening waits until the change feed is connected (listening, or
+// streaming from its slot) on its connects-th connection or a later one.
 func (h *harness) waitListening(t testing.TB, connects uint64) listen.State {
 	t.Helper()
 	return waitState(t, h.listener, fmt.Sprintf("listening, connects >= %d", connects), func(s listen.State) bool {
@@ -332,7 +393,7 @@ func (h *harness) waitListening(t testing.TB, connects uint64) listen.State {
 	})
 }
 
-func waitState(t testing.TB, l *listen.Listener, what string, cond func(listen.State) bool) listen.State {
+func waitState(t testing.TB, l feedSource, what string, cond func(listen.State) bool) listen.State {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
@@ -402,5 +463,24 @@ func (h *harness) waitMetric(t testing.TB, name string, want float64) float64 {
 			t.Fatalf("%s: got %v, want >= %v within %v", name, got, want, waitTimeout)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wantNoSlots checks that db has no replication slot of the logical feed
+// left: the feed drops its temporary slot before Run returns, so a stopped
+// server retains no WAL.
+func wantNoSlots(t testing.TB, db *testDB) {
+	t.Helper()
+	rows, err := db.pool.Query(context.Background(), `SELECT slot_name FROM pg_replication_slots
+		WHERE database = current_database() AND starts_with(slot_name, $1)`, listen.SlotPrefix)
+	if err != nil {
+		t.Fatalf("reading pg_replication_slots: %v", err)
+	}
+	slots, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("reading pg_replication_slots: %v", err)
+	}
+	if len(slots) != 0 {
+		t.Errorf("replication slots after the feed stopped: got %q, want none", slots)
 	}
 }

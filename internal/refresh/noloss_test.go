@@ -18,9 +18,10 @@ import (
 )
 
 // The no-loss tests prove the gated triggers (migrations/0005) and the
-// engine's arming together: after every quiet moment every server's view of
-// every panel equals the committed state. The safety-net refresh is off, so
-// nothing but the feed can bring a lost change back.
+// engine's arming together, and in logical mode the Logical feed's slots and
+// resyncs: after every quiet moment every server's view of every panel
+// equals the committed state. The safety-net refresh is off, so nothing but
+// the feed can bring a lost change back.
 
 // convergeWait bounds how long views may take to catch up after writers
 // stop. It covers a pending arm's retry (1s) several times over; a lost
@@ -198,6 +199,30 @@ func longWriter(db *testDB, hold time.Duration) error {
 	return tx.Commit(ctx)
 }
 
+// waitEnded waits until the backends pids have exited, so that their last
+// transactions have committed or aborted.
+func waitEnded(t *testing.T, db *testDB, pids []uint32) {
+	t.Helper()
+	ids := make([]int32, len(pids))
+	for i, p := range pids {
+		ids[i] = int32(p)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var n int
+		if err := db.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", ids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writer sessions still open after %v", n, waitTimeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // waitUnarmed waits until no server holds a feed key of table, so that a
 // writer now skips its notification.
 func waitUnarmed(t *testing.T, db *testDB, table string) {
@@ -224,12 +249,17 @@ func waitUnarmed(t *testing.T, db *testDB, table string) {
 
 // TestNoLossRandomized: two servers on one database; writers at every
 // isolation level, with rollbacks and transactions over several tables; a
-// writer left open past the arm bound; listeners and lock connections
-// killed. After every quiet moment, every view equals the committed state.
+// writer left open past the arm bound; listeners and lock connections (in
+// logical mode walsenders) killed. After every quiet moment, every view
+// equals the committed state.
 func TestNoLossRandomized(t *testing.T) {
 	t.Parallel()
+	forEachFeed(t, true, testNoLossRandomized)
+}
+
+func testNoLossRandomized(t *testing.T, feed string) {
 	f := newLossFixture(t)
-	servers := []*harness{f.server(t, options{}), f.server(t, options{})}
+	servers := []*harness{f.server(t, options{feed: feed}), f.server(t, options{feed: feed})}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -239,6 +269,7 @@ func TestNoLossRandomized(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var errs []error
+		var pids []uint32
 		for w := range 4 {
 			wrng := rand.New(rand.NewPCG(seed, uint64(phase*10+w+1)))
 			wg.Go(func() {
@@ -250,6 +281,9 @@ func TestNoLossRandomized(t *testing.T) {
 					return
 				}
 				defer conn.Close(context.Background())
+				mu.Lock()
+				pids = append(pids, conn.PgConn().PID())
+				mu.Unlock()
 				for ctx.Err() == nil {
 					if err := write(ctx, conn, wrng); err != nil && ctx.Err() == nil && !serializationFailure(err) {
 						mu.Lock()
@@ -272,7 +306,7 @@ func TestNoLossRandomized(t *testing.T) {
 		// Faults: kill a listener or a lock connection mid-phase.
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		h := servers[rng.IntN(len(servers))]
-		if rng.IntN(2) == 0 {
+		if rng.IntN(2) == 0 || h.arms == nil {
 			s, _ := h.listener.State()
 			terminate(t, f.db, s.BackendPID)
 		} else {
@@ -283,9 +317,13 @@ func TestNoLossRandomized(t *testing.T) {
 		if len(errs) > 0 {
 			t.Fatalf("phase %d: writer: %v", phase, errs[0])
 		}
+		// A writer stopped by its context may leave a COMMIT running on
+		// the server; the truth is read once every writer's session ended.
+		waitEnded(t, f.db, pids)
 		for i, h := range servers {
 			if ok, diff := f.converged(t, h); !ok {
-				t.Fatalf("phase %d (seed %d), server %d lost an update: %s; published: %s", phase, seed, i, diff, h.pub)
+				st, _ := h.listener.State()
+				t.Fatalf("phase %d (seed %d), server %d lost an update: %s; feed %+v; published: %s", phase, seed, i, diff, st, h.pub)
 			}
 		}
 	}
@@ -320,23 +358,40 @@ func TestNoLossFaultsAreCaught(t *testing.T) {
 		waitUnarmed(t, f.db, "a")
 		f.db.exec(t, "INSERT INTO a (v) VALUES (2)")
 	}
+	// killedFeed: the change feed's connection dies (in logical mode the
+	// walsender, and with it the slot), and a writer commits before it is
+	// back.
+	killedFeed := func(t *testing.T, f *lossFixture, h *harness) {
+		before, _ := h.listener.State()
+		terminate(t, f.db, before.BackendPID)
+		waitState(t, h.listener, "disconnected", func(s listen.State) bool { return !s.Listening })
+		f.db.exec(t, "INSERT INTO a (v) VALUES (2)")
+		if s, _ := h.listener.State(); s.Listening || s.Connects != before.Connects {
+			t.Fatalf("the feed reconnected before the write committed (%+v): the test did not write into the gap", s)
+		}
+	}
 	for _, tt := range []struct {
 		name    string
+		feed    string
 		fault   listen.Fault
 		episode func(*testing.T, *lossFixture, *harness)
 	}{
-		{"no wait for writers that skipped", listen.FaultNoWait, open},
-		{"no re-query once a pending table is armed", listen.FaultNoLateChange, open},
-		{"no resync after the locks were lost", listen.FaultNoResync, killed},
-		{"open writer, no fault", listen.NoFault, open},
-		{"lost locks, no fault", listen.NoFault, killed},
+		{"no wait for writers that skipped", notifyFeed, listen.FaultNoWait, open},
+		{"no re-query once a pending table is armed", notifyFeed, listen.FaultNoLateChange, open},
+		{"no resync after the locks were lost", notifyFeed, listen.FaultNoResync, killed},
+		{"open writer, no fault", notifyFeed, listen.NoFault, open},
+		{"lost locks, no fault", notifyFeed, listen.NoFault, killed},
+		{"logical: no resync after the walsender was killed", logicalFeed, listen.FaultNoResync, killedFeed},
+		{"logical: open writer, no fault", logicalFeed, listen.NoFault, open},
+		{"logical: killed walsender, no fault", logicalFeed, listen.NoFault, killedFeed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newLossFixture(t)
 			// A slow reconnect leaves the writer of "killed" time to skip;
 			// a low refresh cap keeps c disarmed a while after its news.
-			h := f.server(t, options{fault: tt.fault, armsBackoff: 400 * time.Millisecond,
+			h := f.server(t, options{feed: tt.feed, fault: tt.fault, armsBackoff: 400 * time.Millisecond,
+				listen: listen.Config{BackoffMin: 400 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
 				engine: refresh.Config{MaxRefreshHz: 2}})
 			if ok, diff := f.converged(t, h); !ok {
 				t.Fatalf("not converged before the episode: %s", diff)

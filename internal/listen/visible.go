@@ -1,0 +1,183 @@
+package listen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A decoded commit is not yet a visible one. A walsender sends a
+// transaction as soon as its commit record is flushed, while the
+// committing backend leaves the list of running transactions (and so
+// becomes visible to new snapshots) a moment later, or much later when it
+// waits for a synchronous standby. A refresh started on the message alone
+// could read the table without that transaction and, hearing nothing
+// more, keep the stale result for good. The visibility gate holds each
+// decoded commit's tables until a snapshot taken on an ordinary connection
+// includes the transaction; every snapshot taken after that one does too,
+// so the refresh the sink starts sees it.
+
+// commit is a decoded transaction that sent messages: its 32-bit id, as
+// pgoutput's Begin gives it, and the tables named.
+type commit struct {
+	xid    uint32
+	tables []string
+}
+
+// gate releases decoded commits to the sink once they are visible.
+type gate struct {
+	sink    Sink
+	metrics *Metrics
+
+	mu      sync.Mutex
+	pending []commit
+	wake    chan struct{} // capacity 1: a commit was added
+}
+
+func newGate(sink Sink, metrics *Metrics) *gate {
+	return &gate{sink: sink, metrics: metrics, wake: make(chan struct{}, 1)}
+}
+
+// add queues a decoded commit; it never blocks the stream.
+func (g *gate) add(c commit) {
+	g.mu.Lock()
+	g.pending = append(g.pending, c)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run releases the queued commits as they become visible to conn's
+// snapshots, until ctx ends or conn fails. Commits still queued then are
+// dropped: the caller ends the session, and the next one resyncs after
+// creating its slot, which waits for every transaction still running.
+func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
+	delay := time.Duration(0)
+	for {
+		g.mu.Lock()
+		n := len(g.pending)
+		g.mu.Unlock()
+		if n == 0 {
+			delay = 0
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-g.wake:
+			}
+			continue
+		}
+		if delay > 0 {
+			// Still running: wait a little, or for a new commit.
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-g.wake:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		var text string
+		if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
+			return fmt.Errorf("reading a snapshot: %w", err)
+		}
+		snap, err := parseSnapshot(text)
+		if err != nil {
+			return err
+		}
+		var ready []string
+		g.mu.Lock()
+		keep := g.pending[:0]
+		for _, c := range g.pending {
+			if snap.visible(c.xid) {
+				ready = append(ready, c.tables...)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(g.pending[len(keep):])
+		g.pending = keep
+		waiting := len(keep) > 0
+		g.mu.Unlock()
+		for _, table := range ready {
+			g.sink.TableChanged(table, time.Now())
+		}
+		if waiting {
+			// A commit decoded before it is visible: a few microseconds
+			// usually, as long as a synchronous standby takes otherwise.
+			if delay == 0 {
+				g.metrics.heldBack.Inc()
+			}
+			delay = min(max(2*delay, time.Millisecond), 100*time.Millisecond)
+		} else {
+			delay = 0
+		}
+	}
+}
+
+// snapshot is pg_current_snapshot(): every transaction below xmin has
+// ended, none from xmax on had started, and xip lists those in between
+// still running.
+type snapshot struct {
+	xmin, xmax uint64
+	xip        map[uint64]bool
+}
+
+func parseSnapshot(s string) (snapshot, error) {
+	bad := fmt.Errorf("reading a snapshot: unexpected %q", s)
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return snapshot{}, bad
+	}
+	var snap snapshot
+	var err error
+	if snap.xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return snapshot{}, bad
+	}
+	if snap.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return snapshot{}, bad
+	}
+	if parts[2] != "" {
+		ids := strings.Split(parts[2], ",")
+		snap.xip = make(map[uint64]bool, len(ids))
+		for _, id := range ids {
+			x, err := strconv.ParseUint(id, 10, 64)
+			if err != nil {
+				return snapshot{}, bad
+			}
+			snap.xip[x] = true
+		}
+	}
+	if snap.xmin > snap.xmax {
+		return snapshot{}, errors.Join(bad, errors.New("xmin above xmax"))
+	}
+	return snap, nil
+}
+
+// visible reports whether the transaction with the 32-bit id xid has
+// ended in this snapshot. Its 64-bit id is the one with those low 32 bits
+// nearest xmax: live ids span less than 2^31. An id at or above xmax
+// (which is one past the latest transaction to end, not the next id to
+// assign) has not ended.
+func (s snapshot) visible(xid uint32) bool {
+	full := s.xmax&^0xffffffff | uint64(xid)
+	switch {
+	case full > s.xmax && full-s.xmax > 1<<31 && full >= 1<<32:
+		full -= 1 << 32
+	case full < s.xmax && s.xmax-full > 1<<31:
+		full += 1 << 32
+	}
+	if full < s.xmin {
+		return true
+	}
+	return full < s.xmax && !s.xip[full]
+}

@@ -1,0 +1,36 @@
+package listen
+
+import "testing"
+
+func TestSnapshotVisible(t *testing.T) {
+	for _, tc := range []struct {
+		snap string
+		xid  uint32
+		want bool
+	}{
+		{"749:749:", 748, true},
+		{"749:749:", 749, false}, // at xmax: not ended (xmax is one past the latest to end)
+		{"749:749:", 750, false},
+		{"700:760:705,749", 749, false},
+		{"700:760:705,749", 750, true},
+		{"700:760:705,749", 699, true},
+		// Across an epoch boundary: xmax just past it, the id just below.
+		{"12884901880:12884901890:12884901885", 0xfffffff9, true},
+		{"12884901880:12884901890:12884901885", 0xfffffffd, false},
+		{"12884901880:12884901890:12884901885", 1, true}, // = epoch+1, ended
+		{"12884901880:12884901890:12884901885", 2, false},
+	} {
+		snap, err := parseSnapshot(tc.snap)
+		if err != nil {
+			t.Fatalf("parseSnapshot(%q): %v", tc.snap, err)
+		}
+		if got := snap.visible(tc.xid); got != tc.want {
+			t.Errorf("%s: visible(%d) = %v, want %v", tc.snap, tc.xid, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "1:2", "a:2:", "3:2:", "1:5:x"} {
+		if _, err := parseSnapshot(bad); err == nil {
+			t.Errorf("parseSnapshot(%q): got nil error", bad)
+		}
+	}
+}
