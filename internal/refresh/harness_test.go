@@ -271,6 +271,10 @@ type options struct {
 	noSettle bool
 	// fault turns on a known-bad variant of the gated triggers' protocol.
 	fault listen.Fault
+	// slotWait, in logical mode, is how long the feed may be without a
+	// slot before it resyncs periodically (every 250ms here); zero keeps
+	// the default, 10s, longer than convergeWait.
+	slotWait time.Duration
 	// armsBackoff is the least reconnect delay of Arms; default 50ms.
 	armsBackoff time.Duration
 }
@@ -327,10 +331,7 @@ func start(t testing.TB, db *testDB, o options) *harness {
 		h.listener = listen.NewLogical(listen.LogicalConfig{ConnConfig: lc.ConnConfig, Sink: lc.Sink,
 			Metrics: lc.Metrics, StatusInterval: lc.PingInterval, Timeout: lc.PingTimeout,
 			BackoffMin: lc.BackoffMin, BackoffMax: lc.BackoffMax, Fault: o.fault,
-			// Creating a slot waits for every open transaction in the
-			// cluster, the other tests' too; meanwhile the feed resyncs
-			// periodically, soon enough for convergeWait.
-			SlotWait: time.Second, PollInterval: 250 * time.Millisecond})
+			SlotWait: o.slotWait, PollInterval: 250 * time.Millisecond})
 	} else {
 		h.listener = listen.New(lc)
 	}
