@@ -340,6 +340,12 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 		}
 		return nil
 	}
+	var (
+		wait       context.Context
+		cancelWait = func() {}
+		waitUntil  time.Time
+	)
+	defer func() { cancelWait() }()
 	for {
 		if !time.Now().Before(next) {
 			if silent := time.Since(heard); silent > l.cfg.StatusInterval+l.cfg.Timeout {
@@ -351,9 +357,14 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 			}
 			next = time.Now().Add(l.cfg.StatusInterval)
 		}
-		wait, cancel := context.WithDeadline(ctx, next)
+		// One deadline context per status interval, not per message: a
+		// busy database sends several messages per transaction.
+		if waitUntil != next {
+			cancelWait()
+			wait, cancelWait = withDeadline(ctx, next)
+			waitUntil = next
+		}
 		msg, err := conn.ReceiveMessage(wait)
-		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -404,6 +415,12 @@ func (l *Logical) stream(ctx context.Context, conn *pgconn.PgConn, pos pglogrepl
 			}
 		}
 	}
+}
+
+// withDeadline is context.WithDeadline, for a context that stream keeps
+// over many receives and cancels when it makes the next one or returns.
+func withDeadline(ctx context.Context, t time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, t)
 }
 
 // dropSlot ends the stream and drops the slot before a stopping feed closes

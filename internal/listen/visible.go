@@ -30,6 +30,12 @@ type commit struct {
 	tables []string
 }
 
+// minSnapshotGap spaces the gate's snapshot reads: under a steady stream of
+// commits one read covers every commit decoded in the gap, instead of one
+// round trip per commit (at 3,000 commits/s those cost the server a
+// quarter of a core). A commit after a quiet moment is read at once.
+const minSnapshotGap = 5 * time.Millisecond
+
 // gate releases decoded commits to the sink once they are visible.
 type gate struct {
 	sink    Sink
@@ -61,6 +67,7 @@ func (g *gate) add(c commit) {
 // creating its slot, which waits for every transaction still running.
 func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 	delay := time.Duration(0)
+	var last time.Time // of the last snapshot read
 	for {
 		g.mu.Lock()
 		n := len(g.pending)
@@ -86,6 +93,16 @@ func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 			}
 			t.Stop()
 		}
+		if wait := minSnapshotGap - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		var text string
 		if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
 			return fmt.Errorf("reading a snapshot: %w", err)
