@@ -46,11 +46,12 @@ func logicalFeed(t *testing.T) (*feed, *pgx.Conn) {
 	return f, decoder
 }
 
-// TestLogicalModeSendsMessages checks the triggers in logical mode: every
-// statement on a watched table sends a transactional message naming it, with
-// no server arming anything; aborts send nothing; the dashboard schema's
-// own tables and watch/unwatch send theirs the same way; and nothing is sent
-// with NOTIFY.
+// TestLogicalModeSendsMessages checks the triggers in logical mode: gated
+// as in notify mode (0008), a statement on a watched table that some server
+// wants news of sends a transactional message naming it, and one nobody
+// wants sends nothing; aborts send nothing; the dashboard schema's own
+// tables and watch/unwatch always send theirs the same way; and nothing is
+// sent with NOTIFY.
 func TestLogicalModeSendsMessages(t *testing.T) {
 	t.Parallel()
 	f, decoder := logicalFeed(t)
@@ -60,12 +61,18 @@ func TestLogicalModeSendsMessages(t *testing.T) {
 		t.Errorf("watch: got messages %q, want %q", got, want)
 	}
 
+	// Nobody wants news: silent.
+	exec(t, f.writer, "INSERT INTO t VALUES (0)")
+	if got := f.messages(t, decoder); len(got) != 0 {
+		t.Errorf("write nobody wants: got messages %q, want none", got)
+	}
+	f.arm(t, "t", `"Odd Name"`)
 	for _, tt := range []struct {
 		sql  string
 		want []string
 	}{
 		{"INSERT INTO t VALUES (1)", []string{"public.t"}},
-		// No gating: each statement sends, whoever wants news.
+		// While wanted, each statement sends.
 		{"INSERT INTO t VALUES (2); UPDATE t SET id = id + 1", []string{"public.t", "public.t"}},
 		{"DELETE FROM t WHERE false", []string{"public.t"}},
 		{"TRUNCATE t", []string{"public.t"}},
@@ -166,6 +173,7 @@ func TestLogicalModeNoPrivilegesNeeded(t *testing.T) {
 	exec(t, f.writer, "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA dashboard FROM PUBLIC")
 	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t'); GRANT INSERT ON t TO "+role)
 	f.messages(t, decoder)
+	f.arm(t, "t")
 	exec(t, f.writer, "SET ROLE "+role)
 	exec(t, f.writer, "INSERT INTO t VALUES (1)")
 	exec(t, f.writer, "RESET ROLE")
@@ -199,7 +207,7 @@ func TestFeedPublicationEmpty(t *testing.T) {
 // function, which runs for every statement on them: it runs as the writer
 // (no SECURITY DEFINER, no SET clause, both measurable per call) and does
 // not read the mode per call; set_feed_mode writes its body for the mode,
-// and 0007 keeps the mode a database already had.
+// and 0007 and 0008 keep the mode a database already had.
 func TestTriggerFunctionLean(t *testing.T) {
 	t.Parallel()
 	pgtest.RequireLogical(t)
@@ -232,9 +240,11 @@ func TestTriggerFunctionLean(t *testing.T) {
 			t.Errorf("%s: body lacks %s:\n%s", when, wantCall, src)
 		}
 	}
-	check("logical mode kept across 0007", "pg_catalog.pg_logical_emit_message", "pg_try_advisory")
+	check("logical mode kept across 0007 and 0008", "pg_catalog.pg_logical_emit_message", "pg_notify")
+	check("logical mode, gated", "pg_catalog.pg_try_advisory_xact_lock_shared", "pg_notify")
 	exec(t, conn, "SELECT dashboard.set_feed_mode('notify')")
 	check("notify mode", "pg_catalog.pg_try_advisory_xact_lock_shared", "emit_message")
+	check("notify mode", "pg_catalog.pg_notify", "emit_message")
 	exec(t, conn, "SELECT dashboard.set_feed_mode('logical')")
-	check("logical mode", "pg_catalog.pg_logical_emit_message", "pg_try_advisory")
+	check("logical mode", "pg_catalog.pg_logical_emit_message", "pg_notify")
 }

@@ -22,7 +22,8 @@ import (
 )
 
 // logicalDB returns a fresh migrated database in logical mode with watched
-// tables t and s, and a connection to it that the test closes.
+// tables t and s, which a server wants news of (wantNews), and a
+// connection to it that the test closes.
 func logicalDB(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
 	pgtest.RequireLogical(t)
@@ -34,7 +35,19 @@ func logicalDB(t *testing.T) (string, *pgx.Conn) {
 	execDB(t, conn, `SELECT dashboard.set_feed_mode('logical');
 		CREATE TABLE t (id int); SELECT dashboard.watch('t');
 		CREATE TABLE s (id int); SELECT dashboard.watch('s')`)
+	wantNews(t, connString, "t", "s")
 	return connString, conn
+}
+
+// wantNews holds, until the test ends, the feed keys of tables in slot 0 on
+// a connection of its own, as a server that wants news of them does
+// (listen.Arms): the gated triggers send only then.
+func wantNews(t *testing.T, connString string, tables ...string) {
+	t.Helper()
+	holder := connectDB(t, connString)
+	for _, table := range tables {
+		execDB(t, holder, "SELECT pg_advisory_lock(dashboard.feed_key(0, $1::regclass))", table)
+	}
 }
 
 func connectDB(t *testing.T, connString string) *pgx.Conn {
@@ -483,6 +496,7 @@ func TestLogicalWaitsUntilVisible(t *testing.T) {
 	conn := connectDB(t, connString)
 	execDB(t, conn, `SELECT dashboard.set_feed_mode('logical');
 		CREATE TABLE other (id int); SELECT dashboard.watch('other')`)
+	wantNews(t, connString, "other")
 
 	for _, tc := range []struct {
 		name  string
@@ -495,6 +509,7 @@ func TestLogicalWaitsUntilVisible(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			table := fmt.Sprintf("t%d", tc.fault)
 			execDB(t, conn, fmt.Sprintf("CREATE TABLE %s (id int); SELECT dashboard.watch('%s')", table, table))
+			wantNews(t, connString, table)
 			cs := &countingSink{sink: newSink(), conn: connectDB(t, connString), table: table}
 			f := runLogical(t, connString, listen.LogicalConfig{Fault: tc.fault, Sink: cs})
 			waitListening(t, f.l, 1)
