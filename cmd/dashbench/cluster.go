@@ -152,13 +152,12 @@ func (c *cluster) prepareVariant(ctx context.Context, tables []string, watched b
 	if err := setWatched(ctx, c.conn, tables, watched); err != nil {
 		return err
 	}
-	switch {
-	case c.feed == "logical":
-		// Nothing is gated: the server streams whoever watches.
+	if c.feed == "logical" {
 		if err := waitStreaming(ctx, c.conn); err != nil {
 			return err
 		}
-	case watched:
+	}
+	if watched {
 		if err := waitArmed(ctx, c.conn, tables, viewers == viewerAll); err != nil {
 			return err
 		}

@@ -70,8 +70,8 @@ func TestServeLogical(t *testing.T) {
 	t.Parallel()
 	url := logicalDB(t)
 	s, stop := startStoppable(t, logicalConfig(url), false)
-	if s.arms != nil || s.listener != nil || s.logical == nil {
-		t.Fatalf("logical mode: got arms %v, listener %v, logical %v; want only the logical feed", s.arms, s.listener, s.logical)
+	if s.arms == nil || s.listener != nil || s.logical == nil {
+		t.Fatalf("logical mode: got arms %v, listener %v, logical %v; want the logical feed and the arms", s.arms, s.listener, s.logical)
 	}
 	// The catalog edits of the fixture reach the server as messages too.
 	f := &contractFixture{testServer: s}

@@ -49,7 +49,7 @@ type running struct {
 	metricsAddr string // "" when /metrics is on addr
 	engine      *refresh.Engine
 	listener    *listen.Listener // notify mode; nil in logical mode
-	arms        *listen.Arms     // notify mode; nil in logical mode
+	arms        *listen.Arms     // the gated triggers' locks, in both modes
 	logical     *listen.Logical  // logical mode; nil in notify mode
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
@@ -124,16 +124,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	listenMetrics := listen.NewMetrics(reg)
 	// The feed across every server on the database, read on scrape.
 	reg.MustRegister(listen.NewStatusCollector(pool, 2*time.Second, logger))
-	// Notify mode gates the triggers through Arms; logical mode needs none
-	// (its messages take no cluster-wide lock), so the engine gets nil.
-	var arms *listen.Arms
-	var engineArms refresh.Arms
-	if !cfg.Logical() {
-		arms = listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
-		engineArms = arms
-	}
+	// Both modes gate the triggers through Arms: a table nobody wants news
+	// of sends nothing, neither a NOTIFY nor a WAL message.
+	arms := listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
 	engine := refresh.New(refresh.Config{
-		Arms: engineArms,
+		Arms: arms,
 		Pool: pool,
 		Loader: &catalog.Loader{Pool: pool, Logger: logger, QueryTimeout: cfg.QueryTimeout,
 			SafetyRefresh: cfg.SafetyRefresh},
@@ -189,9 +184,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 			if err := logical.Ready(); err != nil {
 				return fmt.Errorf("change feed: %w", err)
 			}
-			return nil
-		}
-		if !listener.Listening() {
+		} else if !listener.Listening() {
 			return errors.New("listener not listening")
 		}
 		if err := arms.Ready(); err != nil {
@@ -209,9 +202,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return feed.Run(gctx) })
-	if arms != nil {
-		g.Go(func() error { return arms.Run(gctx, engine) })
-	}
+	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
 	// Streams and long-polls are told to end first, so that Shutdown does

@@ -247,7 +247,7 @@ type feedSource interface {
 type harness struct {
 	db     *testDB
 	feed   string
-	arms   *listen.Arms // nil in logical mode
+	arms   *listen.Arms // the gated triggers' locks, in both modes
 	engine *refresh.Engine
 	// listener is the change feed: a *listen.Listener in notify mode, a
 	// *listen.Logical in logical mode.
@@ -294,12 +294,13 @@ func start(t testing.TB, db *testDB, o options) *harness {
 	if cfg.RetryDelay == 0 {
 		cfg.RetryDelay = 100 * time.Millisecond
 	}
+	// Both modes gate the triggers through Arms.
+	h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
+		Metrics: listen.NewMetrics(nil), BackoffMin: cmp.Or(o.armsBackoff, 50*time.Millisecond),
+		BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
+	cfg.Arms = h.arms
 	switch h.feed {
 	case notifyFeed:
-		h.arms = listen.NewArms(listen.ArmsConfig{ConnConfig: db.pool.Config().ConnConfig,
-			Metrics: listen.NewMetrics(nil), BackoffMin: cmp.Or(o.armsBackoff, 50*time.Millisecond),
-			BackoffMax: max(o.armsBackoff, 500*time.Millisecond), Fault: o.fault})
-		cfg.Arms = h.arms
 	case logicalFeed:
 		pgtest.RequireLogical(t)
 		// Switching is idempotent: several servers may share db.

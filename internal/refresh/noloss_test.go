@@ -311,7 +311,7 @@ func testNoLossRandomized(t *testing.T, feed string) {
 		// Faults: kill a listener or a lock connection mid-phase.
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		h := servers[rng.IntN(len(servers))]
-		if rng.IntN(2) == 0 || h.arms == nil {
+		if rng.IntN(2) == 0 {
 			s, _ := h.listener.State()
 			terminate(t, f.db, s.BackendPID)
 		} else {
@@ -387,6 +387,8 @@ func TestNoLossFaultsAreCaught(t *testing.T) {
 		{"open writer, no fault", notifyFeed, listen.NoFault, open},
 		{"lost locks, no fault", notifyFeed, listen.NoFault, killed},
 		{"logical: no resync after the walsender was killed", logicalFeed, listen.FaultNoResync, killedFeed},
+		{"logical: no wait for writers that skipped", logicalFeed, listen.FaultNoWait, open},
+		{"logical: no resync after the locks were lost", logicalFeed, listen.FaultNoResync, killed},
 		{"logical: open writer, no fault", logicalFeed, listen.NoFault, open},
 		{"logical: killed walsender, no fault", logicalFeed, listen.NoFault, killedFeed},
 	} {
