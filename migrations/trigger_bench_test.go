@@ -15,6 +15,8 @@ import (
 // variants' ns/op; run with -benchtime=20000x and -count to see the spread.
 //
 //	unwatched        no trigger
+//	empty-trigger    a PL/pgSQL statement trigger that does nothing: the
+//	                 floor of any trigger of this kind
 //	notify/nobody    notify mode, no server wants the table: four lock tries
 //	notify/wanted    notify mode, a server holds the key: one try, a NOTIFY
 //	logical          logical mode: one WAL message (no slot reads it here)
@@ -45,6 +47,7 @@ func BenchmarkTriggerCost(b *testing.B) {
 				COMMIT;
 			END LOOP;
 		END $$;
+		CREATE FUNCTION bench_empty() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 		CREATE FUNCTION bench_0006_form() RETURNS trigger LANGUAGE plpgsql
 		SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		BEGIN
@@ -71,6 +74,9 @@ func BenchmarkTriggerCost(b *testing.B) {
 		wanted                bool
 	}{
 		{name: "unwatched"},
+		{name: "empty-trigger",
+			setup:    "CREATE TRIGGER dashboard_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bench FOR EACH STATEMENT EXECUTE FUNCTION bench_empty()",
+			teardown: "DROP TRIGGER dashboard_notify ON bench"},
 		{name: "notify-nobody", setup: "SELECT dashboard.watch('bench')", teardown: "SELECT dashboard.unwatch('bench')"},
 		{name: "notify-wanted", setup: "SELECT dashboard.watch('bench')", teardown: "SELECT dashboard.unwatch('bench')", wanted: true},
 		{name: "logical", setup: "SELECT dashboard.set_feed_mode('logical'); SELECT dashboard.watch('bench')",
