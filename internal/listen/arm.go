@@ -97,6 +97,11 @@ const (
 	// once, in logical mode: the refresh may read the table before the
 	// transaction is visible ("the message arrived, so it committed").
 	FaultNoVisibilityWait
+	// FaultNoRunningResync resyncs a new logical session once, not again
+	// when the transactions running at that resync have ended: one whose
+	// commit record came before the slot's consistent point, but which was
+	// not yet visible, is then never looked at.
+	FaultNoRunningResync
 )
 
 // ArmsState is what /readyz and the metrics say about Arms.

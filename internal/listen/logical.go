@@ -63,9 +63,11 @@ type LogicalConfig struct {
 	// delay; defaults 100ms and 10s.
 	BackoffMin, BackoffMax time.Duration
 	// Fault turns on a known-bad variant, for the no-loss tests only;
-	// FaultNoResync, which skips the resync after a reconnect, and
+	// FaultNoResync, which skips the resync after a reconnect,
 	// FaultNoVisibilityWait, which hands decoded commits over before they
-	// are visible, are the ones that apply.
+	// are visible, and FaultNoRunningResync, which does not resync again
+	// when the transactions running at the first resync end, are the ones
+	// that apply.
 	Fault Fault
 }
 
@@ -301,11 +303,21 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	l.cfg.Logger.Info("logical feed streaming", "slot", slot, "from", start, "backend_pid", conn.PID())
 	// Every transaction that commits after the slot's consistent point is
 	// decoded and streamed; the resync's queries, which start now, see
-	// every one that committed before it. Nothing falls between the two.
+	// every one that committed before it and is visible. One that wrote
+	// its commit record before that point but is not visible yet (it waits
+	// for a synchronous standby, or is a moment from leaving the running
+	// list) is neither: the snapshot builder does not wait for it. So the
+	// transactions running now, read before the resync, are held in the
+	// gate and bring another resync once they have ended.
+	g := newGate(l.cfg.Sink, l.cfg.Metrics)
 	if st, _ := l.State(); l.cfg.Fault != FaultNoResync || st.Connects == 1 {
+		if l.cfg.Fault != FaultNoRunningResync {
+			if err := g.holdRunning(ctx, snaps); err != nil {
+				return err
+			}
+		}
 		l.cfg.Sink.Resync()
 	}
-	g := newGate(l.cfg.Sink, l.cfg.Metrics)
 	streamCtx, stop := context.WithCancelCause(ctx)
 	var gw sync.WaitGroup
 	gw.Go(func() {

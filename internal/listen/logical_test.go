@@ -584,3 +584,99 @@ func waitMetric(t *testing.T, reg *prometheus.Registry, name string, min float64
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestLogicalResyncsAfterRunningEnd: a transaction whose commit record comes
+// just before the new slot's consistent point, but which is not visible yet
+// (it waits for a synchronous standby that never answers), is neither
+// streamed nor seen by the first resync: the snapshot builder waits only for
+// transactions that began before its previous running-transactions record.
+// The feed resyncs again once the transactions running at the first resync
+// have ended; without that (FaultNoRunningResync) the update is lost.
+func TestLogicalResyncsAfterRunningEnd(t *testing.T) {
+	t.Parallel()
+	s := ownServer(t, map[string]string{"synchronous_standby_names": "nobody", "synchronous_commit": "local"})
+	connString := s.ConnString("dashboard")
+	conn := connectDB(t, connString)
+	execDB(t, conn, "SELECT dashboard.set_feed_mode('logical')")
+	for _, tc := range []struct {
+		name  string
+		fault listen.Fault
+		lost  bool
+	}{
+		{"resyncs again", listen.NoFault, false},
+		{"fault: resyncs once", listen.FaultNoRunningResync, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := fmt.Sprintf("r%d", tc.fault)
+			execDB(t, conn, fmt.Sprintf("CREATE TABLE %s (id int); SELECT dashboard.watch('%s')", table, table))
+			wantNews(t, connString, table)
+			walsenderWaitsFor := func(xid string) {
+				t.Helper()
+				waitRow(t, conn, `SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+					WHERE a.backend_type = 'walsender' AND l.locktype = 'transactionid' AND NOT l.granted
+					  AND l.transactionid::text = $1)`, xid)
+			}
+			begin := func() (*pgx.Conn, string) {
+				t.Helper()
+				c := connectDB(t, connString)
+				execDB(t, c, "BEGIN")
+				var xid string
+				if err := c.QueryRow(t.Context(), "SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text").Scan(&xid); err != nil {
+					t.Fatal(err)
+				}
+				return c, xid
+			}
+
+			// O is open while the slot is created: the builder waits for it.
+			o, oxid := begin()
+			cs := &countingSink{sink: newSink(), conn: connectDB(t, connString), table: table}
+			f := runLogical(t, connString, listen.LogicalConfig{Sink: cs, SlotWait: time.Minute, Fault: tc.fault})
+			walsenderWaitsFor(oxid)
+			// P begins before the builder's next running-transactions
+			// record, which will list it: the builder waits for P next.
+			p, pxid := begin()
+			execDB(t, o, "COMMIT")
+			walsenderWaitsFor(pxid)
+			// T begins after that record, so the builder never waits for
+			// it; its commit is flushed and waits for the standby.
+			writer := connectDB(t, connString)
+			var writerPID int32
+			if err := writer.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&writerPID); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := writer.Exec(context.Background(), "SET synchronous_commit = on; INSERT INTO "+table+" VALUES (1)")
+				done <- err
+			}()
+			waitRow(t, conn, "SELECT coalesce(wait_event = 'SyncRep', false) FROM pg_stat_activity WHERE pid = $1", writerPID)
+			// P ends: the slot is consistent after T's commit record.
+			execDB(t, p, "COMMIT")
+			waitListening(t, f.l, 1)
+			cs.waitFor(t, "the first resync", func() bool { return cs.sink.resyncs >= 1 })
+			if n, _ := cs.last(); n != 0 {
+				t.Fatalf("count read by the first resync: got %d, want 0 (T is not visible yet)", n)
+			}
+			// T becomes visible.
+			execDB(t, conn, "SELECT pg_cancel_backend($1)", writerPID)
+			if err := <-done; err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			if !tc.lost {
+				cs.waitFor(t, "the resync once T ended", func() bool { return cs.sink.resyncs >= 2 })
+			} else {
+				// A later commit to another table: once the sink saw it, the
+				// feed has handed over everything before it.
+				later := "later_" + table
+				execDB(t, conn, fmt.Sprintf("CREATE TABLE %s (id int); SELECT dashboard.watch('%s')", later, later))
+				wantNews(t, connString, later)
+				execDB(t, conn, "INSERT INTO "+later+" VALUES (1)")
+				cs.waitTable(t, "public."+later)
+			}
+			n, _ := cs.last()
+			if lost := n != 1; lost != tc.lost {
+				t.Errorf("last count of %s: got %d (committed 1); lost %v, want %v", table, n, lost, tc.lost)
+			}
+		})
+	}
+}

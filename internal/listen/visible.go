@@ -24,10 +24,14 @@ import (
 // so the refresh the sink starts sees it.
 
 // commit is a decoded transaction that sent messages: its 32-bit id, as
-// pgoutput's Begin gives it, and the tables named.
+// pgoutput's Begin gives it, and the tables named. resync instead marks
+// the transactions running when the session resynced, by an id newer than
+// all of them: once every transaction up to it has ended, the sink
+// resyncs again.
 type commit struct {
 	xid    uint32
 	tables []string
+	resync bool
 }
 
 // minSnapshotGap spaces the gate's snapshot reads: under a steady stream of
@@ -59,6 +63,43 @@ func (g *gate) add(c commit) {
 	case g.wake <- struct{}{}:
 	default:
 	}
+}
+
+// holdRunning makes the sink resync again once every transaction running
+// now has ended; see Logical.session. A snapshot cannot list them all: one
+// whose id is at or above its xmax (one past the latest to end) is running
+// but not in xip. So conn takes a transaction id of its own, newer than all
+// of theirs, and rolls back: once every id up to that one has ended, they
+// have.
+func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("taking a transaction id: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var id uint64
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&id); err != nil {
+		return fmt.Errorf("taking a transaction id: %w", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		return fmt.Errorf("taking a transaction id: %w", err)
+	}
+	g.add(commit{xid: uint32(id), resync: true})
+	return nil
+}
+
+// readSnapshot reads pg_current_snapshot() on conn, within a bound: a
+// connection that hangs must not stop the feed for good.
+func readSnapshot(ctx context.Context, conn *pgx.Conn) (snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var text string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
+		return snapshot{}, fmt.Errorf("reading a snapshot: %w", err)
+	}
+	return parseSnapshot(text)
 }
 
 // run releases the queued commits as they become visible to conn's
@@ -103,21 +144,21 @@ func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		last = time.Now()
-		var text string
-		if err := conn.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
-			return fmt.Errorf("reading a snapshot: %w", err)
-		}
-		snap, err := parseSnapshot(text)
+		snap, err := readSnapshot(ctx, conn)
 		if err != nil {
 			return err
 		}
 		var ready []string
+		resync := false
 		g.mu.Lock()
 		keep := g.pending[:0]
 		for _, c := range g.pending {
-			if snap.visible(c.xid) {
+			switch {
+			case c.resync && snap.endedThrough(c.xid):
+				resync = true
+			case !c.resync && snap.visible(c.xid):
 				ready = append(ready, c.tables...)
-			} else {
+			default:
 				keep = append(keep, c)
 			}
 		}
@@ -127,6 +168,9 @@ func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 		g.mu.Unlock()
 		for _, table := range ready {
 			g.sink.TableChanged(table, time.Now())
+		}
+		if resync {
+			g.sink.Resync()
 		}
 		if waiting {
 			// A commit decoded before it is visible: a few microseconds
@@ -186,6 +230,21 @@ func parseSnapshot(s string) (snapshot, error) {
 // (which is one past the latest transaction to end, not the next id to
 // assign) has not ended.
 func (s snapshot) visible(xid uint32) bool {
+	full := s.widen(xid)
+	if full < s.xmin {
+		return true
+	}
+	return full < s.xmax && !s.xip[full]
+}
+
+// endedThrough reports whether every transaction with an id up to xid's
+// has ended in this snapshot.
+func (s snapshot) endedThrough(xid uint32) bool {
+	return s.widen(xid) < s.xmin
+}
+
+// widen returns the 64-bit id with the low 32 bits of xid nearest xmax.
+func (s snapshot) widen(xid uint32) uint64 {
 	full := s.xmax&^0xffffffff | uint64(xid)
 	switch {
 	case full > s.xmax && full-s.xmax > 1<<31 && full >= 1<<32:
@@ -193,8 +252,5 @@ func (s snapshot) visible(xid uint32) bool {
 	case full < s.xmax && s.xmax-full > 1<<31:
 		full += 1 << 32
 	}
-	if full < s.xmin {
-		return true
-	}
-	return full < s.xmax && !s.xip[full]
+	return full
 }

@@ -34,3 +34,29 @@ func TestSnapshotVisible(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotEndedThrough(t *testing.T) {
+	for _, tc := range []struct {
+		snap string
+		xid  uint32
+		want bool
+	}{
+		{"749:749:", 748, true},
+		{"749:749:", 749, false}, // not ended: at xmax
+		{"700:760:705,749", 699, true},
+		{"700:760:705,749", 700, false}, // 705 still runs, and 700 is not below xmin
+		{"700:760:705,749", 750, false},
+		// Across an epoch boundary.
+		{"12884901890:12884901895:", 0xfffffffd, true},
+		{"12884901890:12884901895:", 1, true}, // epoch+1 < xmin epoch+2
+		{"12884901890:12884901895:", 2, false},
+	} {
+		snap, err := parseSnapshot(tc.snap)
+		if err != nil {
+			t.Fatalf("parseSnapshot(%q): %v", tc.snap, err)
+		}
+		if got := snap.endedThrough(tc.xid); got != tc.want {
+			t.Errorf("%s: endedThrough(%d) = %v, want %v", tc.snap, tc.xid, got, tc.want)
+		}
+	}
+}
