@@ -326,7 +326,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	m.heldBack = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "dashboard", Name: "feed_commits_held_total",
-		Help: "Logical mode: times a decoded commit was not yet visible to new snapshots, so its tables were held back until it was.",
+		Help: "Logical mode: times the feed had to hold news back because a decoded commit (or a transaction running at a resync) had not yet ended for new snapshots.",
 	})
 	if reg != nil {
 		reg.MustRegister(m.connected, m.reconnects, m.notifications, m.armed, m.pending, m.armWait, m.armTimeouts, m.heldBack)

@@ -571,6 +571,20 @@ func checkLogical(ctx context.Context, conn *pgconn.PgConn) error {
 	if level := string(res[0].Rows[0][0]); level != "logical" {
 		return walLevelError(level)
 	}
+	// A walsender that reports flush positions can be picked as a
+	// synchronous standby: commits would then wait for the feed's status
+	// updates, and writers would take an acknowledgement from a process
+	// that keeps nothing for one from a standby.
+	res, err = conn.Exec(ctx, "SHOW synchronous_standby_names").ReadAll()
+	if err != nil {
+		return fmt.Errorf("reading synchronous_standby_names: %w", err)
+	}
+	if len(res) == 1 && len(res[0].Rows) == 1 {
+		names, app := string(res[0].Rows[0][0]), conn.ParameterStatus("application_name")
+		if syncStandbyMatches(names, app) {
+			return fmt.Errorf("synchronous_standby_names = '%s' matches this feed's application_name %q, so its walsender could become a synchronous standby and every commit would wait for the feed: list the standbys by name instead of '*', or set another application_name in DATABASE_URL, or use DASHBOARD_FEED=notify", names, app)
+		}
+	}
 	res, err = conn.Exec(ctx, fmt.Sprintf(`SELECT to_regprocedure('dashboard.feed_mode()') IS NOT NULL,
 		EXISTS (SELECT FROM pg_publication WHERE pubname = '%s')`, Publication)).ReadAll()
 	if err != nil {
@@ -597,6 +611,28 @@ func checkLogical(ctx context.Context, conn *pgconn.PgConn) error {
 		return fmt.Errorf("the database's triggers are in %s mode, so DASHBOARD_FEED=logical would see no change: run 'dashboard feed logical' (as the owner of schema dashboard) first, or use DASHBOARD_FEED=notify", mode)
 	}
 	return nil
+}
+
+// syncStandbyMatches reports whether synchronous_standby_names, in any of
+// its forms ("a, b", "FIRST 1 (a, b)", "ANY 2 (a, b)", "2 (a, b)"), names
+// app or '*'. PostgreSQL compares the names without regard to case.
+func syncStandbyMatches(names, app string) bool {
+	list := names
+	if i := strings.IndexByte(names, '('); i >= 0 {
+		if j := strings.LastIndexByte(names, ')'); j > i {
+			list = names[i+1 : j]
+		}
+	}
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		if len(n) >= 2 && n[0] == '"' && n[len(n)-1] == '"' {
+			n = strings.ReplaceAll(n[1:len(n)-1], `""`, `"`)
+		}
+		if n == "*" || (n != "" && strings.EqualFold(n, app)) {
+			return true
+		}
+	}
+	return false
 }
 
 func walLevelError(level string) error {

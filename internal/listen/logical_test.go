@@ -398,6 +398,26 @@ func TestLogicalNeedsWalLevel(t *testing.T) {
 	}
 }
 
+// TestLogicalRefusesSyncStandby: where synchronous_standby_names would make
+// the feed's walsender a synchronous standby ('*'), logical mode refuses
+// and names the setting, rather than make every commit wait for it.
+func TestLogicalRefusesSyncStandby(t *testing.T) {
+	t.Parallel()
+	s := ownServer(t, map[string]string{"synchronous_standby_names": "*", "synchronous_commit": "local"})
+	conn := connectDB(t, s.ConnString("dashboard"))
+	execDB(t, conn, "SELECT dashboard.set_feed_mode('logical')")
+	cc, err := pgx.ParseConfig(s.ConnString("dashboard"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = listen.CheckLogical(t.Context(), cc)
+	for _, w := range []string{"synchronous_standby_names = '*'", "dashboard logical feed", "DASHBOARD_FEED=notify"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("CheckLogical with synchronous_standby_names='*': got %v, want it to name %q", err, w)
+		}
+	}
+}
+
 // TestLogicalSlotsExhausted: with every replication slot or walsender
 // taken, the feed says which setting to raise, and streams once one is
 // free.

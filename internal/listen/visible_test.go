@@ -60,3 +60,24 @@ func TestSnapshotEndedThrough(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncStandbyMatches(t *testing.T) {
+	const app = "dashboard logical feed"
+	for _, tc := range []struct {
+		names string
+		want  bool
+	}{
+		{"", false},
+		{"*", true},
+		{"standby1, standby2", false},
+		{"FIRST 1 (standby1, *)", true},
+		{"ANY 2 (s1, s2, s3)", false},
+		{`2 (s1, "Dashboard Logical Feed")`, true},
+		{`"dashboard logical feed"`, true},
+		{"s1,dashboard logical feed", true},
+	} {
+		if got := syncStandbyMatches(tc.names, app); got != tc.want {
+			t.Errorf("syncStandbyMatches(%q): got %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}

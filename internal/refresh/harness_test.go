@@ -260,7 +260,7 @@ type harness struct {
 type options struct {
 	// feed is the change feed mode, notifyFeed (the default) or
 	// logicalFeed. In logical mode the database is switched to it
-	// (dashboard.set_feed_mode), there are no Arms, and listen's
+	// (dashboard.set_feed_mode), and listen's
 	// PingInterval and backoff configure the Logical feed.
 	feed   string
 	engine refresh.Config // Pool, Loader, Publisher and Metrics are filled in
