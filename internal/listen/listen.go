@@ -81,6 +81,11 @@ type State struct {
 	// Slot is the replication slot the Logical feed streams from; empty
 	// for the Listener and when not streaming.
 	Slot string
+	// Resyncs counts the resyncs the Logical feed asked of its sink.
+	Resyncs uint64
+	// Owed is true while the Logical feed owes its sink a resync: the
+	// transactions running at its last one have not all ended.
+	Owed bool
 }
 
 // New returns a Listener; it connects when Run is called.

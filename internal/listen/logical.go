@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -52,6 +53,10 @@ type LogicalConfig struct {
 	StatusInterval time.Duration
 	// Timeout bounds the wait for that reply; default 5s.
 	Timeout time.Duration
+	// RunningWait bounds how long a new session's resync waits for the
+	// transactions running at that moment to end (see session); one still
+	// running then brings another resync when it ends. Default 2s.
+	RunningWait time.Duration
 	// SlotWait is how long the feed may be without a slot, for instance
 	// while creating one waits for every open transaction, before it says
 	// so in Ready and the log and starts telling the sink to resync every
@@ -85,6 +90,8 @@ type LogicalConfig struct {
 type Logical struct {
 	cfg LogicalConfig
 
+	gate atomic.Pointer[gate] // of the current session, if any
+
 	mu      sync.Mutex
 	state   State
 	why     error     // why not streaming
@@ -102,6 +109,9 @@ func NewLogical(cfg LogicalConfig) *Logical {
 	}
 	if cfg.SlotWait <= 0 {
 		cfg.SlotWait = 10 * time.Second
+	}
+	if cfg.RunningWait <= 0 {
+		cfg.RunningWait = 2 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
@@ -127,7 +137,19 @@ func NewLogical(cfg LogicalConfig) *Logical {
 func (l *Logical) State() (State, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state, l.changed
+	st := l.state
+	if g := l.gate.Load(); g != nil {
+		st.Owed = g.owed.Load()
+	}
+	return st, l.changed
+}
+
+// resync asks the sink to resync and counts it.
+func (l *Logical) resync() {
+	l.mu.Lock()
+	l.state.Resyncs++
+	l.mu.Unlock()
+	l.cfg.Sink.Resync()
 }
 
 // Ready reports whether the feed streams from its slot, and if not why:
@@ -222,7 +244,7 @@ func (l *Logical) poll(ctx context.Context) {
 		down := !l.state.Listening && time.Since(l.downAt) >= l.cfg.SlotWait
 		l.mu.Unlock()
 		if down {
-			l.cfg.Sink.Resync()
+			l.resync()
 		}
 	}
 }
@@ -307,16 +329,19 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	// its commit record before that point but is not visible yet (it waits
 	// for a synchronous standby, or is a moment from leaving the running
 	// list) is neither: the snapshot builder does not wait for it. So the
-	// transactions running now, read before the resync, are held in the
-	// gate and bring another resync once they have ended.
-	g := newGate(l.cfg.Sink, l.cfg.Metrics)
+	// resync waits (at most RunningWait) for the transactions running now
+	// to end, and any still running then bring another resync when they
+	// do.
+	g := newGate(l.cfg.Sink, l.resync, l.cfg.Metrics)
+	l.gate.Store(g)
+	defer l.gate.Store(nil)
 	if st, _ := l.State(); l.cfg.Fault != FaultNoResync || st.Connects == 1 {
 		if l.cfg.Fault != FaultNoRunningResync {
-			if err := g.holdRunning(ctx, snaps); err != nil {
+			if err := g.holdRunning(ctx, snaps, l.cfg.RunningWait); err != nil {
 				return err
 			}
 		}
-		l.cfg.Sink.Resync()
+		l.resync()
 	}
 	streamCtx, stop := context.WithCancelCause(ctx)
 	var gw sync.WaitGroup

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,15 +44,17 @@ const minSnapshotGap = 5 * time.Millisecond
 // gate releases decoded commits to the sink once they are visible.
 type gate struct {
 	sink    Sink
+	resync  func() // asks the sink to resync
 	metrics *Metrics
+	owed    atomic.Bool // a resync is held until running transactions end
 
 	mu      sync.Mutex
 	pending []commit
 	wake    chan struct{} // capacity 1: a commit was added
 }
 
-func newGate(sink Sink, metrics *Metrics) *gate {
-	return &gate{sink: sink, metrics: metrics, wake: make(chan struct{}, 1)}
+func newGate(sink Sink, resync func(), metrics *Metrics) *gate {
+	return &gate{sink: sink, resync: resync, metrics: metrics, wake: make(chan struct{}, 1)}
 }
 
 // add queues a decoded commit; it never blocks the stream.
@@ -65,13 +68,14 @@ func (g *gate) add(c commit) {
 	}
 }
 
-// holdRunning makes the sink resync again once every transaction running
-// now has ended; see Logical.session. A snapshot cannot list them all: one
-// whose id is at or above its xmax (one past the latest to end) is running
-// but not in xip. So conn takes a transaction id of its own, newer than all
-// of theirs, and rolls back: once every id up to that one has ended, they
-// have.
-func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn) error {
+// holdRunning waits, at most wait, until every transaction running now has
+// ended, so that the resync that follows sees them; past wait it makes the
+// sink resync again once they have. See Logical.session. A snapshot cannot
+// list them: one whose id is at or above its xmax (one past the latest to
+// end) is running but not in xip. So conn takes a transaction id of its
+// own, newer than all of theirs, and rolls back: once every id up to that
+// one has ended, they have.
+func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tx, err := conn.Begin(ctx)
@@ -83,9 +87,36 @@ func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn) error {
 	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&id); err != nil {
 		return fmt.Errorf("taking a transaction id: %w", err)
 	}
+	// A snapshot taken after the id: if it shows nothing below the id
+	// running, nothing is owed (the usual case on a quiet database).
+	var text string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
+		return fmt.Errorf("reading a snapshot: %w", err)
+	}
+	snap, err := parseSnapshot(text)
+	if err != nil {
+		return err
+	}
 	if err := tx.Rollback(ctx); err != nil {
 		return fmt.Errorf("taking a transaction id: %w", err)
 	}
+	// Usually they end within milliseconds; an idle transaction must not
+	// hold the resync up for longer than wait.
+	deadline := time.Now().Add(wait)
+	for pause := time.Millisecond; snap.runningBefore(id) && time.Now().Before(deadline); pause = min(2*pause, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		if snap, err = readSnapshot(ctx, conn); err != nil {
+			return err
+		}
+	}
+	if !snap.runningBefore(id) {
+		return nil
+	}
+	g.owed.Store(true)
 	g.add(commit{xid: uint32(id), resync: true})
 	return nil
 }
@@ -170,7 +201,8 @@ func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 			g.sink.TableChanged(table, time.Now())
 		}
 		if resync {
-			g.sink.Resync()
+			g.resync()
+			g.owed.Store(false)
 		}
 		if waiting {
 			// A commit decoded before it is visible: a few microseconds
@@ -235,6 +267,21 @@ func (s snapshot) visible(xid uint32) bool {
 		return true
 	}
 	return full < s.xmax && !s.xip[full]
+}
+
+// runningBefore reports whether a transaction with an id below id (a
+// 64-bit id) may still run in this snapshot: one is listed, or ids from
+// xmax up to id are unaccounted for.
+func (s snapshot) runningBefore(id uint64) bool {
+	if s.xmax < id {
+		return true
+	}
+	for x := range s.xip {
+		if x < id {
+			return true
+		}
+	}
+	return false
 }
 
 // endedThrough reports whether every transaction with an id up to xid's
