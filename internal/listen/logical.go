@@ -265,7 +265,7 @@ func (l *Logical) session(ctx context.Context, onStreaming func()) error {
 	}
 	// An ordinary connection beside the walsender's, for the visibility
 	// gate's snapshots (visible.go).
-	snaps, err := connect(ctx, l.cfg.ConnConfig, "logical feed")
+	snaps, err := connect(ctx, l.cfg.ConnConfig, "logical feed snapshots")
 	if err != nil {
 		return err
 	}

@@ -232,6 +232,32 @@ func TestLogicalFeed(t *testing.T) {
 	}
 }
 
+// TestLogicalGateConnectionKilled: the visibility gate's connection dies.
+// The next decoded commit finds it dead; the session ends (the commit held
+// is dropped), and the feed comes back on a new slot and resyncs, which
+// covers that commit, then hands over commits again.
+func TestLogicalGateConnectionKilled(t *testing.T) {
+	t.Parallel()
+	connString, conn := logicalDB(t)
+	f := runLogical(t, connString, listen.LogicalConfig{})
+	st := waitListening(t, f.l, 1)
+	f.sink.waitFor(t, "the first resync", func() bool { return f.sink.resyncs == 1 })
+	var pid int32
+	if err := conn.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
+		WHERE application_name = 'dashboard logical feed snapshots' AND datname = current_database()`).Scan(&pid); err != nil {
+		t.Fatalf("finding the gate's connection: %v", err)
+	}
+	execDB(t, conn, "SELECT pg_terminate_backend($1)", pid)
+	execDB(t, conn, "INSERT INTO t VALUES (0)")
+	st2 := waitListening(t, f.l, 2)
+	if st2.Slot == st.Slot {
+		t.Errorf("after the gate's connection died: slot %s, want a new one", st2.Slot)
+	}
+	f.sink.waitFor(t, "the resync after the reconnect", func() bool { return f.sink.resyncs == 2 })
+	execDB(t, conn, "INSERT INTO t VALUES (1)")
+	f.sink.waitTable(t, "public.t")
+}
+
 // TestLogicalSlotWaitsForOpenTransaction: creating the slot waits for a
 // transaction that is open; past SlotWait the feed says so and resyncs
 // periodically, and streams once the transaction ends. Not parallel: the
