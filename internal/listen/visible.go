@@ -135,8 +135,9 @@ func readSnapshot(ctx context.Context, conn *pgx.Conn) (snapshot, error) {
 
 // run releases the queued commits as they become visible to conn's
 // snapshots, until ctx ends or conn fails. Commits still queued then are
-// dropped: the caller ends the session, and the next one resyncs after
-// creating its slot, which waits for every transaction still running.
+// dropped: the caller ends the session, and the next one resyncs once its
+// slot exists and the transactions running then have ended (holdRunning),
+// which covers them.
 func (g *gate) run(ctx context.Context, conn *pgx.Conn) error {
 	delay := time.Duration(0)
 	var last time.Time // of the last snapshot read
