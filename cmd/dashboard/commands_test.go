@@ -41,6 +41,13 @@ func TestCommandsAgainstDatabase(t *testing.T) {
 	if out := runOK(t, "migrate"); !strings.Contains(out, "up to date") {
 		t.Errorf("second migrate printed %q, want 'up to date'", out)
 	}
+	// psql on DATABASE_URL, its arguments passed on; its failure is ours.
+	if out := runOK(t, "psql", "-XAtc", "SELECT count(*) FROM dashboard.schema_migrations WHERE version = 1"); strings.TrimSpace(out) != "1" {
+		t.Errorf("psql -c printed %q, want 1", out)
+	}
+	if err := run(ctx, []string{"psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT no_such_column"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "psql exited with status") {
+		t.Errorf("psql with a failing statement: got %v, want its exit status", err)
+	}
 
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -178,6 +185,14 @@ func TestDemoOnEmbeddedDatabase(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("round %d: postgres pid %d still running after stop", round, pid)
 		}
+	}
+
+	// psql on the embedded database: started for the session, stopped after.
+	if out := runOK(t, "psql", "-XAtc", "SELECT count(*) FROM dashboard.dashboards"); strings.TrimSpace(out) != "2" {
+		t.Errorf("psql on the embedded database printed %q, want 2 (the demo's dashboards)", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "postgres", "postmaster.pid")); !os.IsNotExist(err) {
+		t.Errorf("postmaster.pid left after dashboard psql (err %v)", err)
 	}
 }
 

@@ -28,6 +28,7 @@ Usage:
                                (servers must run with the same DASHBOARD_FEED)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
   dashboard token list | token revoke ID
+  dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
   dashboard help               this text and every setting
 
 Settings come from the environment:
@@ -96,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return statusCommand(ctx, cfg, logger, args, stdout)
 	case "feed":
 		return feedCommand(ctx, cfg, logger, args, stdout)
+	case "psql":
+		return psqlCommand(ctx, cfg, logger, args, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
 }
