@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/livedash/dashboard/internal/config"
 	"github.com/livedash/dashboard/internal/listen"
+	"github.com/livedash/dashboard/internal/pgserver"
 	"github.com/livedash/dashboard/internal/pgtest"
 )
 
@@ -256,6 +258,29 @@ func TestRunUnreachableDatabaseFailsFast(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("got a multi-line error %q, want one line", err)
+	}
+	// Once, and naming the setting to fix; the same for a command.
+	for _, args := range [][]string{{"serve"}, {"migrate"}} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "DATABASE_URL=postgres://nobody@127.0.0.1:1/none") ||
+			strings.Count(err.Error(), "connection refused") != 1 {
+			t.Errorf("%v: got %v, want one report of the refused connection naming DATABASE_URL", args, err)
+		}
+	}
+}
+
+// TestRunBadDataDir: a data folder that cannot be made is reported naming
+// DASHBOARD_DATA_DIR.
+func TestRunBadDataDir(t *testing.T) {
+	if _, err := pgserver.Find(); err != nil {
+		t.Skip(err)
+	}
+	t.Setenv("DATABASE_URL", "")
+	os.Unsetenv("DATABASE_URL")
+	t.Setenv("DASHBOARD_DATA_DIR", "/proc/no-such-folder")
+	err := run(context.Background(), []string{"migrate"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "DASHBOARD_DATA_DIR=/proc/no-such-folder") {
+		t.Fatalf("got %v, want an error naming DASHBOARD_DATA_DIR", err)
 	}
 }
 

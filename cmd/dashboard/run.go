@@ -125,7 +125,7 @@ func withConn(ctx context.Context, cfg config.Config, logger *slog.Logger, migra
 	defer db.Close()
 	conn, err := pgx.Connect(ctx, db.connString)
 	if err != nil {
-		return fmt.Errorf("connecting to database: %w", err)
+		return db.unreachable(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if migrateFirst {

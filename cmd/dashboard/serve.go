@@ -93,10 +93,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	err = pool.Ping(pingCtx)
 	cancel()
 	if err != nil {
-		// pgx lists every address it tried on its own line; one line reads
-		// better in a terminal and in logs.
-		return fmt.Errorf("database unreachable (%s): %s", config.RedactURL(db.connString),
-			strings.Join(strings.Fields(err.Error()), " "))
+		return db.unreachable(err)
 	}
 
 	if cfg.Migrate || opts.demo {
