@@ -78,9 +78,9 @@ func TestCommandsAgainstDatabase(t *testing.T) {
 	}
 
 	out := runOK(t, "token", "create", "secret", "--label", "lobby TV", "--ttl", "1h")
-	link := regexp.MustCompile(`http://\S+/d/secret\?token=dbt_\S+`).FindString(out)
+	link := regexp.MustCompile(`http://127\.0\.0\.1:8080/d/secret\?token=dbt_\S+`).FindString(out)
 	if link == "" {
-		t.Fatalf("token create printed %q, want a kiosk link", out)
+		t.Fatalf("token create printed %q, want a kiosk link on DASHBOARD_ADDR", out)
 	}
 	list := runOK(t, "token", "list")
 	if !strings.Contains(list, "lobby TV") || !strings.Contains(list, "secret") {
@@ -113,6 +113,11 @@ func TestCommandsAgainstDatabase(t *testing.T) {
 	}
 	if err := run(ctx, []string{"token", "create", "secret", "--label", strings.Repeat("é", 200)}, io.Discard, io.Discard); err != nil {
 		t.Errorf("token create with a 200-character label: got %v, want it created", err)
+	}
+	// The address people use, when it is not the one the server binds.
+	t.Setenv("DASHBOARD_PUBLIC_URL", "https://dash.example.com/")
+	if out := runOK(t, "token", "create", "secret", "--label", "wall"); !regexp.MustCompile(`(?m)^  https://dash\.example\.com/d/secret\?token=dbt_\S+$`).MatchString(out) {
+		t.Errorf("token create with DASHBOARD_PUBLIC_URL printed %q, want a link on it", out)
 	}
 }
 

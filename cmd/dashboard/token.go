@@ -56,8 +56,8 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 			if dashboard != "" {
 				path = "/d/" + dashboard
 			}
-			fmt.Fprintf(stdout, "token %d created for %s; it is shown only now:\n  http://%s%s?token=%s\n",
-				t.ID, scope(t.Dashboard), cfg.Addr, path, secret)
+			fmt.Fprintf(stdout, "token %d created for %s; it is shown only now:\n  %s%s?token=%s\n",
+				t.ID, scope(t.Dashboard), cfg.PublicBase(), path, secret)
 			return nil
 		}
 	case "list":

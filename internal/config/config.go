@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 
 	"strconv"
 	"strings"
@@ -51,6 +52,7 @@ type Config struct {
 	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User; needs DASHBOARD_TRUSTED_PROXY_CIDRS"`
 	FrameAncestors    string   `envconfig:"DASHBOARD_FRAME_ANCESTORS" default:"'none'" desc:"CSP frame-ancestors sources allowed to embed pages"`
 
+	PublicURL   string `envconfig:"DASHBOARD_PUBLIC_URL" desc:"the address people open (for example https://dash.example.com), for the links the program prints; empty: http:// and DASHBOARD_ADDR, with this machine's name for an address that listens on every interface"`
 	MetricsAddr string `envconfig:"DASHBOARD_METRICS_ADDR" desc:"if set, serve /metrics on this address (host:port) instead of DASHBOARD_ADDR, off the public port"`
 	PprofAddr   string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
 
@@ -99,6 +101,12 @@ func (c *Config) Validate() error {
 	}
 	if !validAddr(c.Addr) {
 		bad("DASHBOARD_ADDR", "%q is not host:port (for example 127.0.0.1:8080)", c.Addr)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad("DASHBOARD_PUBLIC_URL", "%q is not an http or https address without query, fragment or password (for example https://dash.example.com)", c.PublicURL)
+		}
 	}
 	if c.MetricsAddr != "" && !validAddr(c.MetricsAddr) {
 		bad("DASHBOARD_METRICS_ADDR", "%q is not host:port (for example 127.0.0.1:9090)", c.MetricsAddr)
@@ -195,6 +203,26 @@ func (c *Config) Logical() bool { return c.Feed == FeedLogical }
 // MaxLongPollWait is the longest a long-poll request is held, below the
 // common 60 s idle timeout of proxies.
 const MaxLongPollWait = 55 * time.Second
+
+// PublicBase returns the address people open, without a trailing slash:
+// DASHBOARD_PUBLIC_URL, or http:// and DASHBOARD_ADDR, with this machine's
+// name where the address listens on every interface.
+func (c Config) PublicBase() string {
+	if c.PublicURL != "" {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "http://" + c.Addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+		if name, err := os.Hostname(); err == nil && name != "" {
+			host = name
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
 
 func validAddr(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -15,7 +16,7 @@ func clearEnv(t *testing.T) {
 	for _, name := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_LEVEL",
 		"DASHBOARD_LOG_FORMAT", "DASHBOARD_BATCH_WINDOW", "DASHBOARD_MAX_REFRESH_HZ", "DASHBOARD_TRUSTED_PROXY_CIDRS",
 		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS",
-		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL"} {
 		t.Setenv(name, "") // registers the restore
 		os.Unsetenv(name)
 	}
@@ -55,6 +56,10 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DATABASE_URL", "nonsense", "DATABASE_URL"},
 		{"DASHBOARD_FEED", "wal", "DASHBOARD_FEED: \"wal\" is not one of notify, logical"},
 		{"DASHBOARD_FEED", "Logical", "DASHBOARD_FEED"},
+		{"DASHBOARD_PUBLIC_URL", "dash.example.com", "DASHBOARD_PUBLIC_URL"},
+		{"DASHBOARD_PUBLIC_URL", "ftp://dash.example.com", "DASHBOARD_PUBLIC_URL"},
+		{"DASHBOARD_PUBLIC_URL", "https://u:p@dash.example.com", "DASHBOARD_PUBLIC_URL"},
+		{"DASHBOARD_PUBLIC_URL", "https://dash.example.com/?x=1", "DASHBOARD_PUBLIC_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -129,7 +134,7 @@ func TestPrintHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH",
-		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("help output lacks %q:\n%s", want, b.String())
 		}
@@ -164,5 +169,25 @@ func TestLoadFeedLogical(t *testing.T) {
 	}
 	if !c.Logical() {
 		t.Errorf("Logical(): got false, want true (Feed %q)", c.Feed)
+	}
+}
+
+func TestPublicBase(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		public, addr, want string
+	}{
+		{"https://dash.example.com/", "127.0.0.1:8080", "https://dash.example.com"},
+		{"http://tv.local:8080/wall", "0.0.0.0:8080", "http://tv.local:8080/wall"},
+		{"", "127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"", "[::1]:8080", "http://[::1]:8080"},
+		{"", "0.0.0.0:9000", "http://" + net.JoinHostPort(host, "9000")},
+		{"", ":9000", "http://" + net.JoinHostPort(host, "9000")},
+		{"", "[::]:9000", "http://" + net.JoinHostPort(host, "9000")},
+	} {
+		c := Config{PublicURL: tc.public, Addr: tc.addr}
+		if got := c.PublicBase(); got != tc.want {
+			t.Errorf("PublicBase(%q, %q) = %q, want %q", tc.public, tc.addr, got, tc.want)
+		}
 	}
 }
