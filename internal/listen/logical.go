@@ -205,27 +205,13 @@ func (l *Logical) Run(ctx context.Context) error {
 	defer stopPoll()
 	wg.Go(func() { l.poll(pollCtx) })
 
-	attempt := 0
-	for {
-		err := l.session(ctx, func() { attempt = 0 })
-		if ctx.Err() != nil {
-			l.setDown(errors.New("stopped"))
-			return nil
-		}
+	reconnect(ctx, l.cfg.BackoffMin, l.cfg.BackoffMax, l.session, func(err error, retryIn time.Duration) {
 		l.setDown(err)
-		attempt++
-		delay := backoff(attempt, l.cfg.BackoffMin, l.cfg.BackoffMax)
-		l.cfg.Logger.Warn("logical feed disconnected", "err", err, "retry_in", delay.Round(time.Millisecond))
+		l.cfg.Logger.Warn("logical feed disconnected", "err", err, "retry_in", retryIn.Round(time.Millisecond))
 		l.cfg.Metrics.reconnects.Inc()
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			l.setDown(errors.New("stopped"))
-			return nil
-		case <-t.C:
-		}
-	}
+	})
+	l.setDown(errors.New("stopped"))
+	return nil
 }
 
 // poll tells the sink to resync every PollInterval while the feed has not

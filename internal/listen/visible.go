@@ -89,11 +89,7 @@ func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn, wait time.Durati
 	}
 	// A snapshot taken after the id: if it shows nothing below the id
 	// running, nothing is owed (the usual case on a quiet database).
-	var text string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
-		return fmt.Errorf("reading a snapshot: %w", err)
-	}
-	snap, err := parseSnapshot(text)
+	snap, err := readSnapshot(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -121,9 +117,12 @@ func (g *gate) holdRunning(ctx context.Context, conn *pgx.Conn, wait time.Durati
 	return nil
 }
 
-// readSnapshot reads pg_current_snapshot() on conn, within a bound: a
-// connection that hangs must not stop the feed for good.
-func readSnapshot(ctx context.Context, conn *pgx.Conn) (snapshot, error) {
+// readSnapshot reads pg_current_snapshot() on conn (a connection or a
+// transaction), within a bound: a connection that hangs must not stop the
+// feed for good.
+func readSnapshot(ctx context.Context, conn interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var text string
