@@ -167,8 +167,22 @@ func NewSnapshot(dashboards []*panel.Dashboard, deps map[int64][]string, notices
 }
 
 func (l *Loader) readDashboards(ctx context.Context) ([]*panel.Dashboard, error) {
-	rows, err := l.Pool.Query(ctx, `
-		SELECT id, slug, title, description, visibility = 'public', coalesce(max_refresh_hz, 0), position
+	return ReadDashboards(ctx, l.Pool)
+}
+
+// Querier is what ReadDashboards needs: a pool, a connection or a
+// transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// ReadDashboards reads every dashboard with its panels, in display order.
+// It is the one reader of the dashboard tables: the server's catalog, and
+// `dashboard export`, `diff` and `apply`, all see rows through it.
+func ReadDashboards(ctx context.Context, q Querier) ([]*panel.Dashboard, error) {
+	rows, err := q.Query(ctx, `
+		SELECT id, slug, title, description, visibility = 'public', coalesce(max_refresh_hz, 0), position,
+			time_zone, coalesce(refresh_seconds, 0), variables::text, time_from, time_to, source_file, source_hash
 		FROM dashboard.dashboards ORDER BY position, slug`)
 	if err != nil {
 		return nil, fmt.Errorf("reading dashboards: %w", err)
@@ -177,9 +191,26 @@ func (l *Loader) readDashboards(ctx context.Context) ([]*panel.Dashboard, error)
 	byID := make(map[int64]*panel.Dashboard)
 	for rows.Next() {
 		d := &panel.Dashboard{}
-		if err := rows.Scan(&d.ID, &d.Slug, &d.Title, &d.Description, &d.Public, &d.MaxRefreshHz, &d.Position); err != nil {
+		var refresh int
+		var variables string
+		var from, to, file, hash *string
+		if err := rows.Scan(&d.ID, &d.Slug, &d.Title, &d.Description, &d.Public, &d.MaxRefreshHz, &d.Position,
+			&d.TimeZone, &refresh, &variables, &from, &to, &file, &hash); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading dashboards: %w", err)
+		}
+		d.Refresh = time.Duration(refresh) * time.Second
+		// Malformed variables (written by hand in SQL) leave the dashboard
+		// without pickers rather than down; lint and apply never write such.
+		_ = json.Unmarshal([]byte(variables), &d.Variables)
+		if from != nil && to != nil {
+			d.Time = &panel.TimeRange{From: *from, To: *to}
+		}
+		if file != nil {
+			d.Source = &panel.Source{File: *file}
+			if hash != nil {
+				d.Source.Hash = *hash
+			}
 		}
 		dashboards = append(dashboards, d)
 		byID[d.ID] = d
@@ -187,7 +218,7 @@ func (l *Loader) readDashboards(ctx context.Context) ([]*panel.Dashboard, error)
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading dashboards: %w", err)
 	}
-	rows, err = l.Pool.Query(ctx, `
+	rows, err = q.Query(ctx, `
 		SELECT id, dashboard_id, slug, title, kind, sql, position, width, height, options::text, depends_on
 		FROM dashboard.panels ORDER BY dashboard_id, position, slug`)
 	if err != nil {

@@ -49,7 +49,83 @@ type Dashboard struct {
 	// cap for this dashboard's panels.
 	MaxRefreshHz float64
 	Position     int
-	Panels       []*Def
+	// TimeZone is the IANA name times are drawn in ("UTC" by default).
+	TimeZone string
+	// Refresh is the interval on which panels that read the clock run again
+	// and to which "now" is rounded down; zero means DefaultRefresh.
+	Refresh time.Duration
+	// Variables are the choices a viewer makes in the page's pickers, in
+	// display order.
+	Variables []Variable
+	// Time is the default time range; nil when the dashboard has none (and
+	// its SQL may not use :from and :to).
+	Time *TimeRange
+	// Source names the file the dashboard was applied from; nil when it
+	// was made in SQL.
+	Source *Source
+	Panels []*Def
+}
+
+// DefaultRefresh is the clock refresh of a dashboard that sets none.
+const DefaultRefresh = time.Minute
+
+// RefreshInterval returns d.Refresh or DefaultRefresh.
+func (d *Dashboard) RefreshInterval() time.Duration {
+	if d.Refresh > 0 {
+		return d.Refresh
+	}
+	return DefaultRefresh
+}
+
+// Variable returns the variable called name, or nil.
+func (d *Dashboard) Variable(name string) *Variable {
+	for i := range d.Variables {
+		if d.Variables[i].Name == name {
+			return &d.Variables[i]
+		}
+	}
+	return nil
+}
+
+// VariableKind says where a variable's choices come from.
+type VariableKind string
+
+// The variable kinds.
+const (
+	// QueryVariable takes its options from a query's first column; the
+	// query may use the variables declared before it.
+	QueryVariable VariableKind = "query"
+	// ListVariable takes its options from a fixed list.
+	ListVariable VariableKind = "list"
+	// TextVariable takes any text (within the input limits).
+	TextVariable VariableKind = "text"
+)
+
+// Variable is one declared variable of a dashboard. Panel and variable SQL
+// refer to it as :name; the value is bound as a parameter, never spliced.
+// A multi-value variable is bound as one text array.
+type Variable struct {
+	Name    string       `json:"name"`
+	Label   string       `json:"label,omitempty"`
+	Kind    VariableKind `json:"kind"`
+	SQL     string       `json:"sql,omitempty"`
+	Options []string     `json:"options,omitempty"`
+	Multi   bool         `json:"multi,omitempty"`
+	// Default is the value when the address names none; empty means the
+	// first option (query and list) or "" (text).
+	Default []string `json:"default,omitempty"`
+}
+
+// TimeRange is a pair of time expressions such as "now-6h" and "now".
+type TimeRange struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Source is where a dashboard applied from a file came from.
+type Source struct {
+	File string // as given to apply, relative to its directory
+	Hash string // sha256 of the file's bytes, hex
 }
 
 // Def is one row of dashboard.panels: a titled SQL query and how to draw it.
@@ -67,6 +143,10 @@ type Def struct {
 	// DependsOn is the operator's explicit list of tables the query reads,
 	// added to the ones found with EXPLAIN.
 	DependsOn []string
+	// Query is SQL with its :name placeholders rewritten to $1, $2, ...,
+	// and Params the names they stand for, in order. The catalog sets both.
+	Query  string
+	Params []string
 }
 
 // DOMID is the element id of the panel on its dashboard page. It is unique
