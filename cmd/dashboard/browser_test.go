@@ -21,6 +21,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/static"
 )
 
@@ -474,7 +476,7 @@ func TestBrowserStreamCutResumes(t *testing.T) {
 	}
 	waitStatus(t, ctx, "reconnecting")
 	shown := eval[string](t, ctx, `document.getElementById('live').getAttribute('data-version')`)
-	board := s.hub.Board(id)
+	board := s.hub.Board(panel.ViewKey{Dashboard: id})
 	if got, want := p.headers["last-event-id"], board.Version().String(); got != want || got != shown {
 		t.Errorf("reconnect Last-Event-ID: got %q, want the server's %q (page shows %q)", got, want, shown)
 	}
@@ -587,7 +589,10 @@ func TestBrowserNoScript(t *testing.T) {
 	// Another viewer (a wall TV with JavaScript) keeps the dashboard live,
 	// so the test can wait for the server to have the write before loading
 	// the page again. Without one, a page load queries afresh anyway.
-	ready, release := s.engine.Acquire(id)
+	ready, release, err := s.engine.Acquire(refresh.View{Key: panel.ViewKey{Dashboard: id}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer release()
 	<-ready
 	ctx := newBrowser(t)
@@ -611,7 +616,7 @@ func TestBrowserNoScript(t *testing.T) {
 	} else if n, err := strconv.Atoi(refresh.Value); err != nil || n <= 0 {
 		t.Errorf("meta refresh content: got %q, want a positive number of seconds", refresh.Value)
 	}
-	board := s.hub.Board(id)
+	board := s.hub.Board(panel.ViewKey{Dashboard: id})
 	before := board.Version()
 	insert(t, s, "a")
 	eventually(t, "the write to be published", func() bool { return board.Version() != before })

@@ -16,7 +16,8 @@ func benchBoard(b *testing.B) (*Hub, *Board, *panel.Def) {
 	d := &panel.Dashboard{ID: 1, Slug: "bench", Title: "Bench", Public: true, Panels: []*panel.Def{def}}
 	h := New(nil, nil)
 	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{d}, nil, nil))
-	return h, h.Board(1), def
+	h.ViewOpened(panel.ViewKey{Dashboard: d.ID})
+	return h, h.Board(panel.ViewKey{Dashboard: 1}), def
 }
 
 func result(n int) *panel.Result {
@@ -28,9 +29,9 @@ func result(n int) *panel.Result {
 // It must not allocate.
 func BenchmarkFrameSinceShared(b *testing.B) {
 	h, board, def := benchBoard(b)
-	h.Publish(def, result(1), time.Time{})
+	h.Publish(panel.ViewKey{Dashboard: def.DashboardID}, def, result(1), time.Time{})
 	have := board.Version()
-	h.Publish(def, result(2), time.Time{})
+	h.Publish(panel.ViewKey{Dashboard: def.DashboardID}, def, result(2), time.Time{})
 	if board.FrameSince(have, true) == nil {
 		b.Fatal("no frame")
 	}

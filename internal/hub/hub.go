@@ -60,16 +60,18 @@ type Frame struct {
 	wire.Update
 }
 
-// Hub holds every dashboard's board.
+// Hub holds a board for every view the refresh engine knows.
 type Hub struct {
 	logger  *slog.Logger
 	metrics *Metrics
 
 	mu     sync.RWMutex
-	boards map[int64]*Board
+	snap   *catalog.Snapshot
+	boards map[panel.ViewKey]*Board
 }
 
-// New returns an empty Hub; boards appear with the first catalog.
+// New returns an empty Hub; a board appears when its view is opened
+// (ViewOpened) and its dashboard is in the catalog.
 func New(logger *slog.Logger, metrics *Metrics) *Hub {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -77,25 +79,48 @@ func New(logger *slog.Logger, metrics *Metrics) *Hub {
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	return &Hub{logger: logger, metrics: metrics, boards: make(map[int64]*Board)}
+	return &Hub{logger: logger, metrics: metrics, boards: make(map[panel.ViewKey]*Board)}
 }
 
-// Board returns the board of a dashboard, or nil if the catalog has no such
-// dashboard.
-func (h *Hub) Board(dashboardID int64) *Board {
+// Board returns the board of a view, or nil if the view is not open or the
+// catalog has no such dashboard.
+func (h *Hub) Board(view panel.ViewKey) *Board {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.boards[dashboardID]
+	return h.boards[view]
+}
+
+// ViewOpened makes a board for a view of a dashboard in the catalog. The
+// refresh engine calls it when the view gets its first viewer.
+func (h *Hub) ViewOpened(view panel.ViewKey) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.boards[view] != nil || h.snap == nil {
+		return
+	}
+	d := h.snap.DashboardByID(view.Dashboard)
+	if d == nil {
+		return
+	}
+	b := &Board{results: make(map[int64]*panel.Result), frags: make(map[int64][]byte), changed: make(chan struct{})}
+	b.setDashboard(d)
+	h.boards[view] = b
+}
+
+// ViewDropped forgets a view's board. The refresh engine calls it for a
+// view without viewers whose room another view needs.
+func (h *Hub) ViewDropped(view panel.ViewKey) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.boards, view)
 }
 
 // recentChanges is how many steps a board remembers, so a subscriber a few
 // versions behind still gets only the panels that changed.
 const recentChanges = 16
 
-// Board is one dashboard's current state.
+// Board is one view's current state.
 type Board struct {
-	id int64
-
 	mu      sync.RWMutex
 	dash    *panel.Dashboard
 	results map[int64]*panel.Result
@@ -287,32 +312,25 @@ func (b *Board) build(full bool, changed []int64) (*Frame, error) {
 	return &Frame{Version: b.version, Update: u}, nil
 }
 
-// CatalogChanged installs new dashboard definitions. A dashboard whose
-// layout changed (panels added, removed, moved or resized) gets a version
-// whose step is the whole grid; a deleted one is marked removed.
+// CatalogChanged installs new dashboard definitions in every view. A view
+// whose dashboard's layout changed (panels added, removed, moved or
+// resized) gets a version whose step is the whole grid; the views of a
+// deleted dashboard are marked removed.
 func (h *Hub) CatalogChanged(s *catalog.Snapshot) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	seen := make(map[int64]bool)
-	for _, d := range s.Dashboards {
-		seen[d.ID] = true
-		b := h.boards[d.ID]
-		if b == nil {
-			b = &Board{id: d.ID, results: make(map[int64]*panel.Result),
-				frags: make(map[int64][]byte), changed: make(chan struct{})}
-			h.boards[d.ID] = b
+	h.snap = s
+	for view, b := range h.boards {
+		if d := s.DashboardByID(view.Dashboard); d != nil {
+			b.setDashboard(d)
+			continue
 		}
-		b.setDashboard(d)
-	}
-	for id, b := range h.boards {
-		if !seen[id] {
-			b.mu.Lock()
-			b.removed = true
-			close(b.changed)
-			b.changed = make(chan struct{})
-			b.mu.Unlock()
-			delete(h.boards, id)
-		}
+		b.mu.Lock()
+		b.removed = true
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.mu.Unlock()
+		delete(h.boards, view)
 	}
 }
 
@@ -336,10 +354,11 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 	}
 }
 
-// Publish renders a changed panel result once and moves its dashboard to a
-// new version. Called by the refresh engine.
-func (h *Hub) Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time) {
-	b := h.Board(p.DashboardID)
+// Publish renders a changed panel result once and moves its view to a new
+// version. Called by the refresh engine; a result for a view dropped
+// meanwhile is ignored.
+func (h *Hub) Publish(view panel.ViewKey, p *panel.Def, r *panel.Result, notifiedAt time.Time) {
+	b := h.Board(view)
 	if b == nil {
 		return
 	}

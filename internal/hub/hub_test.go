@@ -22,7 +22,8 @@ func testBoard(t *testing.T) (*hub.Hub, *panel.Dashboard, *hub.Board) {
 	}
 	h := hub.New(nil, nil)
 	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{d}, nil, nil))
-	b := h.Board(1)
+	h.ViewOpened(panel.ViewKey{Dashboard: d.ID})
+	b := h.Board(panel.ViewKey{Dashboard: 1})
 	if b == nil {
 		t.Fatal("got no board after CatalogChanged, want one")
 	}
@@ -74,7 +75,7 @@ func TestFrameSince(t *testing.T) {
 	}
 
 	changed := b.Changed()
-	h.Publish(d.Panels[0], result("a"), time.Time{})
+	h.Publish(viewOf(d.Panels[0]), d.Panels[0], result("a"), time.Time{})
 	select {
 	case <-changed:
 	default:
@@ -91,7 +92,7 @@ func TestFrameSince(t *testing.T) {
 
 	// Equal data: no new version, no wake-up.
 	changed = b.Changed()
-	h.Publish(d.Panels[0], result("a"), time.Time{})
+	h.Publish(viewOf(d.Panels[0]), d.Panels[0], result("a"), time.Time{})
 	if b.Version() != v1 {
 		t.Fatalf("got version %s after publishing equal data, want %s", b.Version(), v1)
 	}
@@ -101,7 +102,7 @@ func TestFrameSince(t *testing.T) {
 	default:
 	}
 
-	h.Publish(d.Panels[1], result("b"), time.Time{})
+	h.Publish(viewOf(d.Panels[1]), d.Panels[1], result("b"), time.Time{})
 	v2 := b.Version()
 	wantTargets(t, b.FrameSince(v1, true), "#panel-p2")
 	// Both panels changed since v0, in display order.
@@ -135,7 +136,7 @@ func TestFrameSince(t *testing.T) {
 	}
 	wantTargets(t, b.FrameSince(v2, true), "#heading", "#grid")
 	wantTargets(t, b.FrameSince(v1, true), "#heading", "#grid")
-	h.Publish(d2.Panels[0], result("c"), time.Time{})
+	h.Publish(viewOf(d2.Panels[0]), d2.Panels[0], result("c"), time.Time{})
 	wantTargets(t, b.FrameSince(v3, true), "#panel-p1")
 	wantTargets(t, b.FrameSince(v2, true), "#heading", "#grid")
 }
@@ -144,19 +145,19 @@ func TestFrameSinceForgetsOldVersions(t *testing.T) {
 	h, d, b := testBoard(t)
 	v0 := b.Version()
 	for i := range 20 {
-		h.Publish(d.Panels[0], result(strings.Repeat("x", i+1)), time.Time{})
+		h.Publish(viewOf(d.Panels[0]), d.Panels[0], result(strings.Repeat("x", i+1)), time.Time{})
 	}
 	// v0 is more than 16 steps back: the whole grid.
 	wantTargets(t, b.FrameSince(v0, true), "#heading", "#grid")
 	cur := b.Version()
-	h.Publish(d.Panels[1], result("y"), time.Time{})
+	h.Publish(viewOf(d.Panels[1]), d.Panels[1], result("y"), time.Time{})
 	wantTargets(t, b.FrameSince(cur, true), "#panel-p2")
 }
 
 func TestFrameSinceIsShared(t *testing.T) {
 	h, d, b := testBoard(t)
 	v0 := b.Version()
-	h.Publish(d.Panels[0], result("a"), time.Time{})
+	h.Publish(viewOf(d.Panels[0]), d.Panels[0], result("a"), time.Time{})
 	f1, f2 := b.FrameSince(v0, true), b.FrameSince(v0, true)
 	if f1 != f2 {
 		t.Fatal("got two frames for the same step, want one shared frame")
@@ -171,7 +172,7 @@ func TestRemovedBoard(t *testing.T) {
 	h, _, b := testBoard(t)
 	changed := b.Changed()
 	h.CatalogChanged(catalog.NewSnapshot(nil, nil, nil))
-	if h.Board(1) != nil {
+	if h.Board(panel.ViewKey{Dashboard: 1}) != nil {
 		t.Fatal("got a board for a deleted dashboard, want nil")
 	}
 	if !b.Removed() {
@@ -186,9 +187,40 @@ func TestRemovedBoard(t *testing.T) {
 
 func TestPublishUnknownDashboard(t *testing.T) {
 	h := hub.New(nil, nil)
-	h.Publish(&panel.Def{ID: 1, DashboardID: 99, Slug: "x", Kind: panel.Stat}, result("a"), time.Time{})
-	if h.Board(99) != nil {
-		t.Fatal("Publish created a board, want none")
+	p := &panel.Def{ID: 1, DashboardID: 99, Slug: "x", Kind: panel.Stat}
+	h.Publish(viewOf(p), p, result("a"), time.Time{})
+	h.ViewOpened(viewOf(p))
+	if h.Board(panel.ViewKey{Dashboard: 99}) != nil {
+		t.Fatal("Publish or ViewOpened made a board for a dashboard not in the catalog, want none")
+	}
+}
+
+// TestViews: each view of a dashboard has its own board, state and
+// versions; a result for one never shows in another, and a dropped view's
+// board is gone (a late result for it makes none).
+func TestViews(t *testing.T) {
+	h, d, eu := testBoard(t)
+	usKey := panel.ViewKey{Dashboard: d.ID, Vars: "var-region=us"}
+	if h.Board(usKey) != nil {
+		t.Fatal("a board for a view nobody opened")
+	}
+	h.ViewOpened(usKey)
+	us := h.Board(usKey)
+	if us == nil || us == eu {
+		t.Fatalf("ViewOpened: got board %p (first view %p), want a board of its own", us, eu)
+	}
+	h.Publish(usKey, d.Panels[0], result("us"), time.Time{})
+	if eu.Version() == us.Version() {
+		t.Fatal("a result published to one view changed the other's version")
+	}
+	_, results, _ := eu.Page()
+	if len(results) != 0 {
+		t.Fatalf("first view got %d results published to the other", len(results))
+	}
+	h.ViewDropped(usKey)
+	h.Publish(usKey, d.Panels[0], result("late"), time.Time{})
+	if h.Board(usKey) != nil {
+		t.Fatal("a dropped view still has a board")
 	}
 }
 
@@ -219,7 +251,7 @@ func TestConcurrentSubscribers(t *testing.T) {
 		})
 	}
 	for i := range 200 {
-		h.Publish(d.Panels[i%2], result(strings.Repeat("z", i)), time.Time{})
+		h.Publish(viewOf(d.Panels[i%2]), d.Panels[i%2], result(strings.Repeat("z", i)), time.Time{})
 	}
 	close(done)
 	wg.Wait()
@@ -248,15 +280,15 @@ func TestSameStateSameVersion(t *testing.T) {
 	if b1.Version() != b2.Version() {
 		t.Fatalf("empty boards: got %s and %s, want equal", b1.Version(), b2.Version())
 	}
-	h1.Publish(d1.Panels[0], result("a"), time.Time{})
-	h1.Publish(d1.Panels[1], result("b"), time.Time{})
-	h2.Publish(d2.Panels[1], result("old"), time.Time{})
-	h2.Publish(d2.Panels[1], result("b"), time.Time{})
-	h2.Publish(d2.Panels[0], result("a"), time.Time{})
+	h1.Publish(viewOf(d1.Panels[0]), d1.Panels[0], result("a"), time.Time{})
+	h1.Publish(viewOf(d1.Panels[1]), d1.Panels[1], result("b"), time.Time{})
+	h2.Publish(viewOf(d2.Panels[1]), d2.Panels[1], result("old"), time.Time{})
+	h2.Publish(viewOf(d2.Panels[1]), d2.Panels[1], result("b"), time.Time{})
+	h2.Publish(viewOf(d2.Panels[0]), d2.Panels[0], result("a"), time.Time{})
 	if b1.Version() != b2.Version() {
 		t.Fatalf("same data: got %s and %s, want equal", b1.Version(), b2.Version())
 	}
-	h2.Publish(d2.Panels[0], result("c"), time.Time{})
+	h2.Publish(viewOf(d2.Panels[0]), d2.Panels[0], result("c"), time.Time{})
 	if b1.Version() == b2.Version() {
 		t.Fatalf("different data: got %s on both, want different versions", b1.Version())
 	}
@@ -293,3 +325,6 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+// viewOf is the view without variables of p's dashboard.
+func viewOf(p *panel.Def) panel.ViewKey { return panel.ViewKey{Dashboard: p.DashboardID} }

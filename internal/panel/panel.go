@@ -149,6 +149,31 @@ type Def struct {
 	Params []string
 }
 
+// ViewKey names a view: a dashboard and one canonical choice of its
+// variables and time range (variables.Selection.Key; "" when it has none).
+// Viewers of the same view share one query and one render per change.
+type ViewKey struct {
+	Dashboard int64
+	Vars      string
+}
+
+// Time range parameters: panel SQL that uses :from or :to reads the clock
+// when the range is relative to now.
+const (
+	FromParam = "from"
+	ToParam   = "to"
+)
+
+// ReadsTime reports whether the panel's query uses the time range.
+func (d *Def) ReadsTime() bool {
+	for _, p := range d.Params {
+		if p == FromParam || p == ToParam {
+			return true
+		}
+	}
+	return false
+}
+
 // DOMID is the element id of the panel on its dashboard page. It is unique
 // within a page because panel slugs are unique within a dashboard.
 func (d *Def) DOMID() string { return "panel-" + d.Slug }

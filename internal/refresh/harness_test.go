@@ -137,7 +137,10 @@ func (r *recorder) CatalogChanged(*catalog.Snapshot) {
 	r.signal()
 }
 
-func (r *recorder) Publish(p *panel.Def, res *panel.Result, _ time.Time) {
+func (r *recorder) ViewOpened(panel.ViewKey)  {}
+func (r *recorder) ViewDropped(panel.ViewKey) {}
+
+func (r *recorder) Publish(_ panel.ViewKey, p *panel.Def, res *panel.Result, _ time.Time) {
 	at := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -415,7 +418,10 @@ func waitState(t testing.TB, l feedSource, what string, cond func(listen.State) 
 // acquire makes a dashboard live and waits until all its panels ran.
 func (h *harness) acquire(t testing.TB, dashboard int64) (release func()) {
 	t.Helper()
-	ready, release := h.engine.Acquire(dashboard)
+	ready, release, err := h.engine.Acquire(refresh.View{Key: panel.ViewKey{Dashboard: dashboard}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-ready:
 	case <-time.After(waitTimeout):

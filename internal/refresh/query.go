@@ -27,7 +27,10 @@ const MaxCellRunes = 2000
 // query runs one panel's SQL in a read-only, repeatable-read transaction
 // with a statement timeout. A failure of the SQL itself becomes Result.Err; an error is
 // returned only when the database could not be asked (retry later).
-func (e *Engine) query(ctx context.Context, p *panel.Def, notice string) (*panel.Result, error) {
+//
+// The SQL is the panel's Query (its :name placeholders rewritten to $n) with
+// args bound to those parameters; values never enter the text.
+func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice string) (*panel.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.QueryTimeout+2*time.Second)
 	defer cancel()
 	r := &panel.Result{Notice: notice}
@@ -40,7 +43,11 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, notice string) (*panel
 		}
 		// DescribeExec: the extended protocol runs exactly one statement,
 		// and nothing is cached that a schema change could make stale.
-		rows, err := tx.Query(ctx, p.SQL, pgx.QueryExecModeDescribeExec)
+		sql := p.Query
+		if sql == "" {
+			sql = p.SQL
+		}
+		rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 		if err != nil {
 			queryErr = err
 			return err

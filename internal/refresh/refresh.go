@@ -8,6 +8,8 @@ package refresh
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -23,17 +25,45 @@ import (
 	"github.com/livedash/dashboard/internal/panel"
 )
 
-// Publisher receives the engine's output. Both methods are called from the
-// engine's scheduling goroutine, in order, and should not block for long.
+// Publisher receives the engine's output. CatalogChanged and Publish are
+// called from the engine's scheduling goroutine, in order. ViewOpened and
+// ViewDropped are called under the engine's lock, from whichever goroutine
+// opened or dropped the view, so that what the Publisher keeps for a view
+// lives exactly as long as the engine knows the view. No method may block
+// for long or call back into the engine.
 type Publisher interface {
 	// CatalogChanged hands over a new catalog before any result of its new
 	// or changed panels is published.
 	CatalogChanged(s *catalog.Snapshot)
 	// Publish hands over a result that differs from the last one published
-	// for that panel. notifiedAt is when the earliest notification the result
-	// reflects was received; zero when the query was not caused by one.
-	Publish(p *panel.Def, r *panel.Result, notifiedAt time.Time)
+	// for that panel in that view. notifiedAt is when the earliest
+	// notification the result reflects was received; zero when the query
+	// was not caused by one. A result for a view dropped meanwhile may
+	// still arrive and is to be ignored.
+	Publish(view panel.ViewKey, p *panel.Def, r *panel.Result, notifiedAt time.Time)
+	// ViewOpened says a view has its first viewer; ViewDropped that it is
+	// forgotten (no viewers, and its room was needed or its dashboard is
+	// gone).
+	ViewOpened(view panel.ViewKey)
+	ViewDropped(view panel.ViewKey)
 }
+
+// View is one dashboard as one group of viewers sees it: the dashboard and
+// one choice of its variables.
+type View struct {
+	Key panel.ViewKey
+	// Args returns a panel's bind arguments, in the order of params, at
+	// time now (already rounded down to Tick when Tick is set). nil for a
+	// dashboard without variables.
+	Args func(params []string, now time.Time) ([]any, error)
+	// Tick, when above zero, makes the view read the clock: panels that use
+	// the time range run again whenever now, rounded down to Tick, moves.
+	Tick time.Duration
+}
+
+// ErrTooManyViews is Acquire's answer when a dashboard has as many views as
+// Config.MaxViews allows and every one of them has viewers.
+var ErrTooManyViews = errors.New("too many distinct views of this dashboard")
 
 // Arms asks the database for news of tables (implemented by listen.Arms):
 // a watched table's trigger notifies only while it is armed. The engine
@@ -72,7 +102,9 @@ type Config struct {
 	Concurrency   int
 	SafetyRefresh time.Duration // 0: off
 	MaxRows       int
-	// Linger keeps a dashboard's panels refreshed this long after its last
+	// MaxViews bounds the distinct views of one dashboard. Default 100.
+	MaxViews int
+	// Linger keeps a view's panels refreshed this long after its last
 	// viewer left, so that a page load followed by its stream, or a quick
 	// reconnect, does not query twice. Default 30s.
 	Linger time.Duration
@@ -89,27 +121,43 @@ type Config struct {
 type Engine struct {
 	cfg Config
 	// run runs one panel query; it is e.query except in scheduling tests.
-	run func(ctx context.Context, p *panel.Def, notice string) (*panel.Result, error)
+	run func(ctx context.Context, p *panel.Def, args []any, notice string) (*panel.Result, error)
 
 	snapshot atomic.Pointer[catalog.Snapshot]
 
 	// Inputs from other goroutines, guarded by mu.
-	mu      sync.Mutex
-	dirty   map[string]time.Time // table -> earliest receipt
-	resync  bool
-	viewers map[int64]int       // dashboard -> viewers now
-	leftAt  map[int64]time.Time // dashboard -> when its last viewer left
-	waiters map[int64][]*waiter
-	signal  chan struct{}
+	mu     sync.Mutex
+	dirty  map[string]time.Time // table -> earliest receipt
+	resync bool
+	views  map[panel.ViewKey]*entry
+	signal chan struct{}
 
 	// The rest belongs to Run's goroutine.
-	panels    map[int64]*panelState
-	boards    map[int64]*boardState
+	states    map[panel.ViewKey]*viewState
+	byBoard   map[int64]map[panel.ViewKey]*viewState // dashboard -> its views' states
 	lastFlush time.Time
 	inflight  int
 	done      chan queryDone
 	reload    bool     // catalog reload wanted (and retried until it works)
 	wanted    []string // tables the live panels read, as last given to Arms.Keep
+}
+
+// entry is a view the engine knows, as the goroutines that add and remove
+// viewers see it (guarded by Engine.mu).
+type entry struct {
+	view    View
+	viewers int
+	leftAt  time.Time // when the last viewer left; zero while it has viewers
+	waiters []*waiter
+}
+
+// viewState is the loop's side of an entry: its panels and generations.
+type viewState struct {
+	entry  *entry
+	active bool
+	gen    uint64    // bumped on every activation and fresh request
+	clock  time.Time // rounded now of the time range, when the view reads the clock
+	panels map[int64]*panelState
 }
 
 type panelState struct {
@@ -121,12 +169,12 @@ type panelState struct {
 	retryAt    time.Time
 	hash       uint64
 	published  bool
-	startGen   uint64 // dashboard generation when the running query started
+	startGen   uint64 // view generation when the running query started
 	doneGen    uint64 // generation of the last completed query
 }
 
-// waiter is a channel to close once every panel of a dashboard has finished
-// a query of generation gen or later. gen is 0 until the loop has seen the
+// waiter is a channel to close once every panel of a view has finished a
+// query of generation gen or later. gen is 0 until the loop has seen the
 // waiter; fresh asks the loop for a generation of its own.
 type waiter struct {
 	ch    chan struct{}
@@ -134,12 +182,9 @@ type waiter struct {
 	gen   uint64
 }
 
-type boardState struct {
-	active bool
-	gen    uint64 // bumped on every activation
-}
-
 type queryDone struct {
+	view       panel.ViewKey
+	entry      *entry
 	id         int64
 	def        *panel.Def
 	result     *panel.Result
@@ -171,6 +216,9 @@ func New(cfg Config) *Engine {
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = 1000
 	}
+	if cfg.MaxViews <= 0 {
+		cfg.MaxViews = 100
+	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 30 * time.Second
 	}
@@ -183,12 +231,10 @@ func New(cfg Config) *Engine {
 	e := &Engine{
 		cfg:     cfg,
 		dirty:   make(map[string]time.Time),
-		viewers: make(map[int64]int),
-		leftAt:  make(map[int64]time.Time),
-		waiters: make(map[int64][]*waiter),
+		views:   make(map[panel.ViewKey]*entry),
 		signal:  make(chan struct{}, 1),
-		panels:  make(map[int64]*panelState),
-		boards:  make(map[int64]*boardState),
+		states:  make(map[panel.ViewKey]*viewState),
+		byBoard: make(map[int64]map[panel.ViewKey]*viewState),
 		done:    make(chan queryDone),
 	}
 	e.run = e.query
@@ -237,47 +283,105 @@ func (e *Engine) Resync() {
 	e.wake()
 }
 
-// Acquire registers a viewer of a dashboard, which makes its panels live.
-// ready is closed once every panel of the dashboard has been queried since
-// it became live (at once if it already was). release must be called once,
+// Acquire registers a viewer of a view, which makes its panels live.
+// ready is closed once every panel of the view has been queried since it
+// became live (at once if it already was). release must be called once,
 // when the viewer leaves.
-func (e *Engine) Acquire(dashboardID int64) (ready <-chan struct{}, release func()) {
+//
+// A view the engine does not know yet is added; when its dashboard already
+// has Config.MaxViews views, the least recently used one without viewers
+// is dropped to make room, and if every one has viewers the answer is
+// ErrTooManyViews.
+func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err error) {
 	ch := make(chan struct{})
 	e.mu.Lock()
-	e.viewers[dashboardID]++
-	e.waiters[dashboardID] = append(e.waiters[dashboardID], &waiter{ch: ch})
+	en := e.views[v.Key]
+	if en == nil {
+		if !e.makeRoom(v.Key.Dashboard) {
+			e.mu.Unlock()
+			e.cfg.Metrics.viewsRefused.Inc()
+			return nil, nil, ErrTooManyViews
+		}
+		en = &entry{view: v}
+		e.views[v.Key] = en
+		e.cfg.Metrics.views.Inc()
+		e.cfg.Publisher.ViewOpened(v.Key)
+	}
+	en.viewers++
+	en.leftAt = time.Time{}
+	en.waiters = append(en.waiters, &waiter{ch: ch})
 	e.mu.Unlock()
 	e.wake()
 	var once sync.Once
 	return ch, func() {
 		once.Do(func() {
 			e.mu.Lock()
-			e.viewers[dashboardID]--
-			if e.viewers[dashboardID] <= 0 {
-				delete(e.viewers, dashboardID)
-				e.leftAt[dashboardID] = time.Now()
+			en.viewers--
+			if en.viewers <= 0 {
+				en.leftAt = time.Now()
 			}
 			e.mu.Unlock()
 			e.wake()
 		})
-	}
+	}, nil
 }
 
-// Fresh asks for every panel of a dashboard to be queried again, and
-// returns a channel that is closed once each of them has finished a query
-// that started after the call. The caller must hold a viewer of the
-// dashboard (Acquire). Requests that arrive together share one round of
-// queries, and the per-panel rate cap still holds, so a crowd of clients
-// asking at once costs one query per panel.
+// makeRoom reports whether dashboard may have one more view, dropping its
+// least recently used view without viewers if it must. Called with mu held.
+func (e *Engine) makeRoom(dashboard int64) bool {
+	n := 0
+	var lru *entry
+	for key, en := range e.views {
+		if key.Dashboard != dashboard {
+			continue
+		}
+		n++
+		if en.viewers == 0 && (lru == nil || en.leftAt.Before(lru.leftAt)) {
+			lru = en
+		}
+	}
+	if n < e.cfg.MaxViews {
+		return true
+	}
+	if lru == nil {
+		return false
+	}
+	e.drop(lru)
+	return true
+}
+
+// drop forgets a view without viewers. Called with mu held; the loop
+// forgets its state at its next step.
+func (e *Engine) drop(en *entry) {
+	delete(e.views, en.view.Key)
+	for _, w := range en.waiters {
+		close(w.ch)
+	}
+	en.waiters = nil
+	e.cfg.Metrics.views.Dec()
+	e.cfg.Metrics.viewsDropped.Inc()
+	e.cfg.Publisher.ViewDropped(en.view.Key)
+}
+
+// Fresh asks for every panel of a view to be queried again, and returns a
+// channel that is closed once each of them has finished a query that
+// started after the call. The caller must hold a viewer of the view
+// (Acquire). Requests that arrive together share one round of queries,
+// and the per-panel rate cap still holds, so a crowd of clients asking at
+// once costs one query per panel.
 //
 // This is how a server answers a client whose version it does not know:
 // the client may have seen a state from another server, or from before a
 // restore, and only a snapshot taken after it asked is sure to be at least
 // as new as that.
-func (e *Engine) Fresh(dashboardID int64) <-chan struct{} {
+func (e *Engine) Fresh(view panel.ViewKey) <-chan struct{} {
 	ch := make(chan struct{})
 	e.mu.Lock()
-	e.waiters[dashboardID] = append(e.waiters[dashboardID], &waiter{ch: ch, fresh: true})
+	if en := e.views[view]; en != nil {
+		en.waiters = append(en.waiters, &waiter{ch: ch, fresh: true})
+	} else {
+		close(ch) // nothing to wait for: the caller holds no viewer
+	}
 	e.mu.Unlock()
 	e.wake()
 	return ch
@@ -365,16 +469,23 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 			e.lastFlush = now
 		}
 	}
-	viewers := make(map[int64]bool, len(e.viewers)+len(e.leftAt))
-	for id := range e.viewers {
-		viewers[id] = true
-	}
-	for id, left := range e.leftAt {
-		if until := left.Add(e.cfg.Linger); now.Before(until) {
-			viewers[id] = true
-			soon(until)
-		} else {
-			delete(e.leftAt, id)
+	live := make(map[panel.ViewKey]*entry, len(e.views))
+	active := make(map[panel.ViewKey]bool, len(e.views))
+	snap := e.snapshot.Load()
+	for key, en := range e.views {
+		if snap != nil && snap.DashboardByID(key.Dashboard) == nil && en.viewers == 0 {
+			e.drop(en) // its dashboard is gone and nobody holds it
+			continue
+		}
+		live[key] = en
+		switch {
+		case en.viewers > 0:
+			active[key] = true
+		case !en.leftAt.IsZero():
+			if until := en.leftAt.Add(e.cfg.Linger); now.Before(until) {
+				active[key] = true
+				soon(until)
+			}
 		}
 	}
 	e.mu.Unlock()
@@ -401,67 +512,130 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 			e.apply(snap)
 		}
 	}
+	snap = e.snapshot.Load()
 
-	snap := e.snapshot.Load()
+	// The loop's states follow the views: new ones start with every panel
+	// dirty, dropped (or dropped and added again) ones are forgotten.
+	for key, vs := range e.states {
+		if live[key] != vs.entry {
+			e.forget(key)
+		}
+	}
+	for key, en := range live {
+		if e.states[key] == nil {
+			e.adopt(snap, key, en)
+		}
+	}
+
 	if snap != nil {
 		for table, at := range dirty {
 			for _, p := range snap.PanelsReading(table) {
-				if st := e.panels[p.ID]; st != nil {
-					st.mark(at)
+				for _, vs := range e.byBoard[p.DashboardID] {
+					if st := vs.panels[p.ID]; st != nil {
+						st.mark(at)
+					}
 				}
 			}
 		}
 	}
 
-	// Dashboards gaining their first viewer are queried afresh; those that
-	// lost their last are left alone.
-	for id := range viewers {
-		b := e.boards[id]
-		if b == nil {
-			b = &boardState{}
-			e.boards[id] = b
+	// Views gaining their first viewer are queried afresh; those that lost
+	// their last are left alone.
+	for key, vs := range e.states {
+		if !active[key] {
+			vs.active = false
+			continue
 		}
-		if !b.active {
-			b.active = true
-			b.gen++
-			e.markDashboard(snap, id, true)
+		if !vs.active {
+			vs.active = true
+			vs.gen++
+			vs.markAll(time.Time{}, true)
+		}
+		if tick := vs.entry.view.Tick; tick > 0 {
+			// The time range moves on the clock: panels that read it run
+			// again once now, rounded down, has moved.
+			at := roundDown(now, tick)
+			if !at.Equal(vs.clock) {
+				if !vs.clock.IsZero() {
+					for _, st := range vs.panels {
+						if st.def.ReadsTime() {
+							st.mark(time.Time{})
+						}
+					}
+				}
+				vs.clock = at
+			}
+			soon(at.Add(tick))
 		}
 	}
-	for id, b := range e.boards {
-		if !viewers[id] {
-			b.active = false
-		}
-	}
-	e.assignGenerations(snap)
+	e.assignGenerations()
 	e.keepWanted(snap)
 
-	for id, st := range e.panels {
-		if !st.dirty || st.running {
+	for key, vs := range e.states {
+		if !vs.active {
+			for _, st := range vs.panels {
+				// Nobody watches: forget the change, the first viewer
+				// queries afresh.
+				st.dirty = false
+				st.notifiedAt = time.Time{}
+			}
 			continue
 		}
-		b := e.boards[st.def.DashboardID]
-		if b == nil || !b.active {
-			// Nobody watches: forget the change, the first viewer queries afresh.
-			st.dirty = false
-			st.notifiedAt = time.Time{}
-			continue
+		for id, st := range vs.panels {
+			if !st.dirty || st.running {
+				continue
+			}
+			if now.Before(st.retryAt) {
+				soon(st.retryAt)
+				continue
+			}
+			if due := st.lastStart.Add(e.minInterval(snap, st.def)); now.Before(due) {
+				soon(due)
+				continue
+			}
+			if e.inflight >= e.cfg.Concurrency {
+				continue // a finishing query wakes the loop
+			}
+			e.start(ctx, workers, key, vs, id, st, now, snap)
 		}
-		if now.Before(st.retryAt) {
-			soon(st.retryAt)
-			continue
-		}
-		if due := st.lastStart.Add(e.minInterval(snap, st.def)); now.Before(due) {
-			soon(due)
-			continue
-		}
-		if e.inflight >= e.cfg.Concurrency {
-			continue // a finishing query wakes the loop
-		}
-		e.start(ctx, workers, id, st, b.gen, now, snap)
 	}
 
 	e.notifyReady(snap)
 	return next
+}
+
+// roundDown rounds t down to a multiple of d since the Unix epoch, the same
+// instant on every server.
+func roundDown(t time.Time, d time.Duration) time.Time {
+	return time.Unix(0, t.UnixNano()-t.UnixNano()%int64(d))
+}
+
+// adopt gives the loop a state for a view it has not seen.
+func (e *Engine) adopt(snap *catalog.Snapshot, key panel.ViewKey, en *entry) {
+	vs := &viewState{entry: en, panels: make(map[int64]*panelState)}
+	if snap != nil {
+		if d := snap.DashboardByID(key.Dashboard); d != nil {
+			for _, p := range d.Panels {
+				vs.panels[p.ID] = &panelState{def: p, dirty: true}
+			}
+		}
+	}
+	e.states[key] = vs
+	if e.byBoard[key.Dashboard] == nil {
+		e.byBoard[key.Dashboard] = make(map[panel.ViewKey]*viewState)
+	}
+	e.byBoard[key.Dashboard][key] = vs
+}
+
+// forget drops the loop's state of a view.
+func (e *Engine) forget(key panel.ViewKey) {
+	delete(e.states, key)
+	if m := e.byBoard[key.Dashboard]; m != nil {
+		delete(m, key)
+		if len(m) == 0 {
+			delete(e.byBoard, key.Dashboard)
+		}
+	}
 }
 
 func (st *panelState) mark(at time.Time) {
@@ -471,9 +645,21 @@ func (st *panelState) mark(at time.Time) {
 	}
 }
 
-func (e *Engine) markAllDirty(at time.Time) {
-	for _, st := range e.panels {
+// markAll marks every panel of the view dirty; republish also publishes
+// results equal to the last ones (for a view that comes back to life,
+// whose board may have moved on).
+func (vs *viewState) markAll(at time.Time, republish bool) {
+	for _, st := range vs.panels {
 		st.mark(at)
+		if republish {
+			st.published = false
+		}
+	}
+}
+
+func (e *Engine) markAllDirty(at time.Time) {
+	for _, vs := range e.states {
+		vs.markAll(at, false)
 	}
 }
 
@@ -487,35 +673,59 @@ func (e *Engine) minInterval(snap *catalog.Snapshot, p *panel.Def) time.Duration
 	return time.Duration(float64(time.Second) / hz)
 }
 
-func (e *Engine) start(ctx context.Context, workers *sync.WaitGroup, id int64, st *panelState, gen uint64, now time.Time, snap *catalog.Snapshot) {
+func (e *Engine) start(ctx context.Context, workers *sync.WaitGroup, key panel.ViewKey, vs *viewState, id int64, st *panelState,
+	now time.Time, snap *catalog.Snapshot) {
 	st.dirty = false
 	st.running = true
 	st.lastStart = now
-	st.startGen = gen
+	st.startGen = vs.gen
 	notifiedAt := st.notifiedAt
 	st.notifiedAt = time.Time{}
 	def := st.def
 	notice := ""
-	if snap != nil {
-		notice = snap.Notice(id)
-	}
-	e.inflight++
-	workers.Add(1)
 	var deps []string
 	if snap != nil {
+		notice = snap.Notice(id)
 		deps = snap.Dependencies(id)
 	}
+	args, argErr := e.args(vs, def, now)
+	en := vs.entry
+	e.inflight++
+	workers.Add(1)
 	go func() {
 		defer workers.Done()
 		began := time.Now()
-		if e.cfg.Arms != nil {
-			// The query's snapshot must come after every writer that
-			// skipped its notification has ended.
-			e.cfg.Arms.Arm(ctx, deps)
+		var r *panel.Result
+		var err error
+		if argErr != nil {
+			r = &panel.Result{Err: argErr.Error(), Notice: notice}
+		} else {
+			if e.cfg.Arms != nil {
+				// The query's snapshot must come after every writer that
+				// skipped its notification has ended.
+				e.cfg.Arms.Arm(ctx, deps)
+			}
+			r, err = e.run(ctx, def, args, notice)
 		}
-		r, err := e.run(ctx, def, notice)
-		e.done <- queryDone{id: id, def: def, result: r, err: err, notifiedAt: notifiedAt, took: time.Since(began)}
+		e.done <- queryDone{view: key, entry: en, id: id, def: def, result: r, err: err, notifiedAt: notifiedAt, took: time.Since(began)}
 	}()
+}
+
+// args returns a panel's bind arguments in a view. Panels that read the
+// time range see now rounded down to the view's tick, so every server
+// computes the same view.
+func (e *Engine) args(vs *viewState, def *panel.Def, now time.Time) ([]any, error) {
+	if len(def.Params) == 0 {
+		return nil, nil
+	}
+	v := vs.entry.view
+	if v.Args == nil {
+		return nil, fmt.Errorf("the panel's SQL uses :%s, which its dashboard does not declare", def.Params[0])
+	}
+	if v.Tick > 0 {
+		now = vs.clock
+	}
+	return v.Args(def.Params, now)
 }
 
 // finish records a completed query and publishes a changed result.
@@ -523,7 +733,11 @@ func (e *Engine) finish(d queryDone) {
 	e.inflight--
 	m := e.cfg.Metrics
 	m.duration.Observe(d.took.Seconds())
-	st := e.panels[d.id]
+	vs := e.states[d.view]
+	if vs == nil || vs.entry != d.entry {
+		return // the view was dropped while the query ran
+	}
+	st := vs.panels[d.id]
 	// Every catalog reload hands out new *panel.Def values, so compare
 	// definitions, not pointers: a reload that left this panel alone must
 	// not throw its result away (nothing would run it again).
@@ -556,41 +770,47 @@ func (e *Engine) finish(d queryDone) {
 		if outcome != "error" {
 			outcome = "changed"
 		}
-		e.cfg.Publisher.Publish(st.def, d.result, d.notifiedAt)
+		e.cfg.Publisher.Publish(d.view, st.def, d.result, d.notifiedAt)
 	}
 	m.queries.WithLabelValues(outcome).Inc()
 }
 
 // apply installs a new catalog: new and changed panels are marked dirty and
-// will be published afresh, removed ones are forgotten.
+// will be published afresh, removed ones are forgotten, in every view.
 func (e *Engine) apply(snap *catalog.Snapshot) {
-	seen := make(map[int64]bool)
-	for _, d := range snap.Dashboards {
-		for _, p := range d.Panels {
-			seen[p.ID] = true
-			st := e.panels[p.ID]
-			if st == nil {
-				e.panels[p.ID] = &panelState{def: p, dirty: true}
-				continue
+	old := e.snapshot.Load()
+	for key, vs := range e.states {
+		d := snap.DashboardByID(key.Dashboard)
+		seen := make(map[int64]bool)
+		if d != nil {
+			for _, p := range d.Panels {
+				seen[p.ID] = true
+				st := vs.panels[p.ID]
+				if st == nil {
+					vs.panels[p.ID] = &panelState{def: p, dirty: true}
+					continue
+				}
+				if !sameDef(st.def, p) || snap.Notice(p.ID) != notice(old, p.ID) {
+					st.published = false
+					st.mark(time.Time{})
+				}
+				st.def = p
 			}
-			if !sameDef(st.def, p) || snap.Notice(p.ID) != e.notice(p.ID) {
-				st.published = false
-				st.mark(time.Time{})
+		}
+		for id := range vs.panels {
+			if !seen[id] {
+				delete(vs.panels, id)
 			}
-			st.def = p
 		}
 	}
-	for id := range e.panels {
-		if !seen[id] {
-			delete(e.panels, id)
-		}
-	}
-	e.snapshot.Store(snap)
+	// The Publisher first: whoever finds a dashboard in the new snapshot
+	// may open a view of it at once.
 	e.cfg.Publisher.CatalogChanged(snap)
+	e.snapshot.Store(snap)
 }
 
-func (e *Engine) notice(id int64) string {
-	if s := e.snapshot.Load(); s != nil {
+func notice(s *catalog.Snapshot, id int64) string {
+	if s != nil {
 		return s.Notice(id)
 	}
 	return ""
@@ -602,27 +822,6 @@ func sameDef(a, b *panel.Def) bool {
 		a.Options.Equal(b.Options) && slices.Equal(a.DependsOn, b.DependsOn) && a.DashboardID == b.DashboardID
 }
 
-// markDashboard marks every panel of a dashboard dirty, so that each runs
-// again; republish also publishes results equal to the last ones (for a
-// dashboard that comes back to life, whose board may have moved on).
-func (e *Engine) markDashboard(snap *catalog.Snapshot, id int64, republish bool) {
-	if snap == nil {
-		return
-	}
-	d := snap.DashboardByID(id)
-	if d == nil {
-		return
-	}
-	for _, p := range d.Panels {
-		if st := e.panels[p.ID]; st != nil {
-			st.mark(time.Time{})
-			if republish {
-				st.published = false
-			}
-		}
-	}
-}
-
 // keepWanted tells Arms which tables the live panels read, when that
 // changed, so that tables nobody watches stop costing writers anything.
 func (e *Engine) keepWanted(snap *catalog.Snapshot) {
@@ -630,11 +829,12 @@ func (e *Engine) keepWanted(snap *catalog.Snapshot) {
 		return
 	}
 	set := make(map[string]bool)
-	for id, b := range e.boards {
-		if !b.active {
-			continue
+	for id, views := range e.byBoard {
+		live := false
+		for _, vs := range views {
+			live = live || vs.active
 		}
-		if d := snap.DashboardByID(id); d != nil {
+		if d := snap.DashboardByID(id); d != nil && live {
 			for _, p := range d.Panels {
 				for _, t := range snap.Dependencies(p.ID) {
 					set[t] = true
@@ -650,64 +850,65 @@ func (e *Engine) keepWanted(snap *catalog.Snapshot) {
 }
 
 // assignGenerations gives each waiter the loop has not seen yet the
-// generation it waits for: the dashboard's current one, or for a fresh
-// request a new one, whose panels are marked dirty so that they run again
-// (one new generation per dashboard and step, however many asked).
-func (e *Engine) assignGenerations(snap *catalog.Snapshot) {
+// generation it waits for: the view's current one, or for a fresh request
+// a new one, whose panels are marked dirty so that they run again (one new
+// generation per view and step, however many asked).
+func (e *Engine) assignGenerations() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, ws := range e.waiters {
-		b := e.boards[id]
-		if b == nil || !b.active {
-			continue // assigned once the dashboard is live
+	for key, en := range e.views {
+		vs := e.states[key]
+		if vs == nil || vs.entry != en || !vs.active {
+			continue // assigned once the view is live
 		}
 		bumped := false
-		for _, w := range ws {
+		for _, w := range en.waiters {
 			if w.gen != 0 {
 				continue
 			}
 			if w.fresh && !bumped {
 				bumped = true
-				b.gen++
-				e.markDashboard(snap, id, false)
+				vs.gen++
+				vs.markAll(time.Time{}, false)
 			}
-			w.gen = b.gen
+			w.gen = vs.gen
 		}
 	}
 }
 
-// notifyReady closes the waiters of dashboards whose panels have all
-// finished a query of the generation the waiter waits for.
+// notifyReady closes the waiters of views whose panels have all finished a
+// query of the generation the waiter waits for.
 func (e *Engine) notifyReady(snap *catalog.Snapshot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, ws := range e.waiters {
+	for key, en := range e.views {
+		if len(en.waiters) == 0 {
+			continue
+		}
 		var d *panel.Dashboard
 		if snap != nil {
-			d = snap.DashboardByID(id)
+			d = snap.DashboardByID(key.Dashboard)
 		}
-		keep := ws[:0]
-		for _, w := range ws {
-			if d == nil || (w.gen != 0 && e.queriedSince(d, w.gen)) {
-				close(w.ch) // unknown dashboards have nothing to wait for
+		vs := e.states[key]
+		keep := en.waiters[:0]
+		for _, w := range en.waiters {
+			// Unknown dashboards have nothing to wait for.
+			if d == nil || (w.gen != 0 && vs != nil && vs.entry == en && vs.queriedSince(d, w.gen)) {
+				close(w.ch)
 				continue
 			}
 			keep = append(keep, w)
 		}
-		clear(ws[len(keep):])
-		if len(keep) == 0 {
-			delete(e.waiters, id)
-		} else {
-			e.waiters[id] = keep
-		}
+		clear(en.waiters[len(keep):])
+		en.waiters = keep
 	}
 }
 
 // queriedSince reports whether every panel of d has finished a query of
-// generation gen or later.
-func (e *Engine) queriedSince(d *panel.Dashboard, gen uint64) bool {
+// generation gen or later in this view.
+func (vs *viewState) queriedSince(d *panel.Dashboard, gen uint64) bool {
 	for _, p := range d.Panels {
-		if st := e.panels[p.ID]; st == nil || st.doneGen < gen {
+		if st := vs.panels[p.ID]; st == nil || st.doneGen < gen {
 			return false
 		}
 	}
@@ -739,6 +940,9 @@ type Metrics struct {
 	duration       prometheus.Histogram
 	notifyToResult prometheus.Histogram
 	queueUsage     prometheus.Gauge
+	views          prometheus.Gauge
+	viewsRefused   prometheus.Counter
+	viewsDropped   prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -762,12 +966,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "dashboard", Name: "notify_queue_usage",
 			Help: "pg_notification_queue_usage(): fraction of the server's notification queue in use.",
 		}),
+		views: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "dashboard", Name: "views",
+			Help: "Distinct views (a dashboard and one choice of its variables) the engine knows, with or without viewers.",
+		}),
+		viewsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dashboard", Name: "views_refused_total",
+			Help: "New views refused (429) because their dashboard had DASHBOARD_MAX_VIEWS views, all with viewers.",
+		}),
+		viewsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dashboard", Name: "views_dropped_total",
+			Help: "Views without viewers forgotten to make room for a new one, or because their dashboard was deleted.",
+		}),
 	}
 	for _, o := range []string{"changed", "unchanged", "error"} {
 		m.queries.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage)
+		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.views, m.viewsRefused, m.viewsDropped)
 	}
 	return m
 }

@@ -21,7 +21,8 @@ import (
 // fakeLoader, so every assertion about "when" is exact.
 //
 // Catalog: dashboard 1 has panels 11 (reads public.a) and 12 (public.b);
-// dashboard 2 has panel 21 (public.a).
+// dashboard 2 has panel 21 (public.a); dashboard 3 has panels 31 (reads
+// public.c with :region) and 32 (public.c with :region, :from and :to).
 
 type fakeLoader struct {
 	mu    sync.Mutex
@@ -45,8 +46,14 @@ func (l *fakeLoader) Load(ctx context.Context) (*catalog.Snapshot, error) {
 	d2 := &panel.Dashboard{ID: 2, Slug: "two", Panels: []*panel.Def{
 		{ID: 21, DashboardID: 2, Slug: "c", Kind: panel.Stat, SQL: "SELECT 21", Width: 1, Height: 1},
 	}}
-	deps := map[int64][]string{11: {"public.a"}, 12: {"public.b"}, 21: {"public.a"}}
-	return catalog.NewSnapshot([]*panel.Dashboard{d1, d2}, deps, nil), nil
+	d3 := &panel.Dashboard{ID: 3, Slug: "three", Panels: []*panel.Def{
+		{ID: 31, DashboardID: 3, Slug: "d", Kind: panel.Stat, SQL: "SELECT :region", Width: 1, Height: 1,
+			Params: []string{"region"}},
+		{ID: 32, DashboardID: 3, Slug: "e", Kind: panel.Stat, SQL: "SELECT :region, :from, :to", Width: 1, Height: 1,
+			Params: []string{"region", panel.FromParam, panel.ToParam}},
+	}}
+	deps := map[int64][]string{11: {"public.a"}, 12: {"public.b"}, 21: {"public.a"}, 31: {"public.c"}, 32: {"public.c"}}
+	return catalog.NewSnapshot([]*panel.Dashboard{d1, d2, d3}, deps, nil), nil
 }
 
 func (l *fakeLoader) setSQL11(s string) {
@@ -62,8 +69,9 @@ func (l *fakeLoader) count() int {
 }
 
 type call struct {
-	at  time.Time
-	sql string
+	at   time.Time
+	sql  string
+	args []any
 }
 
 // fakeDB stands in for the database: it records every query and answers
@@ -90,9 +98,9 @@ func newFakeDB() *fakeDB {
 	}
 }
 
-func (f *fakeDB) run(ctx context.Context, p *panel.Def, notice string) (*panel.Result, error) {
+func (f *fakeDB) run(ctx context.Context, p *panel.Def, args []any, notice string) (*panel.Result, error) {
 	f.mu.Lock()
-	f.calls[p.ID] = append(f.calls[p.ID], call{at: time.Now(), sql: p.SQL})
+	f.calls[p.ID] = append(f.calls[p.ID], call{at: time.Now(), sql: p.SQL, args: args})
 	f.running[p.ID]++
 	f.maxRunning[p.ID] = max(f.maxRunning[p.ID], f.running[p.ID])
 	gate, v, err := f.gate[p.ID], f.value[p.ID], f.fail[p.ID]
@@ -158,6 +166,7 @@ func (f *fakeDB) callsOf(id int64) []call {
 }
 
 type pub struct {
+	view  panel.ViewKey
 	panel int64
 	value float64
 	err   string
@@ -165,16 +174,30 @@ type pub struct {
 }
 
 type recPublisher struct {
-	mu   sync.Mutex
-	pubs []pub
+	mu      sync.Mutex
+	pubs    []pub
+	opened  []panel.ViewKey
+	dropped []panel.ViewKey
 }
 
 func (r *recPublisher) CatalogChanged(*catalog.Snapshot) {}
 
-func (r *recPublisher) Publish(p *panel.Def, res *panel.Result, _ time.Time) {
+func (r *recPublisher) ViewOpened(v panel.ViewKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := pub{panel: p.ID, err: res.Err, at: time.Now()}
+	r.opened = append(r.opened, v)
+}
+
+func (r *recPublisher) ViewDropped(v panel.ViewKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped = append(r.dropped, v)
+}
+
+func (r *recPublisher) Publish(view panel.ViewKey, p *panel.Def, res *panel.Result, _ time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := pub{view: view, panel: p.ID, err: res.Err, at: time.Now()}
 	if len(res.Rows) > 0 && len(res.Rows[0]) > 0 {
 		v.value = res.Rows[0][0].Num
 	}
@@ -241,11 +264,20 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
+// acquire makes dashboard id's one view (no variables) live.
+func (f *fixture) acquire(id int64) (ready <-chan struct{}, release func()) {
+	ready, release, err := f.e.Acquire(View{Key: panel.ViewKey{Dashboard: id}})
+	if err != nil {
+		panic(err)
+	}
+	return ready, release
+}
+
 func TestScheduleLeadingEdgeThenBatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// A high rate cap isolates the batch window.
 		f := startEngine(t, Config{BatchWindow: 25 * time.Millisecond, MaxRefreshHz: 1000})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		if got := f.db.n(11); got != 1 {
@@ -291,7 +323,7 @@ func TestSchedulePerPanelRateCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const hz = 10
 		f := startEngine(t, Config{BatchWindow: 25 * time.Millisecond, MaxRefreshHz: hz})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		time.Sleep(time.Second)
@@ -332,7 +364,7 @@ func TestSchedulePerPanelRateCap(t *testing.T) {
 func TestScheduleOneInFlightThenOneRerun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxRefreshHz: 1000})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		time.Sleep(time.Second)
@@ -380,7 +412,7 @@ func TestScheduleNoViewerNoQuery(t *testing.T) {
 		if got := f.db.n(11) + f.db.n(12) + f.db.n(21); got != 0 {
 			t.Fatalf("before any viewer: got %d queries, want 0", got)
 		}
-		_, release1 := f.e.Acquire(1)
+		_, release1 := f.acquire(1)
 		defer release1()
 		synctest.Wait()
 		for range 5 {
@@ -395,7 +427,7 @@ func TestScheduleNoViewerNoQuery(t *testing.T) {
 		}
 
 		// The first viewer queries afresh, with nothing changed.
-		ready, release2 := f.e.Acquire(2)
+		ready, release2 := f.acquire(2)
 		synctest.Wait()
 		if got := f.db.n(21); got != 1 {
 			t.Fatalf("panel 21 after its first viewer: got %d queries, want 1", got)
@@ -429,7 +461,7 @@ func TestScheduleAcquireReady(t *testing.T) {
 		f := startEngine(t, Config{})
 		f.db.hold(11)
 		f.db.hold(12)
-		ready, release := f.e.Acquire(1)
+		ready, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		if isClosed(ready) {
@@ -450,7 +482,7 @@ func TestScheduleAcquireReady(t *testing.T) {
 		}
 
 		// A second viewer of a live dashboard is ready at once, without queries.
-		ready2, release2 := f.e.Acquire(1)
+		ready2, release2 := f.acquire(1)
 		defer release2()
 		synctest.Wait()
 		if !isClosed(ready2) {
@@ -465,7 +497,7 @@ func TestScheduleAcquireReady(t *testing.T) {
 func TestScheduleSameResultPublishedOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		for range 3 {
@@ -504,7 +536,7 @@ func TestScheduleSameResultPublishedOnce(t *testing.T) {
 func TestScheduleReloadWhileRunning(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxRefreshHz: 1000})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		time.Sleep(time.Second)
@@ -535,7 +567,7 @@ func TestScheduleReloadWhileRunning(t *testing.T) {
 func TestScheduleRedefinedWhileRunning(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxRefreshHz: 1000})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		time.Sleep(time.Second)
@@ -566,7 +598,7 @@ func TestScheduleRetryAfterDatabaseError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{RetryDelay: time.Second})
 		f.db.setFail(11, errors.New("connection refused"))
-		ready, release := f.e.Acquire(1)
+		ready, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		start := time.Now()
@@ -595,7 +627,7 @@ func TestScheduleRetryAfterDatabaseError(t *testing.T) {
 func TestScheduleResync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		time.Sleep(time.Second)
@@ -628,7 +660,7 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 func TestScheduleUnreadTableIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{})
-		_, release := f.e.Acquire(1)
+		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		for range 100 {
@@ -660,7 +692,7 @@ func TestScheduleUnreadTableIgnored(t *testing.T) {
 func TestScheduleFresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxRefreshHz: 10})
-		ready, release := f.e.Acquire(1)
+		ready, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
 		if !isClosed(ready) {
@@ -675,7 +707,7 @@ func TestScheduleFresh(t *testing.T) {
 		synctest.Wait()
 		var fresh []<-chan struct{}
 		for range 50 {
-			fresh = append(fresh, f.e.Fresh(1))
+			fresh = append(fresh, f.e.Fresh(panel.ViewKey{Dashboard: 1}))
 		}
 		synctest.Wait()
 		if got := f.db.n(12); got != before12+1 {

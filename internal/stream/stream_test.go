@@ -44,7 +44,8 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	d := &panel.Dashboard{ID: 1, Slug: "bench", Title: "Bench", Public: true, Panels: []*panel.Def{def}}
 	h := hub.New(nil, nil)
 	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{d}, nil, nil))
-	f := &fixture{hub: h, board: h.Board(1), def: def, dash: d, access: make(chan struct{})}
+	h.ViewOpened(panel.ViewKey{Dashboard: d.ID})
+	f := &fixture{hub: h, board: h.Board(panel.ViewKey{Dashboard: 1}), def: def, dash: d, access: make(chan struct{})}
 	f.counters = Counters{
 		Frames:      prometheus.NewCounter(prometheus.CounterOpts{Name: "frames"}),
 		Bytes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "bytes"}),
@@ -79,7 +80,7 @@ func (f *fixture) publish(t testing.TB, pad string) int {
 	f.seq++
 	r := &panel.Result{Columns: []string{"n"},
 		Rows: [][]panel.Value{{{Kind: panel.Text, Text: "seq-" + strconv.Itoa(f.seq) + "." + pad}}}}
-	f.hub.Publish(f.def, r, time.Time{})
+	f.hub.Publish(viewOf(f.def), f.def, r, time.Time{})
 	return f.seq
 }
 
@@ -417,3 +418,6 @@ func BenchmarkSweep(b *testing.B) {
 		})
 	}
 }
+
+// viewOf is the view without variables of p's dashboard.
+func viewOf(p *panel.Def) panel.ViewKey { return panel.ViewKey{Dashboard: p.DashboardID} }

@@ -21,7 +21,11 @@ import (
 // open stream costs no goroutine, no net/http buffers and no chunked
 // encoding: the body is the raw event stream, ended by closing.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	d, b, grant, ok := s.dashboard(w, r)
+	d, grant, ok := s.dashboard(w, r)
+	if !ok {
+		return
+	}
+	v, ok := s.view(w, r, d, grant)
 	if !ok {
 		return
 	}
@@ -29,8 +33,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ready, release := s.engine.Acquire(d.ID)
-	done := func() { release(); leave() }
+	vw, ok := s.open(w, r, v)
+	if !ok {
+		leave()
+		return
+	}
+	b := vw.board
+	done := func() { vw.release(); leave() }
 
 	// Header first, query string second: hx-sse sends the header on
 	// reconnects, while the page's first connect carries the version it
@@ -70,7 +79,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 	// A dashboard nobody was watching runs its queries first, so that the
 	// first frame is fresh rather than what it showed long ago.
-	s.await(r.Context(), ready, s.cfg.PageWait)
+	s.await(r.Context(), vw.ready, s.cfg.PageWait)
 	// The resume contract: a version this server issued and remembers gets
 	// the step from it (or nothing, if current). Any other may be newer
 	// than this server's state, so it waits for a refresh that started
@@ -78,7 +87,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// same state gives the same version everywhere) or it gets the full
 	// state.
 	if !known || !b.Remembers(have) {
-		s.await(r.Context(), s.engine.Fresh(d.ID), s.cfg.ResumeWait)
+		s.await(r.Context(), s.engine.Fresh(vw.key), s.cfg.ResumeWait)
 	}
 	st := &stream.Stream{Conn: conn, Board: b, Have: have, Known: known, Prefix: retry,
 		Until: time.Now().Add(jitter(s.cfg.StreamMaxAge, 0.2)), Done: done}
@@ -139,7 +148,11 @@ func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (leave func
 // is checked again before the answer, so a token revoked during the wait
 // gets nothing committed after it.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
-	d, b, _, ok := s.dashboard(w, r)
+	d, grant, ok := s.dashboard(w, r)
+	if !ok {
+		return
+	}
+	v, ok := s.view(w, r, d, grant)
 	if !ok {
 		return
 	}
@@ -152,7 +165,12 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	cond := parseIfNoneMatch(r.Header.Get("If-None-Match"))
 	if cond.any {
 		// "*" matches whatever the current state is (RFC 9110, 13.1.2).
-		s.notModified(w, b.Version())
+		vw, ok := s.open(w, r, v)
+		if !ok {
+			return
+		}
+		defer vw.release()
+		s.notModified(w, vw.board.Version())
 		return
 	}
 	if n := s.longPolls.Add(1); n > int64(s.cfg.MaxLongPolls) {
@@ -165,8 +183,12 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	s.metrics.longPolls.Inc()
 	defer s.metrics.longPolls.Dec()
 
-	ready, release := s.engine.Acquire(d.ID)
-	defer release()
+	vw, ok := s.open(w, r, v)
+	if !ok {
+		return
+	}
+	defer vw.release()
+	b, ready := vw.board, vw.ready
 	ctx := r.Context()
 	deadline := time.NewTimer(jitter(wait, 0.1))
 	defer deadline.Stop()
@@ -186,7 +208,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	// that started after the request arrived.
 	have, known := cond.pick(b)
 	if !known {
-		s.await(ctx, s.engine.Fresh(d.ID), s.cfg.ResumeWait)
+		s.await(ctx, s.engine.Fresh(vw.key), s.cfg.ResumeWait)
 		have, known = cond.pick(b)
 	}
 	for {

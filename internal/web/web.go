@@ -24,6 +24,7 @@ import (
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/internal/stream"
 	"github.com/livedash/dashboard/internal/views"
 	"github.com/livedash/dashboard/static"
@@ -52,13 +53,13 @@ type Config struct {
 }
 
 // Engine is what the web side needs of the refresh engine: the current
-// dashboards, a way to say that a dashboard has a viewer so that its
-// panels are kept fresh, and a refresh that starts now, for clients whose
+// dashboards, a way to say that a view has a viewer so that its panels
+// are kept fresh, and a refresh that starts now, for clients whose
 // version this server does not know (implemented by refresh.Engine).
 type Engine interface {
 	Snapshot() *catalog.Snapshot
-	Acquire(dashboardID int64) (ready <-chan struct{}, release func())
-	Fresh(dashboardID int64) <-chan struct{}
+	Acquire(v refresh.View) (ready <-chan struct{}, release func(), err error)
+	Fresh(view panel.ViewKey) <-chan struct{}
 }
 
 // Server is the HTTP side of the product.
@@ -199,25 +200,21 @@ func (s *Server) assets() views.Assets {
 }
 
 // dashboard resolves the {slug} of a request to a dashboard the caller may
-// see, its board, and the token grant that let the caller in (zero for
-// public dashboards and proxy users). Anything else is answered 404, the
-// same for missing and forbidden, so that private slugs cannot be found.
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, *hub.Board, access.Grant, bool) {
+// see, and the token grant that let the caller in (zero for public
+// dashboards and proxy users). Anything else is answered 404, the same for
+// missing and forbidden, so that private slugs cannot be found.
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) (*panel.Dashboard, access.Grant, bool) {
 	d := s.lookup(r)
 	var grant access.Grant
 	ok := d != nil
 	if ok {
 		grant, ok = s.allowed(r, d)
 	}
-	var b *hub.Board
-	if ok {
-		b = s.hub.Board(d.ID)
-	}
-	if b == nil {
+	if !ok {
 		s.notFound(w, r)
-		return nil, nil, access.Grant{}, false
+		return nil, access.Grant{}, false
 	}
-	return d, b, grant, true
+	return d, grant, true
 }
 
 // lookup returns the dashboard named by the request's {slug}, or nil.
@@ -336,16 +333,23 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if s.exchangeToken(w, r) {
 		return
 	}
-	d, b, _, ok := s.dashboard(w, r)
+	d, grant, ok := s.dashboard(w, r)
 	if !ok {
 		return
 	}
-	ready, release := s.engine.Acquire(d.ID)
-	defer release()
-	if !s.await(r.Context(), ready, s.cfg.PageWait) {
+	v, ok := s.view(w, r, d, grant)
+	if !ok {
 		return
 	}
-	dash, results, version := b.Page()
+	vw, ok := s.open(w, r, v)
+	if !ok {
+		return
+	}
+	defer vw.release()
+	if !s.await(r.Context(), vw.ready, s.cfg.PageWait) {
+		return
+	}
+	dash, results, version := vw.board.Page()
 	if dash == nil {
 		dash = d
 	}
@@ -364,7 +368,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 // the stream's headers are the answer. Nothing is opened or counted: no
 // hijack, no stream slot, no viewer for the refresh engine.
 func (s *Server) headEvents(w http.ResponseWriter, r *http.Request) {
-	if _, _, _, ok := s.dashboard(w, r); !ok {
+	d, grant, ok := s.dashboard(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := s.view(w, r, d, grant); !ok {
 		return
 	}
 	h := w.Header()
@@ -377,7 +385,11 @@ func (s *Server) headEvents(w http.ResponseWriter, r *http.Request) {
 // headPoll is HEAD /d/{slug}/poll: access is checked as for GET and the
 // long-poll's headers are the answer, at once. It neither waits nor counts.
 func (s *Server) headPoll(w http.ResponseWriter, r *http.Request) {
-	if _, _, _, ok := s.dashboard(w, r); !ok {
+	d, grant, ok := s.dashboard(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := s.view(w, r, d, grant); !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
