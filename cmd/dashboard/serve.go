@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		Concurrency:   cfg.QueryConcurrency,
 		SafetyRefresh: cfg.SafetyRefresh,
 		MaxRows:       cfg.MaxRows,
+		MaxViews:      cfg.MaxViews,
 	})
 	if err := engine.LoadCatalog(ctx); err != nil {
 		return fmt.Errorf("loading dashboards: %w", err)

@@ -36,6 +36,7 @@ type Config struct {
 	QueryConcurrency int           `envconfig:"DASHBOARD_QUERY_CONCURRENCY" default:"4" desc:"panel queries running at once"`
 	SafetyRefresh    time.Duration `envconfig:"DASHBOARD_SAFETY_REFRESH" default:"5m" desc:"full refresh of watched panels, for changes no trigger sees; 0 turns it off"`
 	MaxRows          int           `envconfig:"DASHBOARD_MAX_ROWS" default:"1000" desc:"rows kept from one panel query; more are cut and marked truncated"`
+	MaxViews         int           `envconfig:"DASHBOARD_MAX_VIEWS" default:"100" desc:"distinct views (choices of variables) one dashboard may have at once; views without viewers make room, else 429"`
 	ListenerPing     time.Duration `envconfig:"DASHBOARD_LISTENER_PING" default:"5s" desc:"idle time after which the listener pings its connection (in logical mode: the standby status interval)"`
 	Feed             string        `envconfig:"DASHBOARD_FEED" default:"notify" desc:"change feed: notify (LISTEN/NOTIFY, works on any PostgreSQL) or logical (logical decoding; needs wal_level=logical, a role with REPLICATION, and 'dashboard feed logical' run once)"`
 
@@ -165,6 +166,7 @@ func (c *Config) Validate() error {
 	}
 	atLeastOne("DASHBOARD_QUERY_CONCURRENCY", c.QueryConcurrency)
 	atLeastOne("DASHBOARD_MAX_ROWS", c.MaxRows)
+	atLeastOne("DASHBOARD_MAX_VIEWS", c.MaxViews)
 	atLeastOne("DASHBOARD_MAX_STREAMS", c.MaxStreams)
 	atLeastOne("DASHBOARD_MAX_STREAMS_PER_IP", c.MaxStreamsIP)
 	atLeastOne("DASHBOARD_MAX_LONGPOLL", c.MaxLongPoll)
