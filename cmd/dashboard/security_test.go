@@ -47,7 +47,7 @@ func newSecurityFixture(t *testing.T, cfg config.Config) *securityFixture {
 // the server's token store has it.
 func (s *securityFixture) token(t testing.TB, slug string) (string, int64) {
 	t.Helper()
-	secret, tok, err := access.Create(context.Background(), s.pool, slug, "test "+slug, time.Hour)
+	secret, tok, err := access.Create(context.Background(), s.pool, slug, "test "+slug, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

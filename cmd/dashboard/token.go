@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,6 +33,8 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		label := fs.String("label", "", "where the token is used, e.g. \"lobby TV\"")
 		ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 never expires")
 		all := fs.Bool("all", false, "valid for every dashboard")
+		vars := varFlag{}
+		fs.Var(vars, "var", "fix a variable, name=value (repeat for several values or variables): the token's holders cannot choose another")
 		// Accept the dashboard before or after the flags.
 		var dashboard string
 		if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -48,7 +53,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 			return fmt.Errorf("token create: --ttl must not be negative")
 		}
 		run = func(pool *pgxpool.Pool) error {
-			secret, t, err := access.Create(ctx, pool, dashboard, *label, *ttl)
+			secret, t, err := access.Create(ctx, pool, dashboard, *label, *ttl, vars)
 			if err != nil {
 				return err
 			}
@@ -67,13 +72,14 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 				return err
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tDASHBOARD\tLABEL\tCREATED\tEXPIRES")
+			fmt.Fprintln(tw, "ID\tDASHBOARD\tLABEL\tCREATED\tEXPIRES\tFIXES")
 			for _, t := range tokens {
 				exp := "never"
 				if t.ExpiresAt != nil {
 					exp = t.ExpiresAt.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, scope(t.Dashboard), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, scope(t.Dashboard), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp,
+					fixes(t.Variables))
 			}
 			return tw.Flush()
 		}
@@ -116,4 +122,32 @@ func scope(dashboard string) string {
 		return "every dashboard"
 	}
 	return dashboard
+}
+
+// varFlag collects repeated --var name=value flags.
+type varFlag map[string][]string
+
+func (v varFlag) String() string { return fixes(v) }
+
+func (v varFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("--var wants name=value, got %q", s)
+	}
+	v[name] = append(v[name], value)
+	return nil
+}
+
+// fixes shows the variables a token fixes as name=value pairs.
+func fixes(vars map[string][]string) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		for _, value := range vars[name] {
+			parts = append(parts, name+"="+value)
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }

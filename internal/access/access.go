@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,6 +34,9 @@ type Token struct {
 	Dashboard string // slug; "" means every dashboard
 	CreatedAt time.Time
 	ExpiresAt *time.Time
+	// Variables are the values the token fixes: its holders see the
+	// dashboard with these and cannot choose others.
+	Variables map[string][]string
 }
 
 // NewSecret returns a new random token.
@@ -65,8 +69,11 @@ func ValidSecret(s string) bool {
 const MaxLabel = 200
 
 // Create stores a new token for dashboard (a slug, or "" for all) and
-// returns its secret, which is not kept anywhere.
-func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl time.Duration) (string, Token, error) {
+// returns its secret, which is not kept anywhere. vars, if any, are the
+// variables the token fixes; they need a dashboard that declares them
+// (whether the values are among its options is checked where the token is
+// used, against the options of that moment).
+func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl time.Duration, vars map[string][]string) (string, Token, error) {
 	if strings.TrimSpace(label) == "" {
 		return "", Token{}, errors.New("a token needs a --label saying where it is used")
 	}
@@ -92,20 +99,42 @@ func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl 
 		}
 		dashID = &id
 	}
+	if len(vars) > 0 {
+		if dashID == nil {
+			return "", Token{}, errors.New("a token that fixes variables needs a dashboard (not --all)")
+		}
+		var declared []string
+		err := db.QueryRow(ctx, `SELECT coalesce(array_agg(v->>'name'), '{}') FROM dashboard.dashboards,
+			jsonb_array_elements(variables) v WHERE id = $1`, *dashID).Scan(&declared)
+		if err != nil {
+			return "", Token{}, fmt.Errorf("reading the dashboard's variables: %w", err)
+		}
+		for name, values := range vars {
+			if !slices.Contains(declared, name) {
+				return "", Token{}, fmt.Errorf("dashboard %q has no variable %q (it has: %s)", dashboard, name, strings.Join(declared, ", "))
+			}
+			if len(values) == 0 {
+				return "", Token{}, fmt.Errorf("--var %s needs a value", name)
+			}
+		}
+	}
+	if vars == nil {
+		vars = map[string][]string{}
+	}
 	err := db.QueryRow(ctx, `
-		INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id, expires_at)
-		VALUES ($1, $2, $3, $4) RETURNING id, created_at`, Hash(secret), label, dashID, expires).Scan(&t.ID, &t.CreatedAt)
+		INSERT INTO dashboard.access_tokens (token_hash, label, dashboard_id, expires_at, variables)
+		VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at`, Hash(secret), label, dashID, expires, vars).Scan(&t.ID, &t.CreatedAt)
 	if err != nil {
 		return "", Token{}, fmt.Errorf("storing token: %w", err)
 	}
-	t.Label, t.Dashboard, t.ExpiresAt = label, dashboard, expires
+	t.Label, t.Dashboard, t.ExpiresAt, t.Variables = label, dashboard, expires, vars
 	return secret, t, nil
 }
 
 // List returns every token, newest first.
 func List(ctx context.Context, db *pgxpool.Pool) ([]Token, error) {
 	rows, err := db.Query(ctx, `
-		SELECT t.id, t.label, coalesce(d.slug, ''), t.created_at, t.expires_at
+		SELECT t.id, t.label, coalesce(d.slug, ''), t.created_at, t.expires_at, t.variables
 		FROM dashboard.access_tokens t LEFT JOIN dashboard.dashboards d ON d.id = t.dashboard_id
 		ORDER BY t.id DESC`)
 	if err != nil {
@@ -113,7 +142,7 @@ func List(ctx context.Context, db *pgxpool.Pool) ([]Token, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Token, error) {
 		var t Token
-		err := r.Scan(&t.ID, &t.Label, &t.Dashboard, &t.CreatedAt, &t.ExpiresAt)
+		err := r.Scan(&t.ID, &t.Label, &t.Dashboard, &t.CreatedAt, &t.ExpiresAt, &t.Variables)
 		return t, err
 	})
 }
@@ -137,6 +166,8 @@ type Grant struct {
 	Hash        []byte
 	DashboardID int64 // 0: every dashboard
 	ExpiresAt   time.Time
+	// Variables the token fixes (Token.Variables); nil when it fixes none.
+	Variables map[string][]string
 }
 
 // Set is an immutable snapshot of the valid tokens, reloaded when
@@ -148,7 +179,7 @@ type Set struct {
 // LoadSet reads every unexpired token.
 func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	rows, err := db.Query(ctx, `
-		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(expires_at, 'infinity')
+		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(expires_at, 'infinity'), variables
 		FROM dashboard.access_tokens WHERE expires_at IS NULL OR expires_at > now()`)
 	if err != nil {
 		return nil, fmt.Errorf("loading tokens: %w", err)
@@ -156,8 +187,11 @@ func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
 		var g Grant
 		var exp pgtypeTime
-		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &exp)
+		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &exp, &g.Variables)
 		g.ExpiresAt = exp.t
+		if len(g.Variables) == 0 {
+			g.Variables = nil
+		}
 		return g, err
 	})
 	if err != nil {

@@ -233,16 +233,18 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 // tokenCookie holds a kiosk token after the ?token= exchange.
 const tokenCookie = "dashboard_token"
 
-// allowed reports whether the request may see d: it is public, a trusted
-// proxy names a user, or the token cookie holds a valid grant for it.
+// allowed reports whether the request may see d: the token cookie holds a
+// valid grant for it, it is public, or a trusted proxy names a user. The
+// token comes first even on a public dashboard, so that the variables it
+// fixes hold for its holders there too.
 func (s *Server) allowed(r *http.Request, d *panel.Dashboard) (access.Grant, bool) {
-	if d.Public || s.proxy.User(r) != "" {
-		return access.Grant{}, true
-	}
 	for _, c := range r.CookiesNamed(tokenCookie) {
 		if g, ok := s.tokens.Set().Check(c.Value, d.ID, time.Now()); ok {
 			return g, true
 		}
+	}
+	if d.Public || s.proxy.User(r) != "" {
+		return access.Grant{}, true
 	}
 	return access.Grant{}, false
 }
