@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/variables"
 )
 
 // Tables whose changes mean the catalog itself must be reloaded. They are
@@ -102,7 +103,15 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	used := make(map[string]depResult)
 	var watchNeeded []string
 	for _, d := range dashboards {
+		declared := Declared(d)
+		for i := range d.Variables {
+			v := &d.Variables[i]
+			v.Query, v.Params, _ = variables.Rewrite(v.SQL, declared)
+		}
 		for _, p := range d.Panels {
+			// A panel whose SQL cannot be lexed (an unclosed quote) keeps
+			// Query empty: it runs as written and shows Postgres's error.
+			p.Query, p.Params, _ = variables.Rewrite(p.SQL, declared)
 			key := p.SQL + "\x00" + strings.Join(p.DependsOn, ",")
 			dr, ok := l.cache[key]
 			if !ok {
@@ -139,6 +148,17 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 		}
 	}
 	return NewSnapshot(dashboards, deps, notices), nil
+}
+
+// Declared reports the names panel SQL of d may use as :name: its
+// variables, and from and to when it has a time range.
+func Declared(d *panel.Dashboard) func(name string) bool {
+	return func(name string) bool {
+		if name == panel.FromParam || name == panel.ToParam {
+			return d.Time != nil
+		}
+		return d.Variable(name) != nil
+	}
 }
 
 // NewSnapshot indexes dashboards (with their panels), the tables each panel

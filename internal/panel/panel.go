@@ -114,6 +114,10 @@ type Variable struct {
 	// Default is the value when the address names none; empty means the
 	// first option (query and list) or "" (text).
 	Default []string `json:"default,omitempty"`
+	// Query and Params are SQL rewritten as for panels (Def.Query); the
+	// catalog sets them.
+	Query  string   `json:"-"`
+	Params []string `json:"-"`
 }
 
 // TimeRange is a pair of time expressions such as "now-6h" and "now".
