@@ -21,6 +21,14 @@
 // loop would still try to reconnect (the element is still in the page), so
 // while polling this script cancels htmx:sse:before:connection, which ends the
 // loop, and aborts any connection that completes anyway.
+// The pickers form (#pickers) is a plain GET form with an Apply button; a
+// new choice in a single-valued select applies at once. Multi-valued selects
+// wait for Apply, so that several values can be picked.
+document.addEventListener('change', (e) => {
+  const el = e.target;
+  if (el.form && el.form.id === 'pickers' && el.tagName === 'SELECT' && !el.multiple) el.form.requestSubmit();
+});
+
 ((main) => {
   // Deferred scripts run while readyState is already 'interactive', before
   // DOMContentLoaded.

@@ -9,7 +9,7 @@
  * data-transport="poll"; otherwise app.js starts it when its watchdog gives up
  * on the stream, through window.DashboardPoll.
  *
- * Protocol (see DESIGN.md, "HTTP contract"): GET data-poll-url?wait=25 with
+ * Protocol (docs/architecture.md, "Versions and resume"): GET data-poll-url?wait=25 with
  * If-None-Match: "<version>". 304: nothing changed, ask again at once.
  * 200: the body is a sequence of <hx-partial hx-target="#panel-x"
  * hx-swap="outerHTML">...</hx-partial>, and ETag is the new version.

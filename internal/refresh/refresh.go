@@ -124,6 +124,7 @@ type Engine struct {
 	run func(ctx context.Context, p *panel.Def, args []any, notice string) (*panel.Result, error)
 
 	snapshot atomic.Pointer[catalog.Snapshot]
+	options  optionsCache
 
 	// Inputs from other goroutines, guarded by mu.
 	mu     sync.Mutex

@@ -45,7 +45,38 @@ type DashboardPage struct {
 	// NoScriptRefresh is the meta refresh interval in seconds for browsers
 	// without JavaScript; zero or less leaves it out.
 	NoScriptRefresh int
+	// Query is the canonical query string of the view the page shows
+	// (variables and time range, without "?"); the stream and the long-poll
+	// ask for the same view with it.
+	Query string
+	// Pickers are the controls for the dashboard's variables, in
+	// declaration order; Time is the time range control, nil without one.
+	Pickers []Picker
+	Time    *TimePicker
 }
+
+// Picker is the control of one variable: a select for list and query
+// variables (multiple for a multi-valued one), a text field otherwise.
+type Picker struct {
+	Name    string // the variable's name; the field is var-<Name>
+	Label   string
+	Text    bool // a free-text variable
+	Multi   bool
+	Options []string
+	Chosen  []string
+	// Locked is a value fixed by the viewer's token: shown, not changeable.
+	Locked bool
+}
+
+// TimePicker is the time range control: two expressions such as now-6h
+// and now, with the usual ranges offered.
+type TimePicker struct {
+	From, To string
+}
+
+// TimePresets are the ranges the time picker offers, as Grafana's
+// quick ranges (the fields accept any expression).
+var TimePresets = []string{"now-15m", "now-1h", "now-6h", "now-24h", "now-7d", "now-30d"}
 
 // PanelPartial renders one panel in its <hx-partial> envelope, the form in
 // which a changed panel reaches both transports. The hub calls it once per
@@ -292,15 +323,51 @@ func feedOf(d *panel.Def, r *panel.Result) []feedItem {
 func dashboardURL(slug string) string { return "/d/" + url.PathEscape(slug) }
 
 // eventsURL is the SSE endpoint, resuming after version.
-func eventsURL(slug, version string) string {
+func eventsURL(slug, query, version string) string {
 	u := dashboardURL(slug) + "/events"
+	sep := "?"
+	if query != "" {
+		u += sep + query
+		sep = "&"
+	}
 	if version != "" {
-		u += "?lastEventId=" + url.QueryEscape(version)
+		u += sep + "lastEventId=" + url.QueryEscape(version)
 	}
 	return u
 }
 
-func pollURL(slug string) string { return dashboardURL(slug) + "/poll" }
+func pollURL(slug, query string) string {
+	if query != "" {
+		return dashboardURL(slug) + "/poll?" + query
+	}
+	return dashboardURL(slug) + "/poll"
+}
+
+// chosen reports whether option is among a picker's chosen values.
+func (p Picker) chosen(option string) bool {
+	for _, c := range p.Chosen {
+		if c == option {
+			return true
+		}
+	}
+	return false
+}
+
+// first is the picker's first chosen value, or "".
+func (p Picker) first() string {
+	if len(p.Chosen) > 0 {
+		return p.Chosen[0]
+	}
+	return ""
+}
+
+// label is what the picker is called on the page.
+func (p Picker) label() string {
+	if p.Label != "" {
+		return p.Label
+	}
+	return p.Name
+}
 
 // transport normalises DashboardPage.Transport to "sse" or "poll".
 func transport(t string) string {

@@ -1,0 +1,169 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/panel"
+)
+
+// MaxOptions bounds what a query-backed variable offers; rows past it are
+// not read.
+const MaxOptions = 1000
+
+// optionsTTL is how long the options of a query-backed variable are
+// reused. A page load, its stream and every viewer of the same choice within
+// it cost one query; a new option shows within it.
+const optionsTTL = 5 * time.Second
+
+// maxOptionSets bounds the cache; past it, it starts afresh.
+const maxOptionSets = 10000
+
+// VariableError is a query-backed variable whose SQL failed: the
+// dashboard's fault, not the viewer's nor the database's.
+type VariableError struct {
+	Variable string
+	Message  string // as catalog.QueryError words it, for the operator
+}
+
+func (e *VariableError) Error() string {
+	return fmt.Sprintf("variable %s: %s", e.Variable, e.Message)
+}
+
+type optionSet struct {
+	done    chan struct{}
+	at      time.Time
+	options []string
+	err     error
+}
+
+type optionsCache struct {
+	mu   sync.Mutex
+	sets map[string]*optionSet
+}
+
+// Options returns the options of a query-backed variable: the first column
+// of its query, as text, run read-only with args bound to its Params (the
+// values chosen for the variables before it). Concurrent and repeated
+// asks within a few seconds share one query. A failure of the SQL itself is
+// a *VariableError; any other error means the database could not be asked.
+func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable, args []any) ([]string, error) {
+	key := optionsKey(dashboard, v, args)
+	c := &e.options
+	c.mu.Lock()
+	if c.sets == nil || len(c.sets) >= maxOptionSets {
+		c.sets = make(map[string]*optionSet)
+	}
+	set := c.sets[key]
+	if set != nil {
+		select {
+		case <-set.done:
+			if time.Since(set.at) > optionsTTL || set.err != nil && !isVariableError(set.err) {
+				set = nil // stale, or the database was down: ask again
+			}
+		default: // being asked: wait for it
+		}
+	}
+	if set == nil {
+		set = &optionSet{done: make(chan struct{})}
+		c.sets[key] = set
+		c.mu.Unlock()
+		set.options, set.err = e.queryOptions(ctx, v, args)
+		set.at = time.Now()
+		close(set.done)
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case <-set.done:
+		return set.options, set.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func isVariableError(err error) bool {
+	var ve *VariableError
+	return errors.As(err, &ve)
+}
+
+func optionsKey(dashboard int64, v *panel.Variable, args []any) string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatInt(dashboard, 10))
+	b.WriteByte(0)
+	b.WriteString(v.Name)
+	b.WriteByte(0)
+	b.WriteString(v.Query)
+	for _, a := range args {
+		b.WriteByte(0)
+		fmt.Fprintf(&b, "%T:%q", a, fmt.Sprint(a))
+	}
+	return b.String()
+}
+
+func (e *Engine) queryOptions(ctx context.Context, v *panel.Variable, args []any) ([]string, error) {
+	if e.cfg.Pool == nil {
+		return nil, errors.New("no database")
+	}
+	// The options are shared by every viewer who asked meanwhile: one
+	// viewer leaving must not cancel them for the rest.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.QueryTimeout+2*time.Second)
+	defer cancel()
+	sql := v.Query
+	if sql == "" {
+		sql = v.SQL
+	}
+	var options []string
+	var queryErr error
+	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10))
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+		if err != nil {
+			queryErr = err
+			return err
+		}
+		defer rows.Close()
+		if len(rows.FieldDescriptions()) == 0 {
+			queryErr = errNoRows
+			return errNoRows
+		}
+		for rows.Next() && len(options) < MaxOptions {
+			vals, err := rows.Values()
+			if err != nil {
+				queryErr = err
+				return err
+			}
+			if vals[0] == nil {
+				continue // NULL is no option
+			}
+			options = append(options, toValue(vals[0], rows.FieldDescriptions()[0].DataTypeOID).Text)
+		}
+		rows.Close()
+		queryErr = rows.Err()
+		return queryErr
+	})
+	if err == nil {
+		return options, nil
+	}
+	if queryErr != nil && !infrastructure(queryErr) {
+		msg := "the query returned no columns; it must be a query such as SELECT"
+		if !errors.Is(queryErr, errNoRows) {
+			msg = catalog.QueryError(queryErr)
+		}
+		e.cfg.Logger.Warn("variable query failed", "variable", v.Name, "err", msg)
+		return nil, &VariableError{Variable: v.Name, Message: msg}
+	}
+	return nil, fmt.Errorf("options of variable %s: %w", v.Name, err)
+}
