@@ -129,7 +129,7 @@ func Names(sql string, declared func(name string) bool) ([]string, error) {
 
 // skipString returns the index after the string constant whose opening
 // quote is at sql[open]. With backslash set (E'...'), \ escapes the next
-// byte; in both forms '' is a quote.
+// byte; in both forms a doubled quote stands for one quote.
 func skipString(sql string, open int, backslash bool) (int, error) {
 	for i := open + 1; i < len(sql); i++ {
 		switch sql[i] {
