@@ -1,20 +1,106 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/refresh"
+	"github.com/livedash/dashboard/internal/variables"
+	"github.com/livedash/dashboard/internal/views"
 )
 
+// choice is the view a request asks for, with what the page's pickers need.
+type choice struct {
+	view refresh.View
+	sel  variables.Selection
+	// options holds the options each query variable offered while the
+	// choice was checked.
+	options map[string][]string
+}
+
 // view resolves the view a request for d asks for: the dashboard and the
-// canonical choice of its variables. Input that cannot be a choice is
-// answered 400 here, before any stream opens.
-func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, grant access.Grant) (refresh.View, bool) {
-	return refresh.View{Key: panel.ViewKey{Dashboard: d.ID}}, true
+// canonical choice of its variables and time range from the address, with
+// the variables the token fixes. A choice the dashboard refuses is
+// answered 400 here, before any stream opens; a variable whose options
+// cannot be read answers 500 (its SQL is broken: the log says why) or 503
+// (the database is down).
+func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, grant access.Grant) (*choice, bool) {
+	c := &choice{view: refresh.View{Key: panel.ViewKey{Dashboard: d.ID}}, options: make(map[string][]string)}
+	if len(d.Variables) == 0 && d.Time == nil {
+		return c, true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PageWait)
+	defer cancel()
+	opts := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
+		args, err := variables.Args(d, upstream, v.Params, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		o, err := s.engine.Options(ctx, d.ID, v, args)
+		c.options[v.Name] = o
+		return o, err
+	}
+	sel, err := variables.Select(d, r.URL.Query(), grant.Variables, opts)
+	var inputErr *variables.InputError
+	var varErr *refresh.VariableError
+	switch {
+	case errors.As(err, &inputErr):
+		s.metrics.badChoice.Inc()
+		s.error(w, r, http.StatusBadRequest, "Bad request", inputErr.Error())
+		return nil, false
+	case errors.As(err, &varErr):
+		s.error(w, r, http.StatusInternalServerError, "Dashboard error",
+			"The options of variable "+varErr.Variable+" cannot be read; the dashboard's owner must fix its query. The error was logged.")
+		return nil, false
+	case err != nil:
+		s.logger.Warn("choosing a view", "dashboard", d.Slug, "err", err)
+		s.error(w, r, http.StatusServiceUnavailable, "Busy", "The database cannot be asked right now; try again shortly.")
+		return nil, false
+	}
+	c.sel = sel
+	c.view.Key.Vars = sel.Key()
+	id := d.ID
+	c.view.Args = func(params []string, now time.Time) ([]any, error) {
+		// The dashboard as it is now: a catalog reload may have changed it
+		// since the view opened.
+		cur := d
+		if snap := s.engine.Snapshot(); snap != nil && snap.DashboardByID(id) != nil {
+			cur = snap.DashboardByID(id)
+		}
+		return variables.Args(cur, sel, params, now)
+	}
+	if sel.Clock() {
+		c.view.Tick = d.RefreshInterval()
+	}
+	return c, true
+}
+
+// pickers is the page's model of the choice: a control per variable and
+// the time range.
+func (c *choice) pickers(d *panel.Dashboard, grant access.Grant) ([]views.Picker, *views.TimePicker) {
+	var out []views.Picker
+	for _, v := range d.Variables {
+		p := views.Picker{Name: v.Name, Label: v.Label, Text: v.Kind == panel.TextVariable, Multi: v.Multi,
+			Chosen: c.sel.Values[v.Name]}
+		switch v.Kind {
+		case panel.ListVariable:
+			p.Options = v.Options
+		case panel.QueryVariable:
+			p.Options = c.options[v.Name]
+		}
+		_, p.Locked = grant.Variables[v.Name]
+		out = append(out, p)
+	}
+	var tp *views.TimePicker
+	if d.Time != nil && c.sel.HasTime {
+		tp = &views.TimePicker{From: c.sel.From.String(), To: c.sel.To.String()}
+	}
+	return out, tp
 }
 
 // viewer is a request that holds a view: its board, the channel closed
@@ -26,10 +112,11 @@ type viewer struct {
 	release func()
 }
 
-// open makes the request a viewer of v. A dashboard with as many views as
-// allowed, all watched, answers 429; a dashboard gone meanwhile 404.
-func (s *Server) open(w http.ResponseWriter, r *http.Request, v refresh.View) (*viewer, bool) {
-	ready, release, err := s.engine.Acquire(v)
+// open makes the request a viewer of the chosen view. A dashboard with as
+// many views as allowed, all watched, answers 429; a dashboard gone
+// meanwhile 404.
+func (s *Server) open(w http.ResponseWriter, r *http.Request, c *choice) (*viewer, bool) {
+	ready, release, err := s.engine.Acquire(c.view)
 	if errors.Is(err, refresh.ErrTooManyViews) {
 		s.error(w, r, http.StatusTooManyRequests, "Too many views",
 			"This dashboard is shown with too many different choices at once; try a choice others use, or later.")
@@ -39,11 +126,11 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, v refresh.View) (*
 		s.error(w, r, http.StatusServiceUnavailable, "Busy", "Try again shortly.")
 		return nil, false
 	}
-	b := s.hub.Board(v.Key)
+	b := s.hub.Board(c.view.Key)
 	if b == nil {
 		release()
 		s.notFound(w, r)
 		return nil, false
 	}
-	return &viewer{key: v.Key, board: b, ready: ready, release: release}, true
+	return &viewer{key: c.view.Key, board: b, ready: ready, release: release}, true
 }

@@ -60,6 +60,7 @@ type Engine interface {
 	Snapshot() *catalog.Snapshot
 	Acquire(v refresh.View) (ready <-chan struct{}, release func(), err error)
 	Fresh(view panel.ViewKey) <-chan struct{}
+	Options(ctx context.Context, dashboard int64, v *panel.Variable, args []any) ([]string, error)
 }
 
 // Server is the HTTP side of the product.
@@ -339,11 +340,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v, ok := s.view(w, r, d, grant)
+	c, ok := s.view(w, r, d, grant)
 	if !ok {
 		return
 	}
-	vw, ok := s.open(w, r, v)
+	vw, ok := s.open(w, r, c)
 	if !ok {
 		return
 	}
@@ -359,10 +360,12 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("transport") == "poll" {
 		transport = "poll"
 	}
+	pickers, tp := c.pickers(d, grant)
 	w.Header().Set("Cache-Control", "no-cache")
 	s.render(w, r, http.StatusOK, views.Dashboard(views.DashboardPage{
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
 		Assets: s.assets(), NoScriptRefresh: 30,
+		Query: c.sel.Query().Encode(), Pickers: pickers, Time: tp,
 	}))
 }
 
@@ -486,6 +489,7 @@ type Metrics struct {
 	bytes        prometheus.Counter
 	slowDropped  prometheus.Counter
 	limitRefused *prometheus.CounterVec
+	badChoice    prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -503,9 +507,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "SSE clients disconnected because a write missed the write timeout."}),
 		limitRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dashboard", Name: "limit_refused_total",
 			Help: "Requests answered 503 because a limit was reached, by limit."}, []string{"limit"}),
+		badChoice: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "bad_choice_total",
+			Help: "Requests answered 400 because their variables or time range were refused."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused)
+		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice)
 	}
 	return m
 }
