@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -267,88 +266,36 @@ func ReadDashboards(ctx context.Context, q Querier) ([]*panel.Dashboard, error) 
 	return dashboards, nil
 }
 
-// dependencies EXPLAINs the panel's query in a read-only transaction and
-// returns the tables it reads, views resolved to their base tables and
-// partitions joined by their partitioned ancestors, plus the explicit list,
-// all in payload form.
+// dependencies EXPLAINs the panel's query (Explain) in a read-only
+// transaction and returns the tables it reads, plus the explicit list, all
+// in payload form. A panel whose :name placeholders were rewritten
+// (Def.Query) is explained in that form.
 func (l *Loader) dependencies(ctx context.Context, p *panel.Def) depResult {
 	ctx, cancel := context.WithTimeout(ctx, l.QueryTimeout+time.Second)
 	defer cancel()
-	var plan []byte
-	var names []string
+	query := p.SQL
+	if p.Query != "" {
+		query = p.Query
+	}
+	var plan QueryPlan
 	err := pgx.BeginTxFunc(ctx, l.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", fmt.Sprint(l.QueryTimeout.Milliseconds())); err != nil {
 			return err
 		}
-		// The extended protocol accepts exactly one statement, so SQL that
-		// tries "; COMMIT; ..." cannot leave the read-only transaction.
-		if err := tx.QueryRow(ctx, "EXPLAIN (VERBOSE, FORMAT JSON) "+p.SQL, pgx.QueryExecModeDescribeExec).Scan(&plan); err != nil {
-			return err
-		}
-		var schemas, rels []string
-		collectRelations(plan, &schemas, &rels)
-		// EXPLAIN names the partitions it scans, but a write through a
-		// partitioned table fires that table's statement triggers only, so
-		// the partitions' ancestors are read too.
-		return tx.QueryRow(ctx, `
-			WITH scanned AS (
-				SELECT c.oid
-				FROM unnest($1::text[], $2::text[]) AS t(s, r)
-				JOIN pg_namespace n ON n.nspname = t.s
-				JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.r
-			), rels AS (
-				SELECT oid FROM scanned
-				UNION
-				SELECT a.relid::oid FROM scanned, pg_partition_ancestors(scanned.oid) AS a(relid)
-				UNION
-				SELECT to_regclass(e.name)::oid FROM unnest($3::text[]) AS e(name)
-			)
-			SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}') FROM (
-				SELECT format('%I.%I', n.nspname, c.relname) AS name
-				FROM rels
-				JOIN pg_class c ON c.oid = rels.oid
-				JOIN pg_namespace n ON n.oid = c.relnamespace
-			) deps`, schemas, rels, p.DependsOn).Scan(&names)
+		var err error
+		plan, err = Explain(ctx, tx, query, p.DependsOn)
+		return err
 	})
 	if err != nil {
-		msg := "Cannot find the tables this query reads, so it refreshes every " + l.SafetyRefresh.String() + " only: " + QueryError(err)
+		reason := QueryError(err)
+		if errors.Is(err, ErrNotQuery) {
+			reason = err.Error()
+		}
+		msg := "Cannot find the tables this query reads, so it refreshes every " + l.SafetyRefresh.String() + " only: " + reason
 		l.Logger.Warn("explaining panel query", "panel", p.Slug, "err", err)
 		return depResult{err: msg}
 	}
-	return depResult{tables: names}
-}
-
-// collectRelations walks an EXPLAIN (FORMAT JSON) plan for scanned tables.
-func collectRelations(plan []byte, schemas, rels *[]string) {
-	var root any
-	if json.Unmarshal(plan, &root) != nil {
-		return
-	}
-	var walk func(any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case []any:
-			for _, e := range v {
-				walk(e)
-			}
-		case map[string]any:
-			rel, _ := v["Relation Name"].(string)
-			schema, _ := v["Schema"].(string)
-			if rel != "" && schema != "" {
-				*schemas = append(*schemas, schema)
-				*rels = append(*rels, rel)
-			}
-			keys := make([]string, 0, len(v))
-			for k := range v {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				walk(v[k])
-			}
-		}
-	}
-	walk(root)
+	return depResult{tables: plan.Tables}
 }
 
 // ensureWatched installs the triggers on every table not yet watched and
