@@ -423,8 +423,10 @@ func (s Selection) Clock() bool {
 // named params, in params' order: a single-valued variable as a string (nil
 // when it has no value, which binds NULL), a multi-valued one as a
 // []string (one text[] parameter; empty, never nil, when nothing is
-// chosen), and from and to as time.Time, resolved at now rounded down to
-// d's refresh interval, in d's time zone. A name that is neither a
+// chosen), and from and to as time.Time, resolved in d's time zone at now
+// rounded to d's refresh interval: down for from, up for to (as Grafana
+// rounds now/d), so that every server binds the same instants and a range
+// that ends at now holds the rows written since the last boundary. A name that is neither a
 // variable of d nor, when d has a time range, from or to, is an error, and
 // so is a variable without an entry in s.
 func Args(d *panel.Dashboard, s Selection, params []string, now time.Time) ([]any, error) {
@@ -435,11 +437,11 @@ func Args(d *panel.Dashboard, s Selection, params []string, now time.Time) ([]an
 			if d.Time == nil || !s.HasTime {
 				return nil, fmt.Errorf("parameter :%s: the dashboard has no time range", p)
 			}
-			t := s.From
+			t, at := s.From, rounded
 			if p == "to" {
-				t = s.To
+				t, at = s.To, rounded.Add(d.RefreshInterval())
 			}
-			args[i] = t.Resolve(rounded, loc)
+			args[i] = t.Resolve(at, loc)
 			continue
 		}
 		v := d.Variable(p)

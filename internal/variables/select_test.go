@@ -669,8 +669,8 @@ func TestArgs(t *testing.T) {
 	want := []any{
 		[]string{"eu", "us"},
 		"corp",
-		time.Date(2026, 12, 3, 5, 35, 0, 0, berlin), // now-6h, now rounded down to 5 minutes, in Berlin
-		time.Date(2026, 12, 3, 11, 35, 0, 0, berlin),
+		time.Date(2026, 12, 3, 5, 35, 0, 0, berlin),  // from now-6h: now rounded down to 5 minutes, in Berlin
+		time.Date(2026, 12, 3, 11, 40, 0, 0, berlin), // to now: rounded up, so the newest rows are in the range
 		"x'); DROP TABLE t; --",
 		"prod",
 		[]string{"eu", "us"},

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livedash/dashboard/internal/access"
+)
+
+// This file tests variables and time ranges against the real program: the
+// address chooses the view, each view has its own data and stream, hostile
+// choices are refused before a stream opens, a token's fixed variables
+// cannot be switched, and the views of a dashboard are bounded.
+
+// salesFixture is a dashboard "sales" with a chained pair of query
+// variables (regions, then the customers of the chosen regions), a list
+// variable, a free-text variable and a time range.
+func salesFixture(t *testing.T, s *testServer, public bool) int64 {
+	t.Helper()
+	s.exec(t, `CREATE TABLE customers (name text PRIMARY KEY, region text NOT NULL)`)
+	s.exec(t, `CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, region text NOT NULL,
+		at timestamptz NOT NULL DEFAULT now())`)
+	s.exec(t, `INSERT INTO customers VALUES ('acme', 'eu'), ('globex', 'us'), ('initech', 'us')`)
+	s.exec(t, `INSERT INTO orders (customer, region) VALUES ('acme', 'eu'), ('globex', 'us'), ('globex', 'us'), ('initech', 'us')`)
+	s.exec(t, `INSERT INTO orders (customer, region, at) VALUES ('acme', 'eu', now() - interval '2 days')`)
+	id := createDashboard(t, s.pool, "sales", public,
+		[3]string{"total", "stat", "SELECT count(*) AS n FROM orders WHERE region = ANY(:region) AND at >= :from AND at < :to"},
+		[3]string{"cust", "stat", "SELECT count(*) AS n FROM orders WHERE customer = :customer"},
+		[3]string{"echo", "table", "SELECT :note::text AS note, :status AS status, ':region' AS literal"})
+	s.exec(t, `UPDATE dashboard.dashboards SET time_from = 'now-6h', time_to = 'now', variables = $1 WHERE id = $2`, `[
+		{"name": "region", "kind": "query", "sql": "SELECT DISTINCT region FROM customers ORDER BY 1", "multi": true},
+		{"name": "customer", "kind": "query", "sql": "SELECT name FROM customers WHERE region = ANY(:region) ORDER BY 1"},
+		{"name": "status", "kind": "list", "options": ["open", "closed"], "default": ["open"]},
+		{"name": "note", "kind": "text"}
+	]`, id)
+	eventually(t, "sales with its variables in the catalog", func() bool {
+		snap := s.engine.Snapshot()
+		d := snap.Dashboard("sales")
+		return d != nil && len(d.Variables) == 4 && len(snap.Dependencies(d.Panels[0].ID)) > 0
+	})
+	return id
+}
+
+var statRE = regexp.MustCompile(`id="panel-(\w+)"[\s\S]*?class="stat-value[^"]*">([^<]*)<`)
+
+// stats returns the stat panels' values in a page.
+func stats(body string) map[string]string {
+	out := map[string]string{}
+	for _, m := range statRE.FindAllStringSubmatch(body, -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+func TestVariablesChooseTheView(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testConfig(t), false)
+	salesFixture(t, s, true)
+
+	// Defaults: every... no: a multi-valued query variable without a
+	// default takes its first option (eu), then customer the first of eu's.
+	resp, body := s.get(t, "/d/sales")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /d/sales: %d %s", resp.StatusCode, trim(body))
+	}
+	if got := stats(body); got["total"] != "1" || got["cust"] != "2" {
+		t.Errorf("default view: got %v, want total 1 (eu, last 6 h) and cust 2 (acme)", got)
+	}
+	_, body = s.get(t, "/d/sales?var-region=us&var-customer=globex")
+	if got := stats(body); got["total"] != "3" || got["cust"] != "2" {
+		t.Errorf("region us, customer globex: got %v, want total 3 and cust 2", got)
+	}
+	_, body = s.get(t, "/d/sales?var-region=us&var-region=eu&var-customer=initech&from=now-7d&to=now")
+	if got := stats(body); got["total"] != "5" || got["cust"] != "1" {
+		t.Errorf("both regions over 7 days: got %v, want total 5 and cust 1", got)
+	}
+	// The pickers show the choice, and the stream and poll ask for the same
+	// view (the canonical query: sorted names and values).
+	for _, want := range []string{
+		`<option value="eu" selected>`, `<option value="us" selected>`, `<option value="initech" selected>`,
+		`name="from" value="now-1w"`,
+		`/d/sales/events?from=now-1w&amp;to=now&amp;var-customer=initech&amp;var-note=&amp;var-region=eu&amp;var-region=us&amp;var-status=open`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Unknown names are ignored: a renamed variable does not break a link.
+	resp, body = s.get(t, "/d/sales?var-renamed=x&var-region=us&var-customer=globex&foo=bar")
+	if resp.StatusCode != http.StatusOK || stats(body)["cust"] != "2" {
+		t.Errorf("unknown names: got %d %v, want 200 and the us view", resp.StatusCode, stats(body))
+	}
+	// The echo panel gets the text as a bound value; ':region' in quotes is
+	// text, not a placeholder.
+	note := `x'); DROP TABLE orders; -- $1 :region`
+	_, body = s.get(t, "/d/sales?var-note="+url.QueryEscape(note)+"&var-status=closed")
+	for _, want := range []string{html.EscapeString(note), ">closed<", ">:region<"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("echo panel lacks %q", want)
+		}
+	}
+	var exists bool
+	if err := s.pool.QueryRow(context.Background(), "SELECT to_regclass('orders') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		t.Fatalf("table orders after a hostile note: exists %v (%v)", exists, err)
+	}
+
+	// Two views, two streams: a write that changes one view's data reaches
+	// that view's stream with its own numbers.
+	eu := openSSE(t, nil, s.URL+"/d/sales/events?var-region=eu")
+	us := openSSE(t, nil, s.URL+"/d/sales/events?var-region=us&var-customer=globex")
+	for _, c := range []*sseClient{eu, us} {
+		c.hello(t)
+		wantUpdate(t, c.nextUpdate(t), "#heading", "#grid")
+	}
+	s.exec(t, `INSERT INTO orders (customer, region) VALUES ('globex', 'us')`)
+	m := us.nextUpdate(t)
+	if !strings.Contains(m.body(), `id="panel-total"`) || !strings.Contains(m.body(), ">4<") {
+		t.Errorf("us view after an us order: got %s, want total 4", trim(m.body()))
+	}
+	s.exec(t, `INSERT INTO orders (customer, region) VALUES ('acme', 'eu')`)
+	m = eu.nextUpdate(t)
+	if !strings.Contains(m.body(), `id="panel-total"`) || !strings.Contains(m.body(), ">2<") {
+		t.Errorf("eu view after an eu order: got %s, want total 2", trim(m.body()))
+	}
+	if got := promValue(t, s, "dashboard_views"); got < 2 {
+		t.Errorf("dashboard_views: got %v, want at least 2", got)
+	}
+}
+
+// TestVariablesHostileInput: every malformed or hostile choice is a 400 on
+// the page, the long-poll and the stream (before a stream opens), never a
+// crash, an injection or an unbounded query.
+func TestVariablesHostileInput(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testConfig(t), false)
+	salesFixture(t, s, true)
+	many := url.Values{}
+	for i := range 101 {
+		many.Add("var-region", fmt.Sprint("r", i))
+	}
+	thousand := url.Values{}
+	for range 1000 {
+		thousand.Add("var-region", "eu")
+	}
+	for _, tc := range []struct{ name, query string }{
+		{"list value not offered", "var-status=bogus"},
+		{"query value not offered", "var-region=asia"},
+		{"chained value of another region", "var-region=us&var-customer=acme"},
+		{"value over 1 KB", "var-note=" + strings.Repeat("x", 1025)},
+		{"10 KB value", "var-note=" + strings.Repeat("y", 10240)},
+		{"101 values", many.Encode()},
+		{"1,000 values", thousand.Encode()},
+		{"NUL byte", "var-note=a%00b"},
+		{"control character", "var-note=a%07b"},
+		{"invalid UTF-8", "var-note=%ff%fe"},
+		{"two values for a single-valued variable", "var-status=open&var-status=closed"},
+		{"from after to", "from=now&to=now-1h"},
+		{"from equal to to", "from=now-1h&to=now-60m"},
+		{"huge offset", "from=now-99999999y"},
+		{"malformed time", "from=yesterday"},
+		{"quote in a list variable", "var-status=" + url.QueryEscape("open'; DROP TABLE orders; --")},
+	} {
+		for _, route := range []string{"/d/sales", "/d/sales/poll", "/d/sales/events"} {
+			path := route + "?" + tc.query
+			if got := s.status(t, "GET", path); got != http.StatusBadRequest {
+				t.Errorf("%s on %s: got %d, want 400", tc.name, route, got)
+			}
+		}
+		if got := s.status(t, "HEAD", "/d/sales/events?"+tc.query); got != http.StatusBadRequest {
+			t.Errorf("%s on HEAD events: got %d, want 400", tc.name, got)
+		}
+	}
+	resp, body := s.get(t, "/d/sales/poll?var-status=bogus")
+	if !strings.Contains(body, "status") || strings.Contains(body, "SQLSTATE") {
+		t.Errorf("400 body %q: want a message naming the variable, no database error", trim(body))
+	}
+	if resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("400 on poll: Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	if got := promValue(t, s, "dashboard_sse_clients"); got != 0 {
+		t.Errorf("sse clients after refused streams: %v, want 0", got)
+	}
+	if got := promValue(t, s, "dashboard_bad_choice_total"); got < 16*4 {
+		t.Errorf("dashboard_bad_choice_total: got %v, want at least %d", got, 16*4)
+	}
+	var n int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 5 {
+		t.Errorf("orders after hostile input: %d (%v), want 5", n, err)
+	}
+}
+
+// TestVariablesLockedByToken: a token that fixes customer=acme shows acme
+// whatever the address asks for, and its picker cannot change it.
+func TestVariablesLockedByToken(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testConfig(t), false)
+	salesFixture(t, s, false)
+	if _, _, err := access.Create(context.Background(), s.pool, "sales", "tv", time.Hour, map[string][]string{"nope": {"x"}}); err == nil ||
+		!strings.Contains(err.Error(), "no variable") {
+		t.Errorf("token fixing an undeclared variable: got %v, want an error naming it", err)
+	}
+	secret, _, err := access.Create(context.Background(), s.pool, "sales", "acme tv", time.Hour,
+		map[string][]string{"region": {"eu"}, "customer": {"acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitStatus(t, "/d/sales/poll?wait=0", http.StatusOK, cookie(secret)...)
+	for _, q := range []string{"", "?var-customer=globex", "?var-region=us&var-customer=globex", "?var-customer=initech&var-region=us&var-region=eu"} {
+		resp, body := s.get(t, "/d/sales"+q, cookie(secret)...)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /d/sales%s with the token: %d %s", q, resp.StatusCode, trim(body))
+		}
+		if got := stats(body); got["cust"] != "2" || got["total"] != "1" {
+			t.Errorf("GET /d/sales%s with a token fixed to acme: got %v, want acme's numbers (cust 2, total 1)", q, got)
+		}
+		if !strings.Contains(body, `name="var-customer" disabled`) {
+			t.Errorf("GET /d/sales%s: the customer picker is not disabled", q)
+		}
+	}
+	// The stream and the long-poll are held to the same view.
+	c := openSSE(t, nil, s.URL+"/d/sales/events?var-customer=globex&var-region=us", cookie(secret)...)
+	c.hello(t)
+	m := c.nextUpdate(t)
+	if got := stats(m.body()); got["cust"] != "2" || got["total"] != "1" {
+		t.Errorf("stream asking for globex with the acme token: got %v, want acme's numbers", got)
+	}
+	// Without the token the private dashboard is not there at all.
+	if got := s.status(t, "GET", "/d/sales?var-customer=acme"); got != http.StatusNotFound {
+		t.Errorf("private dashboard without a token: %d, want 404", got)
+	}
+}
+
+// TestVariablesMaxViews: with every view of a dashboard watched, a new
+// view is refused with 429 (and counted); once one is left, it makes room.
+func TestVariablesMaxViews(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MaxViews = 2
+	s := startServer(t, cfg, false)
+	salesFixture(t, s, true)
+	a := openSSE(t, nil, s.URL+"/d/sales/events?var-note=a")
+	a.hello(t)
+	b := openSSE(t, nil, s.URL+"/d/sales/events?var-note=b")
+	b.hello(t)
+	for _, path := range []string{"/d/sales?var-note=c", "/d/sales/poll?var-note=c", "/d/sales/events?var-note=c"} {
+		if got := s.status(t, "GET", path); got != http.StatusTooManyRequests {
+			t.Errorf("GET %s with two watched views: got %d, want 429", path, got)
+		}
+	}
+	// The same view as an open one is no new view.
+	if got := s.status(t, "GET", "/d/sales?var-note=a"); got != http.StatusOK {
+		t.Errorf("an existing view: got %d, want 200", got)
+	}
+	if got := promValue(t, s, "dashboard_views_refused_total"); got != 3 {
+		t.Errorf("dashboard_views_refused_total: got %v, want 3", got)
+	}
+	a.close()
+	eventually(t, "a new view once one has no viewers", func() bool {
+		return s.status(t, "GET", "/d/sales?var-note=c") == http.StatusOK
+	})
+}
