@@ -41,6 +41,7 @@ type Snapshot struct {
 	byTable map[string][]*panel.Def
 	deps    map[int64][]string
 	notices map[int64]string
+	details map[int64]string // the database's reason behind a notice, for operators
 }
 
 // Dashboard returns the dashboard with slug, or nil.
@@ -61,7 +62,21 @@ func (s *Snapshot) Dependencies(id int64) []string { return s.deps[id] }
 
 // Notice returns the operator-facing notice for a panel, such as the watch
 // statement an owner must run, or "".
-func (s *Snapshot) Notice(id int64) string { return s.notices[id] }
+func (s *Snapshot) Notice(id int64) string {
+	if d := s.details[id]; d != "" {
+		return s.notices[id] + ": " + d
+	}
+	return s.notices[id]
+}
+
+// PublicNotice is Notice without the database's own words, for dashboards
+// anyone may see: the server log has them.
+func (s *Snapshot) PublicNotice(id int64) string {
+	if s.details[id] != "" {
+		return s.notices[id] + "; the server log says why."
+	}
+	return s.notices[id]
+}
 
 // Loader builds Snapshots. It remembers the dependencies it found per query
 // text so that a reload only EXPLAINs panels whose SQL changed or could not
@@ -79,7 +94,8 @@ type Loader struct {
 
 type depResult struct {
 	tables []string
-	err    string
+	err    string // the notice
+	detail string // the database's reason, for operators
 }
 
 // Load reads the dashboard tables and returns a new Snapshot. Panels whose
@@ -99,6 +115,7 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	deps := make(map[int64][]string)
 	notices := make(map[int64]string)
+	details := make(map[int64]string)
 	used := make(map[string]depResult)
 	var watchNeeded []string
 	for _, d := range dashboards {
@@ -126,6 +143,7 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 			}
 			if dr.err != "" {
 				notices[p.ID] = dr.err
+				details[p.ID] = dr.detail
 			}
 			deps[p.ID] = dr.tables
 			watchNeeded = append(watchNeeded, dr.tables...)
@@ -146,7 +164,9 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 				l.SafetyRefresh, strings.Join(missing, " "))
 		}
 	}
-	return NewSnapshot(dashboards, deps, notices), nil
+	snap := NewSnapshot(dashboards, deps, notices)
+	snap.details = details
+	return snap, nil
 }
 
 // Declared reports the names panel SQL of d may use as :name: its
@@ -291,9 +311,9 @@ func (l *Loader) dependencies(ctx context.Context, p *panel.Def) depResult {
 		if errors.Is(err, ErrNotQuery) {
 			reason = err.Error()
 		}
-		msg := "Cannot find the tables this query reads, so it refreshes every " + l.SafetyRefresh.String() + " only: " + reason
+		msg := "Cannot find the tables this query reads, so it refreshes every " + l.SafetyRefresh.String() + " only"
 		l.Logger.Warn("explaining panel query", "panel", p.Slug, "err", err)
-		return depResult{err: msg}
+		return depResult{err: msg, detail: reason}
 	}
 	return depResult{tables: plan.Tables}
 }

@@ -236,6 +236,10 @@ type Result struct {
 	// Notice is shown beside the data, for example the statement an owner
 	// must run so that the panel updates live.
 	Notice string
+	// FailingSince, when set, says the query has failed since then (Err
+	// says how, or that the log does); Columns and Rows then hold the last
+	// good data, if there was any.
+	FailingSince time.Time
 }
 
 // Hash is a digest of everything in r that the page shows, so that equal
@@ -273,5 +277,6 @@ func (r *Result) Hash() uint64 {
 	}
 	str(r.Err)
 	str(r.Notice)
+	num(uint64(r.FailingSince.UnixNano()))
 	return h.Sum64()
 }

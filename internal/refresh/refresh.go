@@ -141,6 +141,8 @@ type Engine struct {
 	done      chan queryDone
 	reload    bool     // catalog reload wanted (and retried until it works)
 	wanted    []string // tables the live panels read, as last given to Arms.Keep
+	// failingPanels holds, per panel, the views where its query fails.
+	failingPanels map[int64]map[panel.ViewKey]bool
 }
 
 // entry is a view the engine knows, as the goroutines that add and remove
@@ -172,6 +174,12 @@ type panelState struct {
 	published  bool
 	startGen   uint64 // view generation when the running query started
 	doneGen    uint64 // generation of the last completed query
+	// good is the last result without an error; failingSince and lastErr
+	// say since when, and with which message, the query has been failing
+	// (zero and "" while it works).
+	good         *panel.Result
+	failingSince time.Time
+	lastErr      string
 }
 
 // waiter is a channel to close once every panel of a view has finished a
@@ -237,6 +245,8 @@ func New(cfg Config) *Engine {
 		states:  make(map[panel.ViewKey]*viewState),
 		byBoard: make(map[int64]map[panel.ViewKey]*viewState),
 		done:    make(chan queryDone),
+
+		failingPanels: make(map[int64]map[panel.ViewKey]bool),
 	}
 	e.run = e.query
 	return e
@@ -630,6 +640,11 @@ func (e *Engine) adopt(snap *catalog.Snapshot, key panel.ViewKey, en *entry) {
 
 // forget drops the loop's state of a view.
 func (e *Engine) forget(key panel.ViewKey) {
+	if vs := e.states[key]; vs != nil {
+		for id := range vs.panels {
+			e.notFailing(id, key)
+		}
+	}
 	delete(e.states, key)
 	if m := e.byBoard[key.Dashboard]; m != nil {
 		delete(m, key)
@@ -687,6 +702,9 @@ func (e *Engine) start(ctx context.Context, workers *sync.WaitGroup, key panel.V
 	var deps []string
 	if snap != nil {
 		notice = snap.Notice(id)
+		if d := snap.DashboardByID(def.DashboardID); d == nil || d.Public {
+			notice = snap.PublicNotice(id)
+		}
 		deps = snap.Dependencies(id)
 	}
 	args, argErr := e.args(vs, def, now)
@@ -753,7 +771,12 @@ func (e *Engine) finish(d queryDone) {
 	st.running = false
 	if d.err != nil {
 		m.queries.WithLabelValues("error").Inc()
-		e.cfg.Logger.Warn("panel query", "panel", st.def.Slug, "err", d.err)
+		// The database, not the query: retried. One log line per new
+		// message, not one per retry.
+		if msg := d.err.Error(); msg != st.lastErr {
+			st.lastErr = msg
+			e.cfg.Logger.Warn("panel query", "panel", st.def.Slug, "err", d.err)
+		}
 		st.mark(d.notifiedAt)
 		st.retryAt = time.Now().Add(e.cfg.RetryDelay)
 		return
@@ -763,17 +786,86 @@ func (e *Engine) finish(d queryDone) {
 		m.notifyToResult.Observe(time.Since(d.notifiedAt).Seconds())
 	}
 	outcome := "unchanged"
-	if d.result.Err != "" {
+	r := d.result
+	if r.Err != "" {
 		outcome = "error"
+		r = e.failing(d.view, st, r)
+	} else {
+		e.working(d.view, st)
+		st.good = r
 	}
-	if h := d.result.Hash(); !st.published || h != st.hash {
+	if h := r.Hash(); !st.published || h != st.hash {
 		st.hash, st.published = h, true
 		if outcome != "error" {
 			outcome = "changed"
 		}
-		e.cfg.Publisher.Publish(d.view, st.def, d.result, d.notifiedAt)
+		e.cfg.Publisher.Publish(d.view, st.def, r, d.notifiedAt)
 	}
 	m.queries.WithLabelValues(outcome).Inc()
+}
+
+// failedQuery is what a public dashboard shows instead of the database's
+// message; the operator log has the message.
+const failedQuery = "The query failed; the server log says why."
+
+// failing records that a panel's query failed in a view, and returns what
+// to show: the last good data, if any, marked with when the failure began,
+// and the message (on public dashboards only that there is one). The log
+// gets one line when the message is new, not one per run.
+func (e *Engine) failing(view panel.ViewKey, st *panelState, r *panel.Result) *panel.Result {
+	if st.failingSince.IsZero() {
+		st.failingSince = time.Now().UTC().Truncate(time.Second)
+	}
+	if r.Err != st.lastErr {
+		st.lastErr = r.Err
+		e.cfg.Logger.Warn("panel query failing", "dashboard", e.slug(st.def.DashboardID), "panel", st.def.Slug,
+			"view", view.Vars, "since", st.failingSince, "err", r.Err)
+	}
+	if e.failingPanels[st.def.ID] == nil {
+		e.failingPanels[st.def.ID] = make(map[panel.ViewKey]bool)
+	}
+	e.failingPanels[st.def.ID][view] = true
+	e.cfg.Metrics.failing.Set(float64(len(e.failingPanels)))
+	out := &panel.Result{Err: r.Err, Notice: r.Notice, FailingSince: st.failingSince}
+	if snap := e.snapshot.Load(); snap != nil {
+		if d := snap.DashboardByID(st.def.DashboardID); d == nil || d.Public {
+			out.Err = failedQuery
+		}
+	}
+	if st.good != nil {
+		out.Columns, out.Rows, out.Truncated = st.good.Columns, st.good.Rows, st.good.Truncated
+	}
+	return out
+}
+
+// working records that a panel's query works (again) in a view.
+func (e *Engine) working(view panel.ViewKey, st *panelState) {
+	if !st.failingSince.IsZero() {
+		e.cfg.Logger.Info("panel query works again", "dashboard", e.slug(st.def.DashboardID), "panel", st.def.Slug,
+			"view", view.Vars, "failed_since", st.failingSince)
+	}
+	st.failingSince, st.lastErr = time.Time{}, ""
+	e.notFailing(st.def.ID, view)
+}
+
+// notFailing forgets a failure of panel id in view.
+func (e *Engine) notFailing(id int64, view panel.ViewKey) {
+	if views := e.failingPanels[id]; views != nil {
+		delete(views, view)
+		if len(views) == 0 {
+			delete(e.failingPanels, id)
+		}
+		e.cfg.Metrics.failing.Set(float64(len(e.failingPanels)))
+	}
+}
+
+func (e *Engine) slug(dashboard int64) string {
+	if snap := e.snapshot.Load(); snap != nil {
+		if d := snap.DashboardByID(dashboard); d != nil {
+			return d.Slug
+		}
+	}
+	return ""
 }
 
 // apply installs a new catalog: new and changed panels are marked dirty and
@@ -801,6 +893,7 @@ func (e *Engine) apply(snap *catalog.Snapshot) {
 		for id := range vs.panels {
 			if !seen[id] {
 				delete(vs.panels, id)
+				e.notFailing(id, key)
 			}
 		}
 	}
@@ -941,6 +1034,7 @@ type Metrics struct {
 	duration       prometheus.Histogram
 	notifyToResult prometheus.Histogram
 	queueUsage     prometheus.Gauge
+	failing        prometheus.Gauge
 	views          prometheus.Gauge
 	viewsRefused   prometheus.Counter
 	viewsDropped   prometheus.Counter
@@ -967,6 +1061,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "dashboard", Name: "notify_queue_usage",
 			Help: "pg_notification_queue_usage(): fraction of the server's notification queue in use.",
 		}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "dashboard", Name: "panels_failing",
+			Help: "Panels whose query fails (in at least one view); each keeps showing its last good data.",
+		}),
 		views: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "dashboard", Name: "views",
 			Help: "Distinct views (a dashboard and one choice of its variables) the engine knows, with or without viewers.",
@@ -984,7 +1082,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.queries.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.views, m.viewsRefused, m.viewsDropped)
+		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.failing, m.views, m.viewsRefused, m.viewsDropped)
 	}
 	return m
 }

@@ -85,6 +85,7 @@ type fakeDB struct {
 	value      map[int64]float64
 	gate       map[int64]chan struct{}
 	fail       map[int64]error
+	broken     map[int64]string // the query's own error, as Result.Err
 }
 
 func newFakeDB() *fakeDB {
@@ -95,6 +96,7 @@ func newFakeDB() *fakeDB {
 		value:      make(map[int64]float64),
 		gate:       make(map[int64]chan struct{}),
 		fail:       make(map[int64]error),
+		broken:     make(map[int64]string),
 	}
 }
 
@@ -103,7 +105,7 @@ func (f *fakeDB) run(ctx context.Context, p *panel.Def, args []any, notice strin
 	f.calls[p.ID] = append(f.calls[p.ID], call{at: time.Now(), sql: p.SQL, args: args})
 	f.running[p.ID]++
 	f.maxRunning[p.ID] = max(f.maxRunning[p.ID], f.running[p.ID])
-	gate, v, err := f.gate[p.ID], f.value[p.ID], f.fail[p.ID]
+	gate, v, err, broken := f.gate[p.ID], f.value[p.ID], f.fail[p.ID], f.broken[p.ID]
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -119,6 +121,9 @@ func (f *fakeDB) run(ctx context.Context, p *panel.Def, args []any, notice strin
 	}
 	if err != nil {
 		return nil, err
+	}
+	if broken != "" {
+		return &panel.Result{Err: broken, Notice: notice}, nil
 	}
 	return &panel.Result{
 		Columns: []string{"n"},
@@ -166,6 +171,7 @@ func (f *fakeDB) callsOf(id int64) []call {
 }
 
 type pub struct {
+	res   *panel.Result
 	view  panel.ViewKey
 	panel int64
 	value float64
@@ -197,11 +203,19 @@ func (r *recPublisher) ViewDropped(v panel.ViewKey) {
 func (r *recPublisher) Publish(view panel.ViewKey, p *panel.Def, res *panel.Result, _ time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := pub{view: view, panel: p.ID, err: res.Err, at: time.Now()}
+	v := pub{res: res, view: view, panel: p.ID, err: res.Err, at: time.Now()}
 	if len(res.Rows) > 0 && len(res.Rows[0]) > 0 {
 		v.value = res.Rows[0][0].Num
 	}
 	r.pubs = append(r.pubs, v)
+}
+
+// result is the last result published for panel id, or nil.
+func (r *recPublisher) result(id int64) *panel.Result {
+	if pubs := r.of(id); len(pubs) > 0 {
+		return pubs[len(pubs)-1].res
+	}
+	return nil
 }
 
 func (r *recPublisher) of(id int64) []pub {

@@ -203,3 +203,8 @@ func coord(f float64) string {
 	}
 	return strconv.FormatFloat(r, 'f', -1, 64)
 }
+
+// sinceText is when a failure began, as the page shows it. It comes from
+// the failure, never from the clock at render time, so the same state
+// renders the same bytes.
+func sinceText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
