@@ -23,10 +23,20 @@
 // loop, and aborts any connection that completes anyway.
 // The pickers form (#pickers) is a plain GET form with an Apply button; a
 // new choice in a single-valued select applies at once. Multi-valued selects
-// wait for Apply, so that several values can be picked.
+// wait for Apply, so that several values can be picked. A query variable
+// whose options depend on an earlier one (data-depends) is left out of the
+// next request once an earlier field changed, so it takes its default among
+// its new options instead of keeping a value they may no longer offer.
 document.addEventListener('change', (e) => {
   const el = e.target;
-  if (el.form && el.form.id === 'pickers' && el.tagName === 'SELECT' && !el.multiple) el.form.requestSubmit();
+  const form = el.form;
+  if (!form || form.id !== 'pickers') return;
+  let after = false;
+  for (const f of form.elements) {
+    if (f === el) after = true;
+    else if (after && f.hasAttribute('data-depends')) f.disabled = true;
+  }
+  if (el.tagName === 'SELECT' && !el.multiple) form.requestSubmit();
 });
 
 ((main) => {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/static"
@@ -200,6 +202,25 @@ func pageState(ctx context.Context) string {
 // statExpr is the JavaScript expression for the value a stat panel shows.
 func statExpr(panelSlug string) string {
 	return fmt.Sprintf(`(document.querySelector('#panel-%s .stat-value') || {}).textContent`, panelSlug)
+}
+
+// waitLocation waits until the tab has navigated to an address that
+// contains part and the new page has loaded.
+func waitLocation(t *testing.T, ctx context.Context, part string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		// Evaluating during a navigation fails (the old document's context
+		// is gone): try again.
+		loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState === 'complete' ? location.href : ''`))
+		if err == nil && strings.Contains(loc, part) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for an address with %q: last %q (%v)", part, loc, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitStat waits until the stat panel shows want.
@@ -853,4 +874,78 @@ func TestBrowserRenameAndDelete(t *testing.T) {
 		t.Errorf("sse: transport %q after the gone event, want gone", got)
 	}
 	waitStreams(t, tabs["sse"], s, 0)
+}
+
+// TestBrowserVariables: the pickers choose the view, the address holds the
+// choice (a reload shows the same view), the chosen view stays live, a
+// chained variable takes its default when the one it depends on changes,
+// and a token's fixed variable cannot be switched from the address or the
+// page.
+func TestBrowserVariables(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	salesFixture(t, s, true)
+	ctx := newBrowser(t)
+	navigate(t, ctx, s, "/d/sales")
+	waitStat(t, ctx, "total", "1") // eu, last 6 hours
+	waitStat(t, ctx, "cust", "2")  // acme, the first customer of eu
+
+	// Choose us instead of eu (a multi-valued select waits for Apply); the
+	// customer, which depends on the region, takes us's first customer.
+	eval[chromedp.Void](t, ctx, `(() => {
+		const sel = document.querySelector('select[name="var-region"]');
+		for (const o of sel.options) o.selected = o.value === 'us';
+		sel.dispatchEvent(new Event('change', {bubbles: true}));
+		document.querySelector('#pickers .picker-apply').click();
+	})()`)
+	waitLocation(t, ctx, "var-region=us")
+	waitStat(t, ctx, "total", "3")
+	waitStat(t, ctx, "cust", "2") // globex
+	if got := eval[string](t, ctx, `document.querySelector('select[name="var-customer"]').value`); got != "globex" {
+		t.Errorf("customer after choosing us: got %q, want globex (the default among us's customers)", got)
+	}
+	waitStatus(t, ctx, "live")
+	s.exec(t, `INSERT INTO orders (customer, region) VALUES ('globex', 'us')`)
+	waitStat(t, ctx, "cust", "3")
+	waitStat(t, ctx, "total", "4")
+
+	// A single-valued select applies at once.
+	eval[chromedp.Void](t, ctx, `(() => {
+		const sel = document.querySelector('select[name="var-customer"]');
+		sel.value = 'initech';
+		sel.dispatchEvent(new Event('change', {bubbles: true}));
+	})()`)
+	waitLocation(t, ctx, "var-customer=initech")
+	waitStat(t, ctx, "cust", "1")
+
+	// The address is the view: loading it again shows the same.
+	href := eval[string](t, ctx, `location.pathname + location.search`)
+	navigate(t, ctx, s, href)
+	waitStat(t, ctx, "cust", "1")
+	waitStat(t, ctx, "total", "4")
+	if got := eval[string](t, ctx, `document.querySelector('input[name="from"]').value`); got != "now-6h" {
+		t.Errorf("time picker: got %q, want now-6h", got)
+	}
+
+	// A token that fixes customer acme: a link asking for globex shows acme,
+	// and the picker cannot change it.
+	secret, _, err := access.Create(context.Background(), s.pool, "sales", "acme tv", time.Hour,
+		map[string][]string{"region": {"eu"}, "customer": {"acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitStatus(t, "/d/sales/poll?wait=0", http.StatusOK, cookie(secret)...)
+	tab := newTab(t, ctx)
+	navigate(t, tab, s, "/d/sales?token="+secret+"&var-customer=globex&var-region=us")
+	waitLocation(t, tab, "var-customer=globex")
+	if loc := eval[string](t, tab, `location.href`); strings.Contains(loc, "token=") {
+		t.Errorf("the token stayed in the address: %s", loc)
+	}
+	waitStat(t, tab, "cust", "2")
+	waitStat(t, tab, "total", "1")
+	if !eval[bool](t, tab, `document.querySelector('select[name="var-customer"]').disabled`) {
+		t.Error("the customer picker is not disabled for a token that fixes it")
+	}
+	waitStatus(t, tab, "live")
+	s.exec(t, `INSERT INTO orders (customer, region) VALUES ('acme', 'eu')`)
+	waitStat(t, tab, "cust", "3")
 }

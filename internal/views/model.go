@@ -66,6 +66,10 @@ type Picker struct {
 	Chosen  []string
 	// Locked is a value fixed by the viewer's token: shown, not changeable.
 	Locked bool
+	// Depends says the options come from a query that uses earlier
+	// variables: when one of those changes, the page lets this one take
+	// its default.
+	Depends bool
 }
 
 // TimePicker is the time range control: two expressions such as now-6h

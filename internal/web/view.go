@@ -92,6 +92,7 @@ func (c *choice) pickers(d *panel.Dashboard, grant access.Grant) ([]views.Picker
 			p.Options = v.Options
 		case panel.QueryVariable:
 			p.Options = c.options[v.Name]
+			p.Depends = len(v.Params) > 0
 		}
 		_, p.Locked = grant.Variables[v.Name]
 		out = append(out, p)
