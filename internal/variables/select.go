@@ -419,6 +419,19 @@ func (s Selection) Clock() bool {
 	return s.HasTime && (s.From.Relative() || s.To.Relative())
 }
 
+// Declared returns the names panel and variable SQL of d may use as :name
+// placeholders, in the form Rewrite takes: its variables, and from and to
+// when it has a time range. (A variable's SQL may use only the variables
+// before it; Check says so.)
+func Declared(d *panel.Dashboard) func(name string) bool {
+	return func(name string) bool {
+		if name == "from" || name == "to" {
+			return d.Time != nil
+		}
+		return d.Variable(name) != nil
+	}
+}
+
 // Args returns the bind arguments for a query whose placeholders Rewrite
 // named params, in params' order: a single-valued variable as a string (nil
 // when it has no value, which binds NULL), a multi-valued one as a
