@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,30 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// The SQL docs/variables.md gives authors, verbatim: the tests below run
+// each, and TestDocsIdioms checks that the page still says it.
+const (
+	idiomAny       = "WHERE region = ANY(:region)"
+	idiomAllIfNone = "WHERE cardinality(:region::text[]) = 0 OR region = ANY(:region)"
+	idiomIntArray  = "WHERE id = ANY(:ids::int[])"
+	idiomIntColumn = "WHERE id = :n"
+	idiomSearch    = "name ILIKE '%' || :search || '%'"
+	idiomUTCColumn = "created_at >= (:from::timestamptz AT TIME ZONE 'UTC')"
+)
+
+func TestDocsIdioms(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/variables.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, idiom := range []string{idiomAny, idiomAllIfNone, idiomIntArray, idiomIntColumn, idiomSearch, idiomUTCColumn} {
+		if !strings.Contains(string(doc), idiom) {
+			t.Errorf("docs/variables.md no longer says %q, which the tests run", idiom)
+		}
+	}
+}
 
 // extendedModes are pgx's modes that send values apart from the text (the
 // extended protocol); the refresh engine uses DescribeExec.
@@ -85,6 +110,8 @@ func bindDashboard() *panel.Dashboard {
 			{Name: "region", Kind: panel.TextVariable, Multi: true, Default: []string{"eu"}},
 			{Name: "customer", Kind: panel.QueryVariable, SQL: "SELECT name FROM customers WHERE region = ANY(:region) ORDER BY name"},
 			{Name: "n", Kind: panel.TextVariable, Default: []string{"2"}},
+			{Name: "ids", Kind: panel.TextVariable, Multi: true},
+			{Name: "search", Kind: panel.TextVariable},
 		},
 	}
 }
@@ -151,7 +178,7 @@ func TestBindHostileValues(t *testing.T) {
 			}
 
 			var n int
-			if _, err := query(t, conn, d, s, "SELECT count(*) FROM t WHERE region = ANY(:region)", mode, &n); err != nil {
+			if _, err := query(t, conn, d, s, "SELECT count(*) FROM t "+idiomAny, mode, &n); err != nil {
 				t.Fatalf("%v, region = %q: %v", mode, h, err)
 			}
 			if want := regions["eu"] + regions[h]; n != want {
@@ -211,6 +238,22 @@ func TestBindChained(t *testing.T) {
 	_, err := Select(d, q, nil, dbOptions(t, conn, d))
 	wantInputError(t, err, "customer", `"acme" is not one of its options`)
 
+	// A search box: the value is text inside a pattern, and its quote is
+	// just a character.
+	for _, tc := range []struct {
+		v    string
+		want int
+	}{{"CM", 1}, {"", 4}, {"' OR ''='", 0}, {"%", 4}} {
+		s, err := Select(d, url.Values{"var-search": {tc.v}}, nil, dbOptions(t, conn, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if _, err := query(t, conn, d, s, "SELECT count(*) FROM customers WHERE "+idiomSearch, pgx.QueryExecModeDescribeExec, &n); err != nil || n != tc.want {
+			t.Errorf("search %q: got %d rows, %v; want %d", tc.v, n, err, tc.want)
+		}
+	}
+
 	// No customer (no options): NULL, which matches nothing.
 	q, _ = url.ParseQuery("var-region=nowhere")
 	s, err := Select(d, q, nil, dbOptions(t, conn, d))
@@ -248,18 +291,50 @@ func TestBindMultiValues(t *testing.T) {
 		}
 		for _, mode := range extendedModes {
 			var n int
-			if _, err := query(t, conn, d, s, "SELECT count(*) FROM t WHERE region = ANY(:region)", mode, &n); err != nil || n != tc.rows {
+			if _, err := query(t, conn, d, s, "SELECT count(*) FROM t "+idiomAny, mode, &n); err != nil || n != tc.rows {
 				t.Errorf("%v, Select(%q): got %d rows, %v; want %d", mode, tc.query, n, err, tc.rows)
 			}
 		}
 	}
-	// IN (:region) compares region with one array: in the refresh
-	// engine's mode pgx refuses to send a []string as text.
-	s, err := Select(d, url.Values{"var-region": {"eu"}}, nil, dbOptions(t, conn, d))
+	// The idioms docs/variables.md gives: everything when nothing is
+	// chosen, and numbers from a text array.
+	for _, tc := range []struct {
+		query, sql string
+		rows       int
+	}{
+		{"var-region=", "SELECT count(*) FROM t " + idiomAllIfNone, 4},
+		{"var-region=us", "SELECT count(*) FROM t " + idiomAllIfNone, 1},
+		{"var-ids=1&var-ids=3&var-ids=9", "SELECT count(*) FROM t " + idiomIntArray, 2},
+		{"var-ids=", "SELECT count(*) FROM t " + idiomIntArray, 0},
+	} {
+		q, _ := url.ParseQuery(tc.query)
+		s, err := Select(d, q, nil, dbOptions(t, conn, d))
+		if err != nil {
+			t.Fatalf("Select(%q): %v", tc.query, err)
+		}
+		for _, mode := range extendedModes {
+			var n int
+			if _, err := query(t, conn, d, s, tc.sql, mode, &n); err != nil || n != tc.rows {
+				t.Errorf("%v, %s with %q: got %d rows, %v; want %d", mode, tc.sql, tc.query, n, err, tc.rows)
+			}
+		}
+	}
+	s, err := Select(d, url.Values{"var-ids": {"1", "x"}}, nil, dbOptions(t, conn, d))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n int
+	_, err = query(t, conn, d, s, "SELECT count(*) FROM t "+idiomIntArray, pgx.QueryExecModeDescribeExec, &n)
+	if err == nil {
+		t.Errorf("ids [1 x] as int[]: got %d rows and no error, want an error", n)
+	}
+
+	// IN (:region) compares region with one array: in the refresh
+	// engine's mode pgx refuses to send a []string as text.
+	s, err = Select(d, url.Values{"var-region": {"eu"}}, nil, dbOptions(t, conn, d))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := query(t, conn, d, s, "SELECT count(*) FROM t WHERE region IN (:region)", pgx.QueryExecModeDescribeExec, &n); err == nil {
 		t.Errorf("IN (:region): got %d rows and no error, want an error", n)
 	}
@@ -276,7 +351,7 @@ func TestBindTextToOtherTypes(t *testing.T) {
 			n, sql string
 			want   int
 		}{
-			{"2", "SELECT count(*) FROM t WHERE id = :n", 1},
+			{"2", "SELECT count(*) FROM t " + idiomIntColumn, 1},
 			{"2", "SELECT count(*) FROM t WHERE id::bigint = :n", 1},
 			{"2.0", "SELECT count(*) FROM t WHERE id::numeric = :n", 1},
 			{"2026-12-03", "SELECT count(*) FROM t WHERE at::date = :n", 3},
@@ -298,7 +373,7 @@ func TestBindTextToOtherTypes(t *testing.T) {
 				t.Fatal(err)
 			}
 			var n int
-			_, err = query(t, conn, d, s, "SELECT count(*) FROM t WHERE id = :n", mode, &n)
+			_, err = query(t, conn, d, s, "SELECT count(*) FROM t "+idiomIntColumn, mode, &n)
 			var pgErr *pgconn.PgError
 			if !errors.As(err, &pgErr) || pgErr.Code != "22P02" {
 				t.Errorf("%v, id = %q: got %d rows, %v; want invalid_text_representation (22P02)", mode, bad, n, err)
@@ -362,5 +437,33 @@ func TestBindTimeRange(t *testing.T) {
 	var ids []int32
 	if _, err := query(t, conn, d, s, "SELECT array_agg(id ORDER BY id) FROM t WHERE at_local >= :from AND at_local < :to", pgx.QueryExecModeDescribeExec, &ids); err != nil || !slices.Equal(ids, []int32{2, 4}) {
 		t.Errorf("timestamp column in Berlin: got ids %v, %v; want [2 4]", ids, err)
+	}
+	// A column of UTC wall-clock times, as docs/variables.md says to
+	// compare it: at::timestamp in a UTC session is that.
+	if _, err := conn.Exec(t.Context(), "SET TIME ZONE 'UTC'; ALTER TABLE t ADD COLUMN created_at timestamp; UPDATE t SET created_at = at::timestamp"); err != nil {
+		t.Fatal(err)
+	}
+	ids = nil
+	for _, mode := range extendedModes {
+		if _, err := query(t, conn, d, s, "SELECT array_agg(id ORDER BY id) FROM t WHERE "+idiomUTCColumn+" AND created_at < (:to::timestamptz AT TIME ZONE 'UTC')", mode, &ids); err != nil || !slices.Equal(ids, []int32{2, 4}) {
+			t.Errorf("%v: UTC timestamp column: got ids %v, %v; want [2 4]", mode, ids, err)
+		}
+	}
+}
+
+// TestBindMisspelt: a :name that no variable has stays in the text, where
+// Postgres refuses it.
+func TestBindMisspelt(t *testing.T) {
+	conn := bindDB(t)
+	d := bindDashboard()
+	s, err := Select(d, nil, nil, dbOptions(t, conn, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	_, err = query(t, conn, d, s, "SELECT count(*) FROM t WHERE region = ANY(:regoin)", pgx.QueryExecModeDescribeExec, &n)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42601" || !strings.Contains(pgErr.Message, `at or near ":"`) {
+		t.Errorf("a misspelt variable: got %d rows, %v; want a syntax error at \":\"", n, err)
 	}
 }
