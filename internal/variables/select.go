@@ -186,8 +186,22 @@ func choose(v *panel.Variable, options, given []string, present, locked bool) ([
 			return nil, &InputError{Name: v.Name, Reason: reason}
 		}
 	}
+	// A query may offer many options and a viewer send 100 values: look
+	// them up in a set rather than scanning the options for each value.
+	var set map[string]bool
 	offered := func(val string) bool {
-		return v.Kind == panel.TextVariable || slices.Contains(options, val)
+		switch {
+		case v.Kind == panel.TextVariable:
+			return true
+		case len(options) <= 16:
+			return slices.Contains(options, val)
+		case set == nil:
+			set = make(map[string]bool, len(options))
+			for _, o := range options {
+				set[o] = true
+			}
+		}
+		return set[val]
 	}
 	if v.Multi {
 		vals := sortedSet(given)

@@ -801,3 +801,38 @@ func FuzzSelect(f *testing.F) {
 		}
 	})
 }
+
+// TestSelectManyOptions: with many options the values are looked up in a
+// set; the answers must be the same as with few.
+func TestSelectManyOptions(t *testing.T) {
+	t.Parallel()
+	options := make([]string, 1000)
+	for i := range options {
+		options[i] = fmt.Sprintf("o%03d", i)
+	}
+	d := &panel.Dashboard{Variables: []panel.Variable{
+		{Name: "one", Kind: panel.ListVariable, Options: options},
+		{Name: "many", Kind: panel.ListVariable, Options: options, Multi: true},
+	}}
+	q := url.Values{"var-one": {"o999"}}
+	for i := 999; i > 899; i-- {
+		q.Add("var-many", options[i])
+	}
+	s, err := selectAt(d, q, nil, nil, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Values["one"], []string{"o999"}) || !slices.Equal(s.Values["many"], options[900:]) {
+		t.Errorf("got %v", s.Values)
+	}
+	for _, bad := range []url.Values{
+		{"var-one": {"o1000"}},
+		{"var-many": {"o001", "o1000"}},
+	} {
+		_, err := selectAt(d, bad, nil, nil, testNow)
+		var ie *InputError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), `"o1000" is not one of its options`) {
+			t.Errorf("Select(%v): got %v, want o1000 refused", bad, err)
+		}
+	}
+}
