@@ -119,7 +119,7 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	used := make(map[string]depResult)
 	var watchNeeded []string
 	for _, d := range dashboards {
-		declared := Declared(d)
+		declared := variables.Declared(d)
 		for i := range d.Variables {
 			v := &d.Variables[i]
 			v.Query, v.Params, _ = variables.Rewrite(v.SQL, declared)
@@ -167,17 +167,6 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	snap := NewSnapshot(dashboards, deps, notices)
 	snap.details = details
 	return snap, nil
-}
-
-// Declared reports the names panel SQL of d may use as :name: its
-// variables, and from and to when it has a time range.
-func Declared(d *panel.Dashboard) func(name string) bool {
-	return func(name string) bool {
-		if name == panel.FromParam || name == panel.ToParam {
-			return d.Time != nil
-		}
-		return d.Variable(name) != nil
-	}
 }
 
 // NewSnapshot indexes dashboards (with their panels), the tables each panel

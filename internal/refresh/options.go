@@ -27,6 +27,10 @@ const optionsTTL = 5 * time.Second
 // maxOptionSets bounds the cache; past it, it starts afresh.
 const maxOptionSets = 10000
 
+// ErrDatabase wraps the errors of Options that mean the database could not
+// be asked (try again), as opposed to a *VariableError.
+var ErrDatabase = errors.New("database unavailable")
+
 // VariableError is a query-backed variable whose SQL failed: the
 // dashboard's fault, not the viewer's nor the database's.
 type VariableError struct {
@@ -111,7 +115,7 @@ func optionsKey(dashboard int64, v *panel.Variable, args []any) string {
 
 func (e *Engine) queryOptions(ctx context.Context, v *panel.Variable, args []any) ([]string, error) {
 	if e.cfg.Pool == nil {
-		return nil, errors.New("no database")
+		return nil, fmt.Errorf("%w: no database", ErrDatabase)
 	}
 	// The options are shared by every viewer who asked meanwhile: one
 	// viewer leaving must not cancel them for the rest.
@@ -165,5 +169,5 @@ func (e *Engine) queryOptions(ctx context.Context, v *panel.Variable, args []any
 		e.cfg.Logger.Warn("variable query failed", "variable", v.Name, "err", msg)
 		return nil, &VariableError{Variable: v.Name, Message: msg}
 	}
-	return nil, fmt.Errorf("options of variable %s: %w", v.Name, err)
+	return nil, fmt.Errorf("%w: options of variable %s: %w", ErrDatabase, v.Name, err)
 }

@@ -36,8 +36,11 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 	r := &panel.Result{Notice: notice}
 	var queryErr error
 	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)",
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10))
+		// The dashboard's time zone is the session's, so that timestamp
+		// without time zone parameters, date_trunc and to_char agree with
+		// what the page shows.
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(p.DashboardID))
 		if err != nil {
 			return err
 		}
@@ -101,6 +104,17 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 }
 
 var errNoRows = errors.New("statement returned no columns")
+
+// zone is the time zone of a dashboard's queries: its own, UTC when it
+// names none or one the database may not know.
+func (e *Engine) zone(dashboard int64) string {
+	if snap := e.snapshot.Load(); snap != nil {
+		if d := snap.DashboardByID(dashboard); d != nil && d.TimeZone != "" {
+			return d.TimeZone
+		}
+	}
+	return "UTC"
+}
 
 // infrastructure reports whether err is the database's or the network's
 // fault rather than the query's: such errors are retried, not shown.

@@ -14,6 +14,11 @@ import (
 	"github.com/livedash/dashboard/internal/views"
 )
 
+// maxViewKey bounds a view key, in bytes: each value is bounded
+// (variables.MaxValueBytes, MaxValues), this bounds them together, since
+// every view's key is held by the engine and the hub.
+const maxViewKey = 16 << 10
+
 // choice is the view a request asks for, with what the page's pickers need.
 type choice struct {
 	view refresh.View
@@ -57,9 +62,21 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard
 		s.error(w, r, http.StatusInternalServerError, "Dashboard error",
 			"The options of variable "+varErr.Variable+" cannot be read; the dashboard's owner must fix its query. The error was logged.")
 		return nil, false
-	case err != nil:
+	case errors.Is(err, refresh.ErrDatabase) || errors.Is(err, context.DeadlineExceeded):
 		s.logger.Warn("choosing a view", "dashboard", d.Slug, "err", err)
 		s.error(w, r, http.StatusServiceUnavailable, "Busy", "The database cannot be asked right now; try again shortly.")
+		return nil, false
+	case err != nil:
+		// The dashboard's own declaration is wrong (a default range that
+		// is empty, say): lint and apply refuse it, SQL edits may not.
+		s.logger.Error("choosing a view", "dashboard", d.Slug, "err", err)
+		s.error(w, r, http.StatusInternalServerError, "Dashboard error",
+			"This dashboard's variables are declared wrongly; its owner must fix them. The error was logged.")
+		return nil, false
+	}
+	if len(sel.Key()) > maxViewKey {
+		s.metrics.badChoice.Inc()
+		s.error(w, r, http.StatusBadRequest, "Bad request", "The choice of variables is too large (over 16 KB in all).")
 		return nil, false
 	}
 	c.sel = sel
