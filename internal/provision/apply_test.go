@@ -650,3 +650,31 @@ func TestWatcher(t *testing.T) {
 		t.Errorf("Start on a broken folder: got %v, want x.yaml:2: ...", err)
 	}
 }
+
+// TestDocsExample: the example of docs/files.md is a valid dashboard, its
+// queries lint on a database with the tables it reads, and the problems
+// it shows are what the checks print.
+func TestDocsExample(t *testing.T) {
+	t.Parallel()
+	doc := readText(t, "../../docs/files.md")
+	start := strings.Index(doc, "```yaml\n")
+	if start < 0 {
+		t.Fatal("docs/files.md has no yaml example")
+	}
+	example := doc[start+len("```yaml\n"):]
+	example = example[:strings.Index(example, "```")]
+	pool := newDB(t)
+	set := load(t, dir(t, map[string]string{"sales.yaml": example}))
+	if _, err := Lint(t.Context(), pool, set, 0); err != nil {
+		t.Errorf("the example of docs/files.md: %v", err)
+	}
+	broken := strings.Replace(example, "grid: {width: 2, height: 1}", "grid: {width: 5, height: 1}", 1)
+	broken = strings.Replace(broken, "  - slug: orders\n    title: Orders\n", "  - slug: orders\n    title: Orders\n    widht: 2\n", 1)
+	_, err := LoadDir(dir(t, map[string]string{"sales.yaml": broken}))
+	_, dup := LoadDir(dir(t, map[string]string{"sales.yaml": example, "ops.yaml": "slug: sales\ntitle: Ops\n"}))
+	for _, line := range strings.Split(fmt.Sprint(err)+"\n"+fmt.Sprint(dup), "\n") {
+		if !strings.Contains(doc, "\n"+line+"\n") {
+			t.Errorf("docs/files.md does not show the problem as printed: %s", line)
+		}
+	}
+}
