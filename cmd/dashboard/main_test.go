@@ -82,17 +82,21 @@ func startServer(t testing.TB, cfg config.Config, demoMode bool) *testServer {
 // startStoppable runs serve with cfg and returns once its listener
 // listens, as a real client would find the server after /readyz turned
 // true. stop cancels serve and returns its result; it is idempotent, and
-// runs at the end of the test if the test did not call it.
-func startStoppable(t testing.TB, cfg config.Config, demoMode bool) (*testServer, func() error) {
+// runs at the end of the test if the test did not call it. adjust, if
+// given, changes the serveOptions first.
+func startStoppable(t testing.TB, cfg config.Config, demoMode bool, adjust ...func(*serveOptions)) (*testServer, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	started := make(chan *running, 1)
 	done := make(chan error, 1)
+	opts := serveOptions{demo: demoMode, stdout: io.Discard, started: func(r *running) { started <- r }}
+	for _, f := range adjust {
+		f(&opts)
+	}
 	go func() {
-		done <- serve(ctx, cfg, logger, serveOptions{demo: demoMode, stdout: io.Discard,
-			started: func(r *running) { started <- r }})
+		done <- serve(ctx, cfg, logger, opts)
 	}()
 	var r *running
 	select {

@@ -29,6 +29,19 @@ Usage:
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
   dashboard token list | token revoke ID
   dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
+  dashboard export [SLUG...] -o DIR
+                               write dashboards as YAML files (docs/files.md)
+  dashboard lint [--offline] DIR
+                               check dashboard files; unless --offline, also
+                               prepare every query on the database
+  dashboard diff [--prune] [--exit-code] DIR
+                               what apply would change, and drift (rows edited
+                               in SQL since they were applied); --exit-code:
+                               status 1 when there are differences
+  dashboard apply [--prune] DIR
+                               make the database hold the folder's dashboards,
+                               in one transaction (--prune: delete the others)
+  dashboard schema             the JSON Schema of dashboard files
   dashboard help               this text and every setting
 
 Settings come from the environment:
@@ -43,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "help" || cmd == "-h" || cmd == "--help" {
 		fmt.Fprint(stdout, usage)
 		return config.PrintHelp(stdout)
+	}
+	if cmd == "schema" {
+		// Needs no configuration: editors and CI run it anywhere.
+		return schemaCommand(args, stdout)
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -99,6 +116,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return feedCommand(ctx, cfg, logger, args, stdout)
 	case "psql":
 		return psqlCommand(ctx, cfg, logger, args, stdout, stderr)
+	case "export":
+		return exportCommand(ctx, cfg, logger, args, stdout)
+	case "lint":
+		return lintCommand(ctx, cfg, logger, args, stdout, stderr)
+	case "diff":
+		return diffCommand(ctx, cfg, logger, args, stdout, stderr)
+	case "apply":
+		return applyCommand(ctx, cfg, logger, args, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q; run 'dashboard help'", cmd)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/livedash/dashboard/internal/demo"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/listen"
+	"github.com/livedash/dashboard/internal/provision"
 	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/internal/web"
 	"github.com/livedash/dashboard/migrations"
@@ -41,6 +42,9 @@ type serveOptions struct {
 	started func(s *running)
 	// slotWait, if set, replaces the logical feed's SlotWait (tests).
 	slotWait time.Duration
+	// provisionPoll, if set, replaces how often DASHBOARD_PROVISION_DIR
+	// is read (tests).
+	provisionPoll time.Duration
 }
 
 // running is the started program, for tests.
@@ -53,6 +57,7 @@ type running struct {
 	logical     *listen.Logical  // logical mode; nil in notify mode
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
+	provision   *provision.Watcher // nil without DASHBOARD_PROVISION_DIR
 }
 
 // serve runs the server until ctx is cancelled. It fails fast: the address
@@ -112,6 +117,22 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if err := checkFeed(ctx, cfg, pool, poolCfg.ConnConfig); err != nil {
 		return err
+	}
+	// Dashboard files are applied before the catalog is first loaded, so
+	// the first page served shows them; a folder with a problem stops the
+	// start with its file:line.
+	var files *provision.Watcher
+	if cfg.ProvisionDir != "" {
+		files = &provision.Watcher{Dir: cfg.ProvisionDir, Prune: cfg.ProvisionPrune, DB: pool, Logger: logger,
+			Interval: opts.provisionPoll, Options: provision.ApplyOptions{QueryTimeout: cfg.QueryTimeout}}
+		if err := files.Start(ctx); err != nil {
+			var probs provision.Problems
+			if errors.As(err, &probs) {
+				// One problem a line, each file:line: message.
+				return fmt.Errorf("DASHBOARD_PROVISION_DIR=%s: nothing applied:\n%w", cfg.ProvisionDir, err)
+			}
+			return fmt.Errorf("DASHBOARD_PROVISION_DIR=%s: %w", cfg.ProvisionDir, err)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -203,6 +224,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
+	if files != nil {
+		g.Go(func() error { return files.Run(gctx) })
+	}
 	// Streams and long-polls are told to end first, so that Shutdown does
 	// not wait for them.
 	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", site.Shutdown)
@@ -228,7 +252,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, logical: logical, hub: h, pool: pool})
+			arms: arms, logical: logical, hub: h, pool: pool, provision: files})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")

@@ -57,6 +57,9 @@ type Config struct {
 	MetricsAddr string `envconfig:"DASHBOARD_METRICS_ADDR" desc:"if set, serve /metrics on this address (host:port) instead of DASHBOARD_ADDR, off the public port"`
 	PprofAddr   string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
 
+	ProvisionDir   string `envconfig:"DASHBOARD_PROVISION_DIR" desc:"folder of dashboard YAML files that serve applies at start (a problem stops the start) and again whenever they change (read every 2s); empty: none"`
+	ProvisionPrune bool   `envconfig:"DASHBOARD_PROVISION_PRUNE" default:"false" desc:"with DASHBOARD_PROVISION_DIR: also delete the dashboards that are not in the folder"`
+
 	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"5" desc:"demo: writes per second of the traffic generator"`
 }
 
@@ -182,6 +185,12 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.FrameAncestors, ";,\r\n") {
 		bad("DASHBOARD_FRAME_ANCESTORS", "%q must be a space-separated source list without ';' or ','", c.FrameAncestors)
+	}
+	if c.ProvisionDir != "" && strings.TrimSpace(c.ProvisionDir) == "" {
+		bad("DASHBOARD_PROVISION_DIR", "%q is blank; leave it empty for none", c.ProvisionDir)
+	}
+	if c.ProvisionPrune && c.ProvisionDir == "" {
+		bad("DASHBOARD_PROVISION_PRUNE", "needs DASHBOARD_PROVISION_DIR, the folder whose dashboards are kept")
 	}
 	if c.DemoRate < 0 || c.DemoRate > 10000 {
 		bad("DASHBOARD_DEMO_RATE", "must be between 0 and 10000, got %g", c.DemoRate)

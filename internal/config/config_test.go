@@ -16,7 +16,8 @@ func clearEnv(t *testing.T) {
 	for _, name := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "DASHBOARD_DATA_DIR", "DASHBOARD_LOG_LEVEL",
 		"DASHBOARD_LOG_FORMAT", "DASHBOARD_BATCH_WINDOW", "DASHBOARD_MAX_REFRESH_HZ", "DASHBOARD_TRUSTED_PROXY_CIDRS",
 		"DASHBOARD_USER_HEADER", "DASHBOARD_LONGPOLL_WAIT", "DASHBOARD_MIGRATE", "DASHBOARD_MAX_ROWS",
-		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL", "DASHBOARD_PROVISION_DIR",
+		"DASHBOARD_PROVISION_PRUNE"} {
 		t.Setenv(name, "") // registers the restore
 		os.Unsetenv(name)
 	}
@@ -60,6 +61,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DASHBOARD_PUBLIC_URL", "ftp://dash.example.com", "DASHBOARD_PUBLIC_URL"},
 		{"DASHBOARD_PUBLIC_URL", "https://u:p@dash.example.com", "DASHBOARD_PUBLIC_URL"},
 		{"DASHBOARD_PUBLIC_URL", "https://dash.example.com/?x=1", "DASHBOARD_PUBLIC_URL"},
+		{"DASHBOARD_PROVISION_DIR", "  ", "DASHBOARD_PROVISION_DIR"},
+		{"DASHBOARD_PROVISION_PRUNE", "true", "DASHBOARD_PROVISION_PRUNE: needs DASHBOARD_PROVISION_DIR"},
+		{"DASHBOARD_PROVISION_PRUNE", "sometimes", "DASHBOARD_PROVISION_PRUNE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -134,7 +138,7 @@ func TestPrintHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"DATABASE_URL", "DASHBOARD_ADDR", "127.0.0.1:8080", "DASHBOARD_BATCH_WINDOW", "25ms", "DASHBOARD_SAFETY_REFRESH",
-		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL"} {
+		"DASHBOARD_METRICS_ADDR", "DASHBOARD_FEED", "DASHBOARD_PUBLIC_URL", "DASHBOARD_PROVISION_DIR", "DASHBOARD_PROVISION_PRUNE"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("help output lacks %q:\n%s", want, b.String())
 		}
@@ -157,6 +161,20 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 		if !strings.Contains(string(readme), "| `"+name+"` |") {
 			t.Errorf("README's configuration table lacks %s", name)
 		}
+	}
+}
+
+func TestLoadProvision(t *testing.T) {
+	clearEnv(t)
+	c, err := Load()
+	if err != nil || c.ProvisionDir != "" || c.ProvisionPrune {
+		t.Fatalf("defaults: got %q, %v (%v), want no folder and no pruning", c.ProvisionDir, c.ProvisionPrune, err)
+	}
+	t.Setenv("DASHBOARD_PROVISION_DIR", "/etc/dashboards")
+	t.Setenv("DASHBOARD_PROVISION_PRUNE", "true")
+	c, err = Load()
+	if err != nil || c.ProvisionDir != "/etc/dashboards" || !c.ProvisionPrune {
+		t.Errorf("got %q, %v (%v), want /etc/dashboards, true", c.ProvisionDir, c.ProvisionPrune, err)
 	}
 }
 

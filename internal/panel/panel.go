@@ -184,14 +184,17 @@ func (d *Def) DOMID() string { return "panel-" + d.Slug }
 
 // Options are the per-panel display settings stored as jsonb. Unknown keys
 // are ignored so that operators can keep notes in the same object.
+//
+// The desc tags are the descriptions of the JSON Schema of dashboard files
+// (internal/provision).
 type Options struct {
-	Unit      string `json:"unit,omitempty"`      // appended to numbers, e.g. "ms" or "%"
-	Prefix    string `json:"prefix,omitempty"`    // prepended to numbers, e.g. "$"
-	Decimals  *int   `json:"decimals,omitempty"`  // fixed decimals for numbers; nil means automatic
-	Sparkline bool   `json:"sparkline,omitempty"` // stat: draw the value's history from all rows
-	Delta     bool   `json:"delta,omitempty"`     // stat: show the change from the previous row
-	Limit     int    `json:"limit,omitempty"`     // feed: rows shown (default 20)
-	Stacked   bool   `json:"stacked,omitempty"`   // bar: stack series instead of grouping them
+	Unit      string `json:"unit,omitempty" desc:"Appended to numbers, e.g. ms or %."`
+	Prefix    string `json:"prefix,omitempty" desc:"Prepended to numbers, e.g. $."`
+	Decimals  *int   `json:"decimals,omitempty" desc:"Fixed number of decimals for numbers; absent means automatic."`
+	Sparkline bool   `json:"sparkline,omitempty" desc:"stat: draw the value's history from all rows."`
+	Delta     bool   `json:"delta,omitempty" desc:"stat: show the change from the previous row."`
+	Limit     int    `json:"limit,omitempty" desc:"feed: rows shown (default 20)."`
+	Stacked   bool   `json:"stacked,omitempty" desc:"bar: stack series instead of grouping them."`
 }
 
 // Equal reports whether o and p hold the same settings. Decimals is a
