@@ -8,13 +8,12 @@
 //
 // Setup is idempotent: it creates what is missing, fills only the gap since
 // the data was last written (so a demo restarted after a weekend looks alive
-// at once) and upserts its dashboards and panels by slug. Traffic keeps the
+// at once) and applies its dashboard files (dashboards/*.yaml). Traffic keeps the
 // tables bounded by deleting old rows, so the demo can run for days.
 package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/livedash/dashboard/internal/provision"
 )
 
 // Retention of each table: Traffic deletes older rows, and Setup seeds no
@@ -114,10 +115,10 @@ var watched = []string{"demo.orders", "demo.tickets", "demo.deploys", "demo.sens
 // demo dashboards and panels in the dashboard schema. It runs in one
 // transaction under an advisory lock, so replicas may call it together. It
 // is idempotent: a re-run adds only the history missing since the data was
-// last written and upserts the dashboards and panels by slug, never
-// duplicating them. The dashboard schema must already be migrated.
+// last written, and applies the dashboard files, which writes nothing when
+// the rows already match them. The dashboard schema must already be migrated.
 func Setup(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", setupLockKey); err != nil {
 			return fmt.Errorf("locking demo setup: %w", err)
 		}
@@ -129,11 +130,21 @@ func Setup(ctx context.Context, pool *pgxpool.Pool) error {
 				return fmt.Errorf("watching %s: %w", t, err)
 			}
 		}
-		if err := seed(ctx, tx); err != nil {
-			return err
-		}
-		return upsertDashboards(ctx, tx)
+		return seed(ctx, tx)
 	})
+	if err != nil {
+		return err
+	}
+	set, err := Dashboards()
+	if err != nil {
+		return err
+	}
+	// Applied like any folder of dashboard files: one transaction under
+	// the apply lock, and nothing written when the rows already match.
+	if _, err := provision.Apply(ctx, pool, set, provision.ApplyOptions{}); err != nil {
+		return fmt.Errorf("applying the demo dashboards: %w", err)
+	}
+	return nil
 }
 
 // seed fills each table from where its data ends (or its seed window
@@ -358,46 +369,4 @@ func insertReadings(ctx context.Context, q querier, readings []reading, withTime
 	}
 	_, err := q.Exec(ctx, insertReadingsSQL(withTime), readingArgs(readings)...)
 	return err
-}
-
-// upsertDashboards creates the demo dashboards and panels, or brings them
-// back to their demo definition; rows already equal are left untouched, so
-// a re-run sends no change through the feed.
-func upsertDashboards(ctx context.Context, tx pgx.Tx) error {
-	for _, d := range dashboards {
-		_, err := tx.Exec(ctx, `INSERT INTO dashboard.dashboards (slug, title, description, visibility, position)
-			VALUES ($1, $2, $3, 'public', $4)
-			ON CONFLICT (slug) DO UPDATE
-			SET title = EXCLUDED.title, description = EXCLUDED.description,
-			    visibility = EXCLUDED.visibility, position = EXCLUDED.position
-			WHERE (dashboards.title, dashboards.description, dashboards.visibility, dashboards.position)
-			      IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.description, EXCLUDED.visibility, EXCLUDED.position)`,
-			d.slug, d.title, d.description, d.position)
-		if err != nil {
-			return fmt.Errorf("creating demo dashboard %s: %w", d.slug, err)
-		}
-		var id int64
-		if err := tx.QueryRow(ctx, "SELECT id FROM dashboard.dashboards WHERE slug = $1", d.slug).Scan(&id); err != nil {
-			return fmt.Errorf("creating demo dashboard %s: %w", d.slug, err)
-		}
-		for i, p := range d.panels {
-			opts, err := json.Marshal(p.options)
-			if err != nil {
-				return fmt.Errorf("creating demo panel %s/%s: %w", d.slug, p.slug, err)
-			}
-			_, err = tx.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position, width, height, options)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
-				ON CONFLICT (dashboard_id, slug) DO UPDATE
-				SET title = EXCLUDED.title, kind = EXCLUDED.kind, sql = EXCLUDED.sql, position = EXCLUDED.position,
-				    width = EXCLUDED.width, height = EXCLUDED.height, options = EXCLUDED.options
-				WHERE (panels.title, panels.kind, panels.sql, panels.position, panels.width, panels.height, panels.options)
-				      IS DISTINCT FROM
-				      (EXCLUDED.title, EXCLUDED.kind, EXCLUDED.sql, EXCLUDED.position, EXCLUDED.width, EXCLUDED.height, EXCLUDED.options)`,
-				id, p.slug, p.title, string(p.kind), p.sql, i, p.width, p.height, string(opts))
-			if err != nil {
-				return fmt.Errorf("creating demo panel %s/%s: %w", d.slug, p.slug, err)
-			}
-		}
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -13,8 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/pgtest"
+	"github.com/livedash/dashboard/internal/variables"
 	"github.com/livedash/dashboard/migrations"
 )
 
@@ -89,12 +92,16 @@ func TestSetupIdempotent(t *testing.T) {
 	pool := setUp(t)
 	first := snapshot(t, pool)
 
-	wantPanels := 0
-	for _, d := range dashboards {
-		wantPanels += len(d.panels)
+	set, err := Dashboards()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if first.dashboards != len(dashboards) || first.panels != wantPanels {
-		t.Errorf("got %d dashboards and %d panels, want %d and %d", first.dashboards, first.panels, len(dashboards), wantPanels)
+	wantPanels := 0
+	for _, d := range set.Docs {
+		wantPanels += len(d.Dashboard.Panels)
+	}
+	if first.dashboards != len(set.Docs) || first.panels != wantPanels {
+		t.Errorf("got %d dashboards and %d panels, want %d and %d", first.dashboards, first.panels, len(set.Docs), wantPanels)
 	}
 	for table, n := range first.rows {
 		if n == 0 {
@@ -170,72 +177,108 @@ func TestEveryKindUsed(t *testing.T) {
 }
 
 // TestPanelQueries runs every demo panel's SQL as the server would (read
-// only) and checks its result against its kind's column conventions.
+// only, its :name placeholders bound to the default choice of its
+// dashboard's variables and time range) and checks its result against its
+// kind's column conventions.
 func TestPanelQueries(t *testing.T) {
 	t.Parallel()
 	pool := setUp(t)
-	type def struct {
-		dashboard, slug, kind, sql string
-		width, height              int
-	}
-	rows, err := pool.Query(t.Context(), `SELECT d.slug, p.slug, p.kind, p.sql, p.width, p.height
-		FROM dashboard.panels p JOIN dashboard.dashboards d ON d.id = p.dashboard_id
-		ORDER BY d.position, p.position`)
+	dashboards, err := catalog.ReadDashboards(t.Context(), pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (def, error) {
-		var d def
-		err := r.Scan(&d.dashboard, &d.slug, &d.kind, &d.sql, &d.width, &d.height)
-		return d, err
-	})
-	if err != nil {
-		t.Fatal(err)
+	if len(dashboards) == 0 {
+		t.Fatal("got no dashboards")
 	}
-	if len(defs) == 0 {
-		t.Fatal("got no panels")
-	}
-	for _, d := range defs {
-		t.Run(d.dashboard+"/"+d.slug, func(t *testing.T) {
-			t.Parallel()
-			if d.width < 1 || d.width > 4 || d.height < 1 || d.height > 4 {
-				t.Errorf("got size %dx%d, want 1-4 each", d.width, d.height)
+	withVariables, chained, timeRange := false, false, false
+	for _, d := range dashboards {
+		declared := variables.Declared(d)
+		options := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
+			query, params, err := variables.Rewrite(v.SQL, declared)
+			if err != nil {
+				return nil, err
 			}
-			var cols []string
-			var data [][]any
-			var plan string
-			err := pgx.BeginTxFunc(t.Context(), pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-				if err := tx.QueryRow(t.Context(), "EXPLAIN (VERBOSE, FORMAT JSON) "+d.sql).Scan(&plan); err != nil {
-					return err
+			args, err := variables.Args(d, upstream, params, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			rows, err := pool.Query(t.Context(), query, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+			if err != nil {
+				return nil, err
+			}
+			return pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		sel, err := variables.Select(d, url.Values{}, nil, options)
+		if err != nil {
+			t.Fatalf("dashboard %s: the default choice: %v", d.Slug, err)
+		}
+		timeRange = timeRange || d.Time != nil
+		if len(d.Variables) > 0 {
+			withVariables = true
+			for _, v := range d.Variables {
+				if names, _ := variables.Names(v.SQL, declared); v.Kind == panel.QueryVariable && slices.ContainsFunc(names, func(n string) bool {
+					return d.Variable(n) != nil
+				}) {
+					chained = true
 				}
-				rows, err := tx.Query(t.Context(), d.sql)
+				if len(sel.Values[v.Name]) == 0 {
+					t.Errorf("dashboard %s: variable %s has no default value on a seeded demo", d.Slug, v.Name)
+				}
+			}
+		}
+		for _, p := range d.Panels {
+			t.Run(d.Slug+"/"+p.Slug, func(t *testing.T) {
+				if p.Width < 1 || p.Width > 4 || p.Height < 1 || p.Height > 4 {
+					t.Errorf("got size %dx%d, want 1-4 each", p.Width, p.Height)
+				}
+				query, params, err := variables.Rewrite(p.SQL, declared)
 				if err != nil {
-					return err
+					t.Fatal(err)
 				}
-				defer rows.Close()
-				for _, f := range rows.FieldDescriptions() {
-					cols = append(cols, f.Name)
+				args, err := variables.Args(d, sel, params, time.Now())
+				if err != nil {
+					t.Fatal(err)
 				}
-				for rows.Next() {
-					v, err := rows.Values()
+				var cols []string
+				var data [][]any
+				var plan catalog.QueryPlan
+				err = pgx.BeginTxFunc(t.Context(), pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+					if plan, err = catalog.Explain(t.Context(), tx, query, p.DependsOn); err != nil {
+						return err
+					}
+					rows, err := tx.Query(t.Context(), query, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 					if err != nil {
 						return err
 					}
-					data = append(data, v)
+					defer rows.Close()
+					for _, f := range rows.FieldDescriptions() {
+						cols = append(cols, f.Name)
+					}
+					for rows.Next() {
+						v, err := rows.Values()
+						if err != nil {
+							return err
+						}
+						data = append(data, v)
+					}
+					return rows.Err()
+				})
+				if err != nil {
+					t.Fatalf("running the panel's SQL read-only: %v", err)
 				}
-				return rows.Err()
+				if !slices.ContainsFunc(plan.Tables, func(s string) bool { return strings.HasPrefix(s, "demo.") }) {
+					t.Errorf("EXPLAIN finds no demo table (%v), want the server to find the panel's dependencies", plan.Tables)
+				}
+				if len(data) == 0 {
+					t.Fatalf("got no rows, want at least one on a freshly seeded demo")
+				}
+				checkConventions(t, p.Kind, cols, data)
 			})
-			if err != nil {
-				t.Fatalf("running the panel's SQL read-only: %v", err)
-			}
-			if !strings.Contains(plan, `"Schema": "demo"`) {
-				t.Errorf("EXPLAIN shows no demo table, want the server to find the panel's dependencies; plan: %s", plan)
-			}
-			if len(data) == 0 {
-				t.Fatalf("got no rows, want at least one on a freshly seeded demo")
-			}
-			checkConventions(t, panel.Kind(d.kind), cols, data)
-		})
+		}
+	}
+	if !withVariables || !chained || !timeRange {
+		t.Errorf("demo dashboards: variables %v, a query variable that depends on another %v, a time range %v; the demo shows all three",
+			withVariables, chained, timeRange)
 	}
 }
 
