@@ -82,9 +82,14 @@ func TestAuthoringDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	home := t.TempDir()
 	// The private PostgreSQL runs as the postgres user when we are root:
-	// it must be able to reach its folder under this one.
+	// it must be able to reach its folder under this one, so the home is
+	// not under t.TempDir (whose parent only root may enter).
+	home, err := os.MkdirTemp("", "authoring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
 	if err := os.Chmod(home, 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +151,12 @@ func TestAuthoringDoc(t *testing.T) {
 		close(lines)
 	}()
 	var output []string
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(home, "dashboard-tutorial", "server.log"))
+			t.Logf("server.log:\n%s", log)
+		}
+	})
 	run := func(s docStep) {
 		t.Helper()
 		marker := fmt.Sprintf("__authoring_step_%d_done__", s.line)
