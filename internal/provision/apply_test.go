@@ -344,6 +344,15 @@ func TestApplyWatchesTables(t *testing.T) {
 	if isWatched(t, pool, "audit") || isWatched(t, pool, "customers") {
 		t.Errorf("a table no panel reads was watched")
 	}
+
+	// A relation that cannot be watched does not fail the apply: it is
+	// reported, and its panels live on the safety net.
+	exec(t, pool, "CREATE MATERIALIZED VIEW totals AS SELECT region, sum(amount) AS total FROM orders GROUP BY region")
+	res := apply(t, pool, dir(t, map[string]string{"totals.yaml": "slug: totals\ntitle: Totals\npanels:\n  - {slug: t, title: T, kind: table, sql: SELECT * FROM totals}\n"}), false)
+	if !res.Applied || len(res.Unwatched) != 1 || res.Unwatched[0].Table != "public.totals" ||
+		!strings.Contains(res.Unwatched[0].Reason, "only tables and partitioned tables can be watched") {
+		t.Errorf("a panel over a materialized view: applied %v, unwatched %+v", res.Applied, res.Unwatched)
+	}
 }
 
 // lockOrders holds a lock on orders that CREATE TRIGGER waits for, and
