@@ -51,12 +51,18 @@ type Result struct {
 // and panels by slug within their dashboard; changed ones are updated in
 // place (they keep their ids), unchanged rows are not written at all,
 // panels missing from a file are deleted, and dashboards missing from the
-// directory only with opts.Prune. Each dashboard records its file and the
+// directory only with opts.Prune (never all of them: a directory without
+// a dashboard is refused when pruning). Each dashboard records its file and the
 // Hash of its content. The tables the panels read are watched in the same
 // transaction; a table whose lock cannot be had (catalog.Watch's retries)
 // fails the whole apply. When the database already matches, nothing is
 // written and no lock is taken. Problems with files come back as Problems.
 func Apply(ctx context.Context, db DB, set *Set, opts ApplyOptions) (*Result, error) {
+	if opts.Prune && len(set.Docs) == 0 {
+		// An empty mount or a wrong path, far more likely than a wish to
+		// delete every dashboard.
+		return nil, fmt.Errorf("%s holds no dashboard file; refusing to prune every dashboard", set.Dir)
+	}
 	// Cheap first look, outside the lock: a server restarting on the same
 	// files, or the second of two servers, stops here.
 	plan, err := Compare(ctx, db, set, opts.Prune)

@@ -311,6 +311,18 @@ func TestApplyPrune(t *testing.T) {
 	if strings.Join(slugs, ",") != "ops" {
 		t.Errorf("after prune: %q, want ops", slugs)
 	}
+
+	// An empty folder is not "delete everything".
+	before := rows(t, pool)
+	empty := t.TempDir()
+	opts := testOptions()
+	opts.Prune = true
+	if _, err := Apply(t.Context(), pool, load(t, empty), opts); err == nil || !strings.Contains(err.Error(), "holds no dashboard file; refusing to prune every dashboard") {
+		t.Errorf("prune with an empty folder: got %v", err)
+	}
+	if rows(t, pool) != before {
+		t.Errorf("prune with an empty folder changed the database")
+	}
 }
 
 func isWatched(t *testing.T, pool *pgxpool.Pool, table string) bool {
@@ -331,6 +343,15 @@ func TestApplyWatchesTables(t *testing.T) {
 	}
 	if isWatched(t, pool, "audit") || isWatched(t, pool, "customers") {
 		t.Errorf("a table no panel reads was watched")
+	}
+
+	// A relation that cannot be watched does not fail the apply: it is
+	// reported, and its panels live on the safety net.
+	exec(t, pool, "CREATE MATERIALIZED VIEW totals AS SELECT region, sum(amount) AS total FROM orders GROUP BY region")
+	res := apply(t, pool, dir(t, map[string]string{"totals.yaml": "slug: totals\ntitle: Totals\npanels:\n  - {slug: t, title: T, kind: table, sql: SELECT * FROM totals}\n"}), false)
+	if !res.Applied || len(res.Unwatched) != 1 || res.Unwatched[0].Table != "public.totals" ||
+		!strings.Contains(res.Unwatched[0].Reason, "only tables and partitioned tables can be watched") {
+		t.Errorf("a panel over a materialized view: applied %v, unwatched %+v", res.Applied, res.Unwatched)
 	}
 }
 
@@ -523,10 +544,19 @@ func TestLintVariables(t *testing.T) {
 	if got := fmt.Sprint(tables["sales"]); got != "map[orders:[public.orders] revenue:[public.orders]]" {
 		t.Errorf("tables: got %s", got)
 	}
+	// A variable used before it is declared is found without a database.
 	early := strings.Replace(salesFile(t), "kind: query, sql: \"SELECT DISTINCT region FROM orders ORDER BY 1\"",
 		"kind: query, sql: \"SELECT DISTINCT region FROM orders WHERE status = ANY(:status) ORDER BY 1\"", 1)
-	_, err = Lint(t.Context(), pool, load(t, dir(t, map[string]string{"sales.yaml": early})), 0)
-	contains(t, "the error", fmt.Sprint(err), `sales.yaml:12: variable region: ERROR: syntax error at or near ":" (SQLSTATE 42601)`)
+	_, err = LoadDir(dir(t, map[string]string{"sales.yaml": early}))
+	if fmt.Sprint(err) != "sales.yaml:12: variable region: sql uses :status, but variable status is declared after region" {
+		t.Errorf("a variable used before its declaration: got %v", err)
+	}
+	// A variable's broken SQL, at its line.
+	broken := strings.Replace(salesFile(t), "SELECT name FROM customers", "SELECT nom FROM customers", 1)
+	_, err = Lint(t.Context(), pool, load(t, dir(t, map[string]string{"sales.yaml": broken})), 0)
+	if want := `sales.yaml:13: variable customer: ERROR: column "nom" does not exist (SQLSTATE 42703)`; !strings.HasPrefix(fmt.Sprint(err), want) {
+		t.Errorf("a variable's broken SQL: got %v, want %s", err, want)
+	}
 }
 
 type syncBuffer struct {

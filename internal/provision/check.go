@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/variables"
 )
 
@@ -34,13 +35,6 @@ func check(name string, f *File, pos *positions) []Problem {
 	if f.Title != "" && strings.TrimSpace(f.Title) == "" {
 		at("title", "must not be blank")
 	}
-	if f.TimeZone != "" {
-		if f.TimeZone == "Local" {
-			at("time_zone", "Local depends on the server; name a zone such as Europe/Paris or UTC")
-		} else if _, err := time.LoadLocation(f.TimeZone); err != nil {
-			at("time_zone", "%q is not a time zone known here (IANA names such as Europe/Paris)", f.TimeZone)
-		}
-	}
 	if f.Refresh != "" && pattern(refreshPattern).MatchString(f.Refresh) {
 		d, err := time.ParseDuration(f.Refresh)
 		if err != nil || d < minRefresh || d > maxRefresh {
@@ -49,29 +43,6 @@ func check(name string, f *File, pos *positions) []Problem {
 	}
 	if n := jsonbSize(f.Dashboard().Variables); n > maxJSONBytes {
 		at("variables", "take %d bytes as JSON, at most %d allowed", n, maxJSONBytes)
-	}
-	for i, v := range f.Variables {
-		p := fmt.Sprintf("variables[%d]", i)
-		switch panel.VariableKind(v.Kind) {
-		case panel.QueryVariable:
-			if strings.TrimSpace(v.SQL) == "" {
-				at(p, "a query variable needs sql")
-			}
-			if len(v.Options) > 0 {
-				at(p+".options", "a query variable takes its options from sql")
-			}
-		case panel.ListVariable:
-			if len(v.Options) == 0 {
-				at(p, "a list variable needs options")
-			}
-			if v.SQL != "" {
-				at(p+".sql", "only a query variable has sql")
-			}
-		case panel.TextVariable:
-			if v.SQL != "" || len(v.Options) > 0 {
-				at(p, "a text variable has neither sql nor options")
-			}
-		}
 	}
 	first := make(map[string]int) // panel slug -> line
 	for i, p := range f.Panels {
@@ -100,80 +71,78 @@ func check(name string, f *File, pos *positions) []Problem {
 			at(path+".options", "take %d bytes as JSON, at most %d allowed", n, maxJSONBytes)
 		}
 	}
-	probs = append(probs, checkPlaceholders(name, f, pos)...)
+	return probs
+}
+
+// checkVariables applies the rules of variables and the time range, which
+// are variables.Check's, as the server applies them. Its messages name what
+// they are about, and that gives the line. A line where earlier has a
+// problem already (a missing key, a kind that is not one) gets no second
+// message about the same thing.
+func checkVariables(name string, f *File, pos *positions, earlier []Problem) []Problem {
+	var probs []Problem
+	for _, err := range variables.Check(f.Dashboard()) {
+		msg := err.Error()
+		line := pos.line(checkPath(msg, f))
+		if !slices.ContainsFunc(earlier, func(p Problem) bool { return p.Line == line }) {
+			probs = append(probs, Problem{File: name, Line: line, Msg: msg})
+		}
+	}
 	return probs
 }
 
 // refreshPattern is File.Refresh's pattern.
 const refreshPattern = `^([0-9]+h)?([0-9]+m)?([0-9]+s)?$`
 
-// checkPlaceholders rewrites every query's :name placeholders as the server
-// will, so that unclosed quotes, positional parameters and the time range
-// used without one are found without a database.
-func checkPlaceholders(name string, f *File, pos *positions) []Problem {
-	var probs []Problem
-	d := f.Dashboard()
-	for _, q := range queriesOf(d) {
-		if _, _, err := variables.Rewrite(q.sql, q.declared); err != nil {
-			probs = append(probs, Problem{File: name, Line: pos.line(q.path), Msg: fmt.Sprintf("%s: %v", q.path, err)})
-			continue
-		}
-		if d.Time != nil {
-			continue
-		}
-		timeParams, _ := variables.Names(q.sql, func(n string) bool {
-			return (n == panel.FromParam || n == panel.ToParam) && !q.declared(n)
-		})
-		if len(timeParams) > 0 {
-			probs = append(probs, Problem{File: name, Line: pos.line(q.path),
-				Msg: fmt.Sprintf("%s: uses :%s, but the dashboard has no time range (time: {from: now-6h, to: now})", q.path, timeParams[0])})
-		}
-	}
-	return probs
-}
-
-// query is one SQL text of a dashboard: a query variable's or a panel's.
-type query struct {
-	path     string // in the file: "variables[0].sql", "panels[2].sql"
-	what     string // for people: "variable region", "panel revenue"
-	sql      string
-	declared func(string) bool // the :names it may use
-	panel    *panel.Def        // nil for a variable
-}
-
-// queriesOf lists d's queries in file order: variables, then panels.
-func queriesOf(d *panel.Dashboard) []query {
-	var qs []query
-	for i, v := range d.Variables {
-		if v.Kind == panel.QueryVariable && v.SQL != "" {
-			qs = append(qs, query{path: fmt.Sprintf("variables[%d].sql", i), what: "variable " + v.Name,
-				sql: v.SQL, declared: declaredBefore(d, i)})
-		}
-	}
-	for i, p := range d.Panels {
-		if p.SQL != "" {
-			qs = append(qs, query{path: fmt.Sprintf("panels[%d].sql", i), what: "panel " + p.Slug,
-				sql: p.SQL, declared: declaredBefore(d, len(d.Variables)), panel: p})
-		}
-	}
-	return qs
-}
-
-// declaredBefore says which names a query may use as :name: the variables
-// declared before variable n (all of them for n = len(d.Variables), the
-// panels), and :from and :to when the dashboard has a time range.
-func declaredBefore(d *panel.Dashboard, n int) func(string) bool {
-	return func(name string) bool {
-		if d.Time != nil && (name == panel.FromParam || name == panel.ToParam) {
-			return true
-		}
-		for _, v := range d.Variables[:n] {
-			if v.Name == name {
-				return true
+// checkPath finds the value a message of variables.Check is about:
+// "variable region: sql uses ...", "panel revenue: sql ...", "time zone
+// ...", "time range: from: ...".
+func checkPath(msg string, f *File) string {
+	switch {
+	case strings.HasPrefix(msg, "variable "):
+		about := strings.TrimPrefix(msg, "variable ")
+		i, rest := -1, ""
+		for j, v := range f.Variables {
+			for _, ref := range []string{v.Name, strconv.Quote(v.Name)} {
+				if strings.HasPrefix(about, ref+":") || strings.HasPrefix(about, ref+" ") {
+					r := strings.TrimLeft(about[len(ref):], ": ")
+					if i < 0 || strings.HasPrefix(r, "is declared twice") {
+						i, rest = j, r // a repeated name is at its second declaration
+					}
+				}
 			}
 		}
-		return false
+		if i < 0 {
+			return "variables"
+		}
+		path := fmt.Sprintf("variables[%d]", i)
+		for _, k := range []struct{ prefix, key string }{
+			{"sql", "sql"}, {"label", "label"}, {"default", "default"}, {"option", "options"}, {"kind", "kind"}, {"the name", "name"},
+		} {
+			if strings.HasPrefix(rest, k.prefix) {
+				return path + "." + k.key
+			}
+		}
+		return path
+	case strings.HasPrefix(msg, "panel "):
+		for i, p := range f.Panels {
+			if strings.HasPrefix(msg, "panel "+p.Slug+":") {
+				return fmt.Sprintf("panels[%d].sql", i)
+			}
+		}
+		return "panels"
+	case strings.HasPrefix(msg, "time zone"):
+		return "time_zone"
+	case strings.HasPrefix(msg, "time range: from:"):
+		return "time.from"
+	case strings.HasPrefix(msg, "time range: to:"):
+		return "time.to"
+	case strings.HasPrefix(msg, "time range"):
+		return "time"
+	case strings.Contains(msg, "variables"):
+		return "variables"
 	}
+	return ""
 }
 
 // jsonbSize is the length of v's jsonb text, which puts a space after each

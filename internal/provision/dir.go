@@ -49,6 +49,7 @@ func Parse(name string, data []byte) (*Doc, error) {
 	f, pos, probs := parse(name, data)
 	if f != nil {
 		probs = append(probs, check(name, f, pos)...)
+		probs = append(probs, checkVariables(name, f, pos, probs)...)
 	}
 	if len(probs) > 0 {
 		ps := Problems(probs)

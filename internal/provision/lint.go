@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/variables"
 )
 
@@ -52,11 +53,14 @@ func Lint(ctx context.Context, db DB, set *Set, timeout time.Duration) (Tables, 
 	for _, doc := range set.Docs {
 		d := doc.Dashboard
 		tables[d.Slug] = make(map[string][]string)
+		// Rewritten as the server's catalog does (variables.Check has
+		// already refused names used out of order).
+		declared := variables.Declared(d)
 		for _, q := range queriesOf(d) {
 			problem := func(line int, format string, args ...any) {
 				probs = append(probs, Problem{File: doc.File, Line: line, Msg: q.what + ": " + fmt.Sprintf(format, args...)})
 			}
-			rewritten, _, err := variables.Rewrite(q.sql, q.declared)
+			rewritten, _, err := variables.Rewrite(q.sql, declared)
 			if err != nil {
 				problem(doc.Line(q.path), "%v", err)
 				continue
@@ -99,6 +103,28 @@ func Lint(ctx context.Context, db DB, set *Set, timeout time.Duration) (Tables, 
 		return tables, probs
 	}
 	return tables, nil
+}
+
+// query is one SQL text of a dashboard: a query variable's or a panel's.
+type query struct {
+	path  string // in the file: "variables[0].sql", "panels[2].sql"
+	what  string // for people: "variable region", "panel revenue"
+	sql   string
+	panel *panel.Def // nil for a variable
+}
+
+// queriesOf lists d's queries in file order: variables, then panels.
+func queriesOf(d *panel.Dashboard) []query {
+	var qs []query
+	for i, v := range d.Variables {
+		if v.Kind == panel.QueryVariable && v.SQL != "" {
+			qs = append(qs, query{path: fmt.Sprintf("variables[%d].sql", i), what: "variable " + v.Name, sql: v.SQL})
+		}
+	}
+	for i, p := range d.Panels {
+		qs = append(qs, query{path: fmt.Sprintf("panels[%d].sql", i), what: "panel " + p.Slug, sql: p.SQL, panel: p})
+	}
+	return qs
 }
 
 func isPgError(err error) bool {
