@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"fmt"
 	"io"
@@ -26,7 +27,8 @@ Usage:
   dashboard feed [notify|logical]
                                print or switch the database's change feed mode
                                (servers must run with the same DASHBOARD_FEED)
-  dashboard token create DASHBOARD --label TEXT [--ttl DURATION]
+  dashboard token create DASHBOARD --label TEXT [--ttl DURATION] [--var NAME=VALUE...]
+                               a kiosk link; --var fixes a variable for its holders
   dashboard token list | token revoke ID
   dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
   dashboard export [SLUG...] -o DIR
@@ -66,6 +68,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// One line, each bad variable after the other, so the message reads
 		// whole in a terminal and in a log line.
 		return fmt.Errorf("configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if cmd != "serve" && cmd != "demo" && os.Getenv("DASHBOARD_LOG_LEVEL") == "" {
+		// A one-shot command prints its result; the private PostgreSQL's
+		// comings and goings are noise there unless asked for.
+		cfg.LogLevel = "warn"
 	}
 	logger := newLogger(cfg, stderr)
 	slog.SetDefault(logger)
