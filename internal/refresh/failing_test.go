@@ -2,15 +2,22 @@ package refresh
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/pgtest"
 )
 
 type lockedBuffer struct {
@@ -111,6 +118,123 @@ func TestScheduleBrokenQueryKeepsLastGoodData(t *testing.T) {
 		}
 		if got := logs.count("panel query works again"); got != 1 {
 			t.Errorf("recovery log lines: got %d, want 1", got)
+		}
+	})
+}
+
+// TestQueryBindErrorIsTheQuerysFault: a multi-valued variable is bound as
+// []string; a panel that casts it to int[] (or compares it with an int
+// column) makes pgx fail to encode the argument, client side. That error is
+// no *pgconn.PgError, so infrastructure() calls it the database's fault: the
+// query is retried every RetryDelay forever instead of showing an error.
+func TestQueryBindErrorIsTheQuerysFault(t *testing.T) {
+	cs := pgtest.NewDB(t)
+	pool, err := pgxpool.New(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	e := New(Config{Pool: pool})
+	for _, tc := range []struct {
+		sql string
+		arg any
+	}{
+		{"SELECT $1::int AS n", []string{"1"}},          // multi-valued variable used as a scalar
+		{"SELECT 1 AS n WHERE $1 = 'x'", []string{"1"}}, // same, text
+	} {
+		sql, arg := tc.sql, tc.arg
+		p := &panel.Def{ID: 1, Slug: "p", SQL: sql, Query: sql, Params: []string{"ids"}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := e.query(ctx, p, []any{arg}, "")
+		cancel()
+		if err != nil {
+			t.Errorf("%s: returned error %v, want Result.Err", sql, err)
+		} else if !strings.Contains(r.Err, "= ANY(:name)") {
+			t.Errorf("%s: Result.Err %q, want it to say how a multi-valued variable is used", sql, r.Err)
+		}
+	}
+}
+
+// TestScheduleFailingGaugeCountsWatchedViews: a view whose choice breaks a panel
+// (a viewer's text that fails a cast) counts in panels_failing for as long
+// as the engine remembers the view, long after its last viewer left: any
+// visitor of a public dashboard can raise the operator's alert for good.
+func TestScheduleFailingGaugeCountsWatchedViews(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxRefreshHz: 1000})
+		f.db.mu.Lock()
+		f.db.broken[31] = `invalid input syntax for type integer: "x" (SQLSTATE 22P02)`
+		f.db.mu.Unlock()
+		release := f.acquireView(t, regionView("x", false))
+		synctest.Wait()
+		release()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := gaugeValue(t, f.e.cfg.Metrics.failing); got != 0 {
+			t.Errorf("panels_failing an hour after the only viewer of the broken view left: got %v, want 0", got)
+		}
+	})
+}
+
+// publicLoader is fakeLoader with dashboard 1's visibility switchable.
+type publicLoader struct {
+	fakeLoader
+	public atomic.Bool
+}
+
+func (l *publicLoader) Load(ctx context.Context) (*catalog.Snapshot, error) {
+	s, err := l.fakeLoader.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range s.Dashboards {
+		d.Public = l.public.Load()
+	}
+	return s, nil
+}
+
+// TestScheduleVisibilityFlipRepublishes: a private dashboard's failing panel
+// shows the database's message (fine). When the dashboard is made public,
+// nothing republishes the panel, so the board keeps the raw message for
+// public viewers until the panel happens to run again.
+func TestScheduleVisibilityFlipRepublishes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db, pub, loader := newFakeDB(), &recPublisher{}, &publicLoader{}
+		e := New(Config{Loader: loader, Publisher: pub, MaxRefreshHz: 1000})
+		e.run = db.run
+		if err := e.LoadCatalog(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		db.mu.Lock()
+		db.broken[11] = `permission denied for table salaries (SQLSTATE 42501)`
+		db.mu.Unlock()
+		f := &fixture{e: e}
+		_, release := f.acquire(1)
+		defer release()
+		synctest.Wait()
+		if got := pub.result(11); got == nil || !strings.Contains(got.Err, "salaries") {
+			t.Fatalf("private: got %+v, want the raw message", got)
+		}
+		n := len(pub.of(11))
+
+		// The owner makes the dashboard public; the catalog reloads.
+		loader.public.Store(true)
+		time.Sleep(time.Second)
+		e.TableChanged(catalog.DashboardsTable, time.Now())
+		synctest.Wait()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if e.Snapshot().DashboardByID(1).Public != true {
+			t.Fatal("catalog not reloaded")
+		}
+		if got := pub.result(11); len(pub.of(11)) == n || strings.Contains(got.Err, "salaries") {
+			t.Errorf("after the dashboard became public: last published Err %q (%d publishes, was %d), want %q republished",
+				got.Err, len(pub.of(11)), n, failedQuery)
 		}
 	})
 }

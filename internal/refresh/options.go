@@ -2,6 +2,7 @@ package refresh
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,8 +25,12 @@ const MaxOptions = 1000
 // it cost one query; a new option shows within it.
 const optionsTTL = 5 * time.Second
 
-// maxOptionSets bounds the cache; past it, it starts afresh.
-const maxOptionSets = 10000
+// The cache's bounds: past maxOptionSets sets or maxOptionBytes of option
+// text, the stale sets go, and if that is not enough it starts afresh.
+const (
+	maxOptionSets  = 1000
+	maxOptionBytes = 32 << 20
+)
 
 // ErrDatabase wraps the errors of Options that mean the database could not
 // be asked (try again), as opposed to a *VariableError.
@@ -50,8 +55,13 @@ type optionSet struct {
 }
 
 type optionsCache struct {
-	mu   sync.Mutex
-	sets map[string]*optionSet
+	mu    sync.Mutex
+	sets  map[string]*optionSet
+	bytes int
+	// running bounds the option queries in flight (Config.Concurrency),
+	// so that viewers asking for many distinct choices cannot take the
+	// pool from the panels.
+	running chan struct{}
 }
 
 // Options returns the options of a query-backed variable: the first column
@@ -63,8 +73,9 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 	key := optionsKey(dashboard, v, args)
 	c := &e.options
 	c.mu.Lock()
-	if c.sets == nil || len(c.sets) >= maxOptionSets {
+	if c.sets == nil {
 		c.sets = make(map[string]*optionSet)
+		c.running = make(chan struct{}, e.cfg.Concurrency)
 	}
 	set := c.sets[key]
 	if set != nil {
@@ -77,11 +88,25 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 		}
 	}
 	if set == nil {
+		c.makeRoom()
 		set = &optionSet{done: make(chan struct{})}
 		c.sets[key] = set
 		c.mu.Unlock()
-		set.options, set.err = e.queryOptions(ctx, v, args)
+		select {
+		case c.running <- struct{}{}:
+			set.options, set.err = e.queryOptions(ctx, dashboard, v, args)
+			<-c.running
+		case <-ctx.Done():
+			set.err = fmt.Errorf("%w: waiting to read the options of %s: %w", ErrDatabase, v.Name, ctx.Err())
+		}
 		set.at = time.Now()
+		c.mu.Lock()
+		if c.sets[key] == set { // not thrown away meanwhile
+			for _, o := range set.options {
+				c.bytes += len(o)
+			}
+		}
+		c.mu.Unlock()
 		close(set.done)
 	} else {
 		c.mu.Unlock()
@@ -91,6 +116,30 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 		return set.options, set.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// makeRoom keeps the cache within its bounds before a set is added: stale
+// sets go first, then everything. Called with mu held.
+func (c *optionsCache) makeRoom() {
+	if len(c.sets) < maxOptionSets && c.bytes < maxOptionBytes {
+		return
+	}
+	for key, set := range c.sets {
+		select {
+		case <-set.done:
+			if time.Since(set.at) > optionsTTL {
+				for _, o := range set.options {
+					c.bytes -= len(o)
+				}
+				delete(c.sets, key)
+			}
+		default:
+		}
+	}
+	if len(c.sets) >= maxOptionSets || c.bytes >= maxOptionBytes {
+		// Sets still being read keep their waiters: they hold them.
+		c.sets, c.bytes = make(map[string]*optionSet), 0
 	}
 }
 
@@ -106,14 +155,15 @@ func optionsKey(dashboard int64, v *panel.Variable, args []any) string {
 	b.WriteString(v.Name)
 	b.WriteByte(0)
 	b.WriteString(v.Query)
-	for _, a := range args {
-		b.WriteByte(0)
-		fmt.Fprintf(&b, "%T:%q", a, fmt.Sprint(a))
-	}
+	// JSON keeps every argument apart: ["eu west"] and ["eu","west"] are
+	// two keys (fmt would print both as [eu west]), times keep their zone.
+	enc, _ := json.Marshal(args)
+	b.WriteByte(0)
+	b.Write(enc)
 	return b.String()
 }
 
-func (e *Engine) queryOptions(ctx context.Context, v *panel.Variable, args []any) ([]string, error) {
+func (e *Engine) queryOptions(ctx context.Context, dashboard int64, v *panel.Variable, args []any) ([]string, error) {
 	if e.cfg.Pool == nil {
 		return nil, fmt.Errorf("%w: no database", ErrDatabase)
 	}
@@ -128,8 +178,8 @@ func (e *Engine) queryOptions(ctx context.Context, v *panel.Variable, args []any
 	var options []string
 	var queryErr error
 	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)",
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10))
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(dashboard))
 		if err != nil {
 			return err
 		}

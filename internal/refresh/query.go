@@ -94,6 +94,8 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 	if queryErr != nil && !infrastructure(queryErr) {
 		if errors.Is(queryErr, errNoRows) {
 			r.Err = "the panel's SQL returned no columns; it must be a query such as SELECT"
+		} else if bindError(queryErr) {
+			r.Err = "a variable's value does not fit its parameter in the SQL (a multi-valued variable is a text array: write = ANY(:name)): " + queryErr.Error()
 		} else {
 			r.Err = catalog.QueryError(queryErr)
 		}
@@ -130,7 +132,16 @@ func infrastructure(err error) bool {
 		}
 		return false
 	}
-	return !errors.Is(err, errNoRows)
+	return !errors.Is(err, errNoRows) && !bindError(err)
+}
+
+// bindError reports whether pgx could not encode an argument for its
+// parameter's type (a multi-valued variable where the SQL wants one
+// value): the query's fault, as a type error from the server would be.
+// pgx wraps these in "failed to encode args[i]" (extended_query_builder.go)
+// and has no error type for them.
+func bindError(err error) bool {
+	return strings.Contains(err.Error(), "failed to encode args[")
 }
 
 // toValue normalises a driver value into a panel.Value with display text.
