@@ -283,3 +283,131 @@ func TestVariablesMaxViews(t *testing.T) {
 		return s.status(t, "GET", "/d/sales?var-note=c") == http.StatusOK
 	})
 }
+
+// TestVariablesLockOutlivesTheVariable: Select's documented rule is that a
+// locked name the dashboard no longer declares is an error ("a renamed
+// variable never frees what a token fixed"). web.view skips Select when the
+// dashboard has no variables and no time range, so removing the last
+// variable frees the token.
+func TestVariablesLockOutlivesTheVariable(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	s.exec(t, `CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL)`)
+	s.exec(t, `INSERT INTO orders (customer) VALUES ('acme'), ('globex'), ('globex')`)
+	id := createDashboard(t, s.pool, "cust", false,
+		[3]string{"n", "stat", "SELECT count(*) AS n FROM orders WHERE customer = :customer"})
+	s.exec(t, `UPDATE dashboard.dashboards SET variables = '[{"name":"customer","kind":"list","options":["acme","globex"]}]' WHERE id = $1`, id)
+	eventually(t, "variables loaded", func() bool {
+		d := s.engine.Snapshot().Dashboard("cust")
+		return d != nil && len(d.Variables) == 1
+	})
+	secret, _, err := access.Create(context.Background(), s.pool, "cust", "acme tv", time.Hour,
+		map[string][]string{"customer": {"acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitStatus(t, "/d/cust/poll?wait=0", http.StatusOK, cookie(secret)...)
+	if _, body := s.get(t, "/d/cust", cookie(secret)...); stats(body)["n"] != "1" {
+		t.Fatalf("with the variable: got %v, want acme's 1", stats(body))
+	}
+
+	// The author drops the variable (and the filter with it).
+	s.exec(t, `UPDATE dashboard.panels SET sql = 'SELECT count(*) AS n FROM orders' WHERE dashboard_id = $1`, id)
+	s.exec(t, `UPDATE dashboard.dashboards SET variables = '[]' WHERE id = $1`, id)
+	eventually(t, "variables gone", func() bool {
+		d := s.engine.Snapshot().Dashboard("cust")
+		return d != nil && len(d.Variables) == 0
+	})
+	resp, body := s.get(t, "/d/cust", cookie(secret)...)
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("token fixing customer=acme on a dashboard that no longer declares it: got 200 %v, want a refusal as Select documents", stats(body))
+	}
+}
+
+// TestVariablesMultiValuedAsOneValue: a multi-valued variable used where the SQL wants
+// one value. pgx cannot encode []string for a text parameter; the engine
+// takes that client-side error for the database's and retries forever: the
+// page waits PageWait and never shows the panel's error.
+func TestVariablesMultiValuedAsOneValue(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	s.exec(t, `CREATE TABLE orders (id serial PRIMARY KEY, region text NOT NULL)`)
+	id := createDashboard(t, s.pool, "m", true,
+		[3]string{"n", "stat", "SELECT count(*) AS n FROM orders WHERE region = :region"})
+	s.exec(t, `UPDATE dashboard.dashboards SET variables = '[{"name":"region","kind":"list","options":["eu","us"],"multi":true}]' WHERE id = $1`, id)
+	eventually(t, "variables loaded", func() bool {
+		d := s.engine.Snapshot().Dashboard("m")
+		return d != nil && len(d.Variables) == 1
+	})
+	resp, body := s.get(t, "/d/m?var-region=eu")
+	i := strings.Index(body, `id="panel-n"`)
+	if resp.StatusCode != http.StatusOK || i < 0 || !strings.Contains(body[i:], "Query failed") {
+		t.Errorf("got %d, want the panel's error:\n%.400s", resp.StatusCode, body[max(i, 0):])
+	}
+	if got := promValue(t, s, "dashboard_panels_failing"); got != 1 {
+		t.Errorf("dashboard_panels_failing: got %v, want 1", got)
+	}
+}
+
+// TestVariablesOptionsOfOtherChoices: refresh.optionsKey writes a []string
+// argument with fmt.Sprint, so {"eu west"} and {"eu", "west"} share one
+// cache entry. A token that fixes region to eu and west then accepts a
+// customer of region "eu west" for 5 s after anyone asked for that region.
+func TestVariablesOptionsOfOtherChoices(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	s.exec(t, `CREATE TABLE customers (name text PRIMARY KEY, region text NOT NULL)`)
+	s.exec(t, `INSERT INTO customers VALUES ('acme', 'eu'), ('globex', 'west'), ('secret', 'eu west')`)
+	id := createDashboard(t, s.pool, "c", false,
+		[3]string{"who", "table", "SELECT name, region FROM customers WHERE name = :customer"})
+	s.exec(t, `UPDATE dashboard.dashboards SET variables = $1 WHERE id = $2`, `[
+		{"name": "region", "kind": "list", "options": ["eu", "west", "eu west"], "multi": true},
+		{"name": "customer", "kind": "query", "sql": "SELECT name FROM customers WHERE region = ANY(:region) ORDER BY 1"}]`, id)
+	eventually(t, "variables loaded", func() bool {
+		d := s.engine.Snapshot().Dashboard("c")
+		return d != nil && len(d.Variables) == 2
+	})
+	ctx := context.Background()
+	scoped, _, err := access.Create(ctx, s.pool, "c", "eu and west", time.Hour, map[string][]string{"region": {"eu", "west"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := access.Create(ctx, s.pool, "c", "eu west", time.Hour, map[string][]string{"region": {"eu west"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitStatus(t, "/d/c/poll?wait=0", http.StatusOK, cookie(scoped)...)
+	s.awaitStatus(t, "/d/c/poll?wait=0", http.StatusOK, cookie(other)...)
+	// Someone else's request fills the cache for region "eu west" ...
+	if got := s.status(t, "GET", "/d/c", cookie(other)...); got != http.StatusOK {
+		t.Fatalf("other token: %d", got)
+	}
+	// ... and the scoped token's holder may now choose its customer.
+	resp, body := s.get(t, "/d/c?var-customer=secret", cookie(scoped)...)
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("token fixed to regions eu and west chose customer secret (region 'eu west'): got 200:\n%.300s", body[len(body)-800:])
+	}
+}
+
+// TestVariablesRefreshIntervalEdited: a view's Tick is fixed when the view is first
+// opened (web.view: Tick = d.RefreshInterval()), and the engine keeps that
+// View for as long as the entry exists. After the dashboard's refresh
+// changes from 1h to 1s, the view's clock still moves once an hour, while
+// variables.Args now rounds with 1s: :to = (now rounded down to the hour) +
+// 1s, so rows written since then never show, notifications or not.
+func TestVariablesRefreshIntervalEdited(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	s.exec(t, `CREATE TABLE orders (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`)
+	id := createDashboard(t, s.pool, "tk", true,
+		[3]string{"n", "stat", "SELECT count(*) AS n FROM orders WHERE at >= :from AND at < :to"})
+	s.exec(t, `UPDATE dashboard.dashboards SET time_from = 'now-1d', time_to = 'now', refresh_seconds = 3600 WHERE id = $1`, id)
+	eventually(t, "time range loaded", func() bool {
+		d := s.engine.Snapshot().Dashboard("tk")
+		return d != nil && d.Time != nil && d.Refresh == time.Hour
+	})
+	count := func() string { _, body := s.get(t, "/d/tk"); return stats(body)["n"] }
+	s.exec(t, `INSERT INTO orders DEFAULT VALUES`)
+	eventually(t, "first row counted", func() bool { return count() == "1" })
+
+	s.exec(t, `UPDATE dashboard.dashboards SET refresh_seconds = 1 WHERE id = $1`, id)
+	eventually(t, "refresh 1s loaded", func() bool { return s.engine.Snapshot().Dashboard("tk").Refresh == time.Second })
+	s.exec(t, `INSERT INTO orders DEFAULT VALUES`)
+	eventually(t, "the row written after the edit counted", func() bool { return count() == "2" })
+}

@@ -53,12 +53,18 @@ type Publisher interface {
 type View struct {
 	Key panel.ViewKey
 	// Args returns a panel's bind arguments, in the order of params, at
-	// time now (already rounded down to Tick when Tick is set). nil for a
-	// dashboard without variables.
+	// time now (already rounded down to the dashboard's refresh interval
+	// when Clock is set). nil for a dashboard without variables.
 	Args func(params []string, now time.Time) ([]any, error)
-	// Tick, when above zero, makes the view read the clock: panels that use
-	// the time range run again whenever now, rounded down to Tick, moves.
-	Tick time.Duration
+	// Clock makes the view read the clock: panels that use the time range
+	// run again whenever now, rounded down to the dashboard's refresh
+	// interval (as the catalog has it at that moment), moves.
+	Clock bool
+	// Default is the dashboard's default choice (the address chose
+	// nothing). It is admitted even when the dashboard's other views fill
+	// Config.MaxViews, so that a crowd of choices never locks the plain
+	// link, and a wall screen's, out.
+	Default bool
 }
 
 // ErrTooManyViews is Acquire's answer when a dashboard has as many views as
@@ -308,7 +314,7 @@ func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err err
 	e.mu.Lock()
 	en := e.views[v.Key]
 	if en == nil {
-		if !e.makeRoom(v.Key.Dashboard) {
+		if !e.makeRoom(v.Key.Dashboard) && !v.Default {
 			e.mu.Unlock()
 			e.cfg.Metrics.viewsRefused.Inc()
 			return nil, nil, ErrTooManyViews
@@ -320,7 +326,8 @@ func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err err
 	}
 	en.viewers++
 	en.leftAt = time.Time{}
-	en.waiters = append(en.waiters, &waiter{ch: ch})
+	w := &waiter{ch: ch}
+	en.waiters = append(en.waiters, w)
 	e.mu.Unlock()
 	e.wake()
 	var once sync.Once
@@ -331,10 +338,21 @@ func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err err
 			if en.viewers <= 0 {
 				en.leftAt = time.Now()
 			}
+			// Nobody waits on it any more: while a query keeps failing, a
+			// stream of short visits must not pile up waiters.
+			en.remove(w)
 			e.mu.Unlock()
 			e.wake()
 		})
 	}, nil
+}
+
+// remove takes w out of the entry's waiters, if it is still there. Called
+// with the engine's mu held.
+func (en *entry) remove(w *waiter) {
+	if i := slices.Index(en.waiters, w); i >= 0 {
+		en.waiters = slices.Delete(en.waiters, i, i+1)
+	}
 }
 
 // makeRoom reports whether dashboard may have one more view, dropping its
@@ -376,7 +394,7 @@ func (e *Engine) drop(en *entry) {
 
 // Fresh asks for every panel of a view to be queried again, and returns a
 // channel that is closed once each of them has finished a query that
-// started after the call. The caller must hold a viewer of the view
+// started after the call, unless ctx ends first. The caller must hold a viewer of the view
 // (Acquire). Requests that arrive together share one round of queries,
 // and the per-panel rate cap still holds, so a crowd of clients asking at
 // once costs one query per panel.
@@ -385,15 +403,26 @@ func (e *Engine) drop(en *entry) {
 // the client may have seen a state from another server, or from before a
 // restore, and only a snapshot taken after it asked is sure to be at least
 // as new as that.
-func (e *Engine) Fresh(view panel.ViewKey) <-chan struct{} {
+//
+// The request is forgotten when ctx ends, so a caller that stops waiting
+// leaves nothing behind.
+func (e *Engine) Fresh(ctx context.Context, view panel.ViewKey) <-chan struct{} {
 	ch := make(chan struct{})
 	e.mu.Lock()
-	if en := e.views[view]; en != nil {
-		en.waiters = append(en.waiters, &waiter{ch: ch, fresh: true})
-	} else {
+	en := e.views[view]
+	if en == nil {
 		close(ch) // nothing to wait for: the caller holds no viewer
+		e.mu.Unlock()
+		return ch
 	}
+	w := &waiter{ch: ch, fresh: true}
+	en.waiters = append(en.waiters, w)
 	e.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		en.remove(w)
+		e.mu.Unlock()
+	})
 	e.wake()
 	return ch
 }
@@ -554,6 +583,14 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 	// their last are left alone.
 	for key, vs := range e.states {
 		if !active[key] {
+			if vs.active {
+				// Nobody looks: its failures are nobody's concern now
+				// (dashboard_panels_failing counts what people see).
+				for id, st := range vs.panels {
+					st.failingSince, st.lastErr = time.Time{}, ""
+					e.notFailing(id, key)
+				}
+			}
 			vs.active = false
 			continue
 		}
@@ -562,7 +599,7 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 			vs.gen++
 			vs.markAll(time.Time{}, true)
 		}
-		if tick := vs.entry.view.Tick; tick > 0 {
+		if tick := e.tick(snap, vs); tick > 0 {
 			// The time range moves on the clock: panels that read it run
 			// again once now, rounded down, has moved.
 			at := roundDown(now, tick)
@@ -741,10 +778,23 @@ func (e *Engine) args(vs *viewState, def *panel.Def, now time.Time) ([]any, erro
 	if v.Args == nil {
 		return nil, fmt.Errorf("the panel's SQL uses :%s, which its dashboard does not declare", def.Params[0])
 	}
-	if v.Tick > 0 {
+	if v.Clock {
 		now = vs.clock
 	}
 	return v.Args(def.Params, now)
+}
+
+// tick is the clock refresh of a view: its dashboard's refresh interval as
+// the catalog has it now (an edit applies at once), or zero for a view
+// that does not read the clock.
+func (e *Engine) tick(snap *catalog.Snapshot, vs *viewState) time.Duration {
+	if !vs.entry.view.Clock || snap == nil {
+		return 0
+	}
+	if d := snap.DashboardByID(vs.entry.view.Key.Dashboard); d != nil {
+		return d.RefreshInterval()
+	}
+	return 0
 }
 
 // finish records a completed query and publishes a changed result.
@@ -874,6 +924,12 @@ func (e *Engine) apply(snap *catalog.Snapshot) {
 	old := e.snapshot.Load()
 	for key, vs := range e.states {
 		d := snap.DashboardByID(key.Dashboard)
+		if d != nil && old != nil {
+			if was := old.DashboardByID(key.Dashboard); was != nil && was.Public != d.Public {
+				// What a failing panel shows depends on who may see it.
+				vs.markAll(time.Time{}, true)
+			}
+		}
 		seen := make(map[int64]bool)
 		if d != nil {
 			for _, p := range d.Panels {

@@ -721,7 +721,7 @@ func TestScheduleFresh(t *testing.T) {
 		synctest.Wait()
 		var fresh []<-chan struct{}
 		for range 50 {
-			fresh = append(fresh, f.e.Fresh(panel.ViewKey{Dashboard: 1}))
+			fresh = append(fresh, f.e.Fresh(t.Context(), panel.ViewKey{Dashboard: 1}))
 		}
 		synctest.Wait()
 		if got := f.db.n(12); got != before12+1 {

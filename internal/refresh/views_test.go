@@ -12,8 +12,9 @@ import (
 )
 
 // regionView is a view of dashboard 3 whose :region is region. Its Args
-// binds the region and, for the time range, the now it is given.
-func regionView(region string, tick time.Duration) View {
+// binds the region and, for the time range, the now it is given; with
+// clock, the view reads the clock (the dashboard's refresh: a minute).
+func regionView(region string, clock bool) View {
 	return View{
 		Key: panel.ViewKey{Dashboard: 3, Vars: "var-region=" + region},
 		Args: func(params []string, now time.Time) ([]any, error) {
@@ -32,7 +33,7 @@ func regionView(region string, tick time.Duration) View {
 			}
 			return args, nil
 		},
-		Tick: tick,
+		Clock: clock,
 	}
 }
 
@@ -62,9 +63,9 @@ func TestScheduleViews(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxRefreshHz: 1000})
 		for range 3 {
-			defer f.acquireView(t, regionView("eu", 0))()
+			defer f.acquireView(t, regionView("eu", false))()
 		}
-		defer f.acquireView(t, regionView("us", 0))()
+		defer f.acquireView(t, regionView("us", false))()
 		synctest.Wait()
 		if got := regions(f.db.callsOf(31)); !slices.Equal(got, []string{"eu", "us"}) {
 			t.Fatalf("first queries of panel 31: got regions %v, want one per view [eu us]", got)
@@ -94,12 +95,12 @@ func TestScheduleViews(t *testing.T) {
 func TestScheduleMaxViews(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxViews: 2})
-		releaseEU := f.acquireView(t, regionView("eu", 0))
+		releaseEU := f.acquireView(t, regionView("eu", false))
 		time.Sleep(time.Second)
-		releaseUS := f.acquireView(t, regionView("us", 0))
+		releaseUS := f.acquireView(t, regionView("us", false))
 		defer releaseUS()
 		synctest.Wait()
-		if _, _, err := f.e.Acquire(regionView("asia", 0)); !errors.Is(err, ErrTooManyViews) {
+		if _, _, err := f.e.Acquire(regionView("asia", false)); !errors.Is(err, ErrTooManyViews) {
 			t.Fatalf("third view while both have viewers: got %v, want ErrTooManyViews", err)
 		}
 		// Another dashboard's views do not count against this one.
@@ -107,19 +108,19 @@ func TestScheduleMaxViews(t *testing.T) {
 		defer releaseOne()
 		releaseEU()
 		time.Sleep(time.Second)
-		defer f.acquireView(t, regionView("asia", 0))()
+		defer f.acquireView(t, regionView("asia", false))()
 		synctest.Wait()
 		f.pub.mu.Lock()
 		dropped := slices.Clone(f.pub.dropped)
 		f.pub.mu.Unlock()
-		if want := []panel.ViewKey{regionView("eu", 0).Key}; !slices.Equal(dropped, want) {
+		if want := []panel.ViewKey{regionView("eu", false).Key}; !slices.Equal(dropped, want) {
 			t.Fatalf("dropped views: got %v, want %v (the one without viewers)", dropped, want)
 		}
 		if got := regions(f.db.callsOf(31)); !slices.Equal(got, []string{"asia", "eu", "us"}) {
 			t.Errorf("queries of panel 31: got regions %v", got)
 		}
 		// The dropped view comes back as a new one, queried afresh.
-		if _, _, err := f.e.Acquire(regionView("eu", 0)); !errors.Is(err, ErrTooManyViews) {
+		if _, _, err := f.e.Acquire(regionView("eu", false)); !errors.Is(err, ErrTooManyViews) {
 			t.Errorf("a fourth view while the two have viewers: got %v, want ErrTooManyViews", err)
 		}
 		if got := counterValue(t, f.e.cfg.Metrics.viewsRefused); got != 2 {
@@ -140,7 +141,7 @@ func TestScheduleClock(t *testing.T) {
 		// synctest's clock starts at 2000-01-01 00:00 UTC: move off the
 		// boundary so that rounding shows.
 		time.Sleep(90 * time.Second)
-		defer f.acquireView(t, regionView("eu", time.Minute))()
+		defer f.acquireView(t, regionView("eu", true))()
 		synctest.Wait()
 		time.Sleep(3 * time.Minute)
 		synctest.Wait()
@@ -159,6 +160,60 @@ func TestScheduleClock(t *testing.T) {
 		}
 		if got := f.db.n(31); got != 1 {
 			t.Errorf("panel 31 (no time range): got %d queries, want 1", got)
+		}
+	})
+}
+
+// A view dropped while its query runs and re-created with the same key:
+// the new one is queried afresh, its ready closes, nothing leaks.
+func TestScheduleViewDroppedAndRecreated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxViews: 1, MaxRefreshHz: 1000})
+		f.db.hold(31)
+		_, rel, _ := f.e.Acquire(regionView("eu", false))
+		synctest.Wait()
+		rel()
+		_, relUS, err := f.e.Acquire(regionView("us", false)) // drops eu, whose query is held
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		relUS()
+		ready, relEU, err := f.e.Acquire(regionView("eu", false)) // drops us, eu again
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relEU()
+		synctest.Wait()
+		f.db.release(31)
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !isClosed(ready) {
+			t.Fatalf("ready of the re-created view never closed; calls %d", f.db.n(31))
+		}
+		if got := gaugeValue(t, f.e.cfg.Metrics.views); got != 1 {
+			t.Errorf("views: got %v, want 1", got)
+		}
+	})
+}
+
+// TestScheduleDefaultViewAdmitted: with every view of a dashboard watched,
+// a new choice is refused, but the dashboard's default view (the plain
+// link a wall screen opens) is still admitted.
+func TestScheduleDefaultViewAdmitted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxViews: 1})
+		defer f.acquireView(t, regionView("eu", false))()
+		if _, _, err := f.e.Acquire(regionView("us", false)); !errors.Is(err, ErrTooManyViews) {
+			t.Fatalf("a second choice: got %v, want ErrTooManyViews", err)
+		}
+		def := regionView("asia", false)
+		def.Default = true
+		defer f.acquireView(t, def)()
+		synctest.Wait()
+		if got := regions(f.db.callsOf(31)); !slices.Equal(got, []string{"asia", "eu"}) {
+			t.Errorf("queries: got regions %v, want the default view's too", got)
 		}
 	})
 }

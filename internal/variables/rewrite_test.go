@@ -95,3 +95,42 @@ func first(s []string, i int) string {
 	}
 	return "?"
 }
+
+// FuzzRewriteQuoted puts any text inside each kind of quoting and comment
+// Postgres has, followed by one real placeholder: the text must come out
+// as it went in (a :name inside is never a parameter) and the placeholder
+// must be the only parameter. A lexer that rewrote inside quotes, or lost
+// track of where they end, fails here.
+func FuzzRewriteQuoted(f *testing.F) {
+	for _, s := range []string{":n", "it's :n", `\' :n`, "$$ :n", "*/ :n", "-- :n", `" :n`, "a\nb :m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var wrapped []string
+		wrapped = append(wrapped, "'"+strings.ReplaceAll(s, "'", "''")+"'")
+		wrapped = append(wrapped, `"`+strings.ReplaceAll(s, `"`, `""`)+`"`)
+		wrapped = append(wrapped, "E'"+strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`)+"'")
+		if !strings.Contains(s, "$q$") && !strings.HasSuffix(s, "$q") {
+			wrapped = append(wrapped, "$q$"+s+"$q$")
+		}
+		if !strings.Contains(s, "$$") && !strings.HasSuffix(s, "$") {
+			wrapped = append(wrapped, "$$"+s+"$$")
+		}
+		if !strings.ContainsAny(s, "\n") {
+			wrapped = append(wrapped, "-- "+s+"\n")
+		}
+		if !strings.Contains(s, "*/") && !strings.Contains(s, "/*") && !strings.HasSuffix(s, "*") && !strings.HasSuffix(s, "/") {
+			wrapped = append(wrapped, "/* "+s+" */")
+		}
+		for _, w := range wrapped {
+			sql := "SELECT " + w + " , :n"
+			out, params, err := Rewrite(sql, declared("n", "m"))
+			if err != nil {
+				t.Fatalf("Rewrite(%q): %v", sql, err)
+			}
+			if want := "SELECT " + w + " , $1"; out != want || !slices.Equal(params, []string{"n"}) {
+				t.Fatalf("Rewrite(%q) = %q %q, want %q [n]", sql, out, params, want)
+			}
+		}
+	})
+}

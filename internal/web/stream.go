@@ -87,7 +87,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// same state gives the same version everywhere) or it gets the full
 	// state.
 	if !known || !b.Remembers(have) {
-		s.await(r.Context(), s.engine.Fresh(vw.key), s.cfg.ResumeWait)
+		s.awaitFresh(r.Context(), vw.key)
 	}
 	st := &stream.Stream{Conn: conn, Board: b, Have: have, Known: known, Prefix: retry,
 		Until: time.Now().Add(jitter(s.cfg.StreamMaxAge, 0.2)), Done: done}
@@ -208,7 +208,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	// that started after the request arrived.
 	have, known := cond.pick(b)
 	if !known {
-		s.await(ctx, s.engine.Fresh(vw.key), s.cfg.ResumeWait)
+		s.awaitFresh(ctx, vw.key)
 		have, known = cond.pick(b)
 	}
 	for {

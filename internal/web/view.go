@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/livedash/dashboard/internal/access"
@@ -35,8 +37,10 @@ type choice struct {
 // cannot be read answers 500 (its SQL is broken: the log says why) or 503
 // (the database is down).
 func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, grant access.Grant) (*choice, bool) {
-	c := &choice{view: refresh.View{Key: panel.ViewKey{Dashboard: d.ID}}, options: make(map[string][]string)}
-	if len(d.Variables) == 0 && d.Time == nil {
+	q := r.URL.Query()
+	c := &choice{view: refresh.View{Key: panel.ViewKey{Dashboard: d.ID}, Default: chooses(q)},
+		options: make(map[string][]string)}
+	if len(d.Variables) == 0 && d.Time == nil && len(grant.Variables) == 0 {
 		return c, true
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PageWait)
@@ -50,7 +54,7 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard
 		c.options[v.Name] = o
 		return o, err
 	}
-	sel, err := variables.Select(d, r.URL.Query(), grant.Variables, opts)
+	sel, err := variables.Select(d, q, grant.Variables, opts)
 	var inputErr *variables.InputError
 	var varErr *refresh.VariableError
 	switch {
@@ -62,6 +66,8 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard
 		s.error(w, r, http.StatusInternalServerError, "Dashboard error",
 			"The options of variable "+varErr.Variable+" cannot be read; the dashboard's owner must fix its query. The error was logged.")
 		return nil, false
+	case r.Context().Err() != nil:
+		return nil, false // the client left while the options were read
 	case errors.Is(err, refresh.ErrDatabase) || errors.Is(err, context.DeadlineExceeded):
 		s.logger.Warn("choosing a view", "dashboard", d.Slug, "err", err)
 		s.error(w, r, http.StatusServiceUnavailable, "Busy", "The database cannot be asked right now; try again shortly.")
@@ -91,10 +97,19 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard
 		}
 		return variables.Args(cur, sel, params, now)
 	}
-	if sel.Clock() {
-		c.view.Tick = d.RefreshInterval()
-	}
+	c.view.Clock = sel.Clock()
 	return c, true
+}
+
+// chooses reports whether an address chooses nothing: no variable, no time
+// range. Such a request is for the dashboard's default view.
+func chooses(q url.Values) bool {
+	for name := range q {
+		if name == "from" || name == "to" || strings.HasPrefix(name, "var-") {
+			return false
+		}
+	}
+	return true
 }
 
 // pickers is the page's model of the choice: a control per variable and

@@ -59,7 +59,7 @@ type Config struct {
 type Engine interface {
 	Snapshot() *catalog.Snapshot
 	Acquire(v refresh.View) (ready <-chan struct{}, release func(), err error)
-	Fresh(view panel.ViewKey) <-chan struct{}
+	Fresh(ctx context.Context, view panel.ViewKey) <-chan struct{}
 	Options(ctx context.Context, dashboard int64, v *panel.Variable, args []any) ([]string, error)
 }
 
@@ -400,6 +400,15 @@ func (s *Server) headPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+}
+
+// awaitFresh holds a client whose version this server does not know until
+// every panel of its view has finished a query that started after it
+// asked, at most ResumeWait (the resume contract).
+func (s *Server) awaitFresh(ctx context.Context, view panel.ViewKey) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ResumeWait)
+	defer cancel()
+	s.await(ctx, s.engine.Fresh(ctx, view), s.cfg.ResumeWait)
 }
 
 // await waits for ready, at most max; it reports false only if the client
