@@ -1,14 +1,20 @@
-// Package refresh owns turning dirty tables into fresh panel results: which
-// panels to re-query and when (leading edge, then coalesce, at most one query
-// in flight per panel, a per-panel rate cap, only panels somebody watches),
-// and running each query once, read-only, with a statement timeout. A result
-// whose hash equals the last one is dropped here; changed results go to a
-// Publisher. It does not render anything.
+// Package refresh owns turning dirty tables into fresh panel results for
+// every view with viewers: which panels to re-query and when (leading edge,
+// then coalesce, at most one query in flight per panel and view, a
+// per-panel rate cap, only views somebody watches, clock ticks for time
+// ranges), and running each query once, read-only, with a statement
+// timeout and the view's bound values. A result whose hash equals the last
+// one is dropped here; changed results go to a Publisher. It does not
+// render anything.
+//
+// refresh.go is the scheduling loop; views.go the views the engine knows
+// (Acquire, the bound, Fresh, readiness); query.go and options.go the
+// queries of panels and of variables; failing.go what a failing query
+// shows and logs; metrics.go the metrics.
 package refresh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -18,7 +24,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/livedash/dashboard/internal/catalog"
@@ -47,29 +52,6 @@ type Publisher interface {
 	ViewOpened(view panel.ViewKey)
 	ViewDropped(view panel.ViewKey)
 }
-
-// View is one dashboard as one group of viewers sees it: the dashboard and
-// one choice of its variables.
-type View struct {
-	Key panel.ViewKey
-	// Args returns a panel's bind arguments, in the order of params, at
-	// time now (already rounded down to the dashboard's refresh interval
-	// when Clock is set). nil for a dashboard without variables.
-	Args func(params []string, now time.Time) ([]any, error)
-	// Clock makes the view read the clock: panels that use the time range
-	// run again whenever now, rounded down to the dashboard's refresh
-	// interval (as the catalog has it at that moment), moves.
-	Clock bool
-	// Default is the dashboard's default choice (the address chose
-	// nothing). It is admitted even when the dashboard's other views fill
-	// Config.MaxViews, so that a crowd of choices never locks the plain
-	// link, and a wall screen's, out.
-	Default bool
-}
-
-// ErrTooManyViews is Acquire's answer when a dashboard has as many views as
-// Config.MaxViews allows and every one of them has viewers.
-var ErrTooManyViews = errors.New("too many distinct views of this dashboard")
 
 // Arms asks the database for news of tables (implemented by listen.Arms):
 // a watched table's trigger notifies only while it is armed. The engine
@@ -149,24 +131,6 @@ type Engine struct {
 	wanted    []string // tables the live panels read, as last given to Arms.Keep
 	// failingPanels holds, per panel, the views where its query fails.
 	failingPanels map[int64]map[panel.ViewKey]bool
-}
-
-// entry is a view the engine knows, as the goroutines that add and remove
-// viewers see it (guarded by Engine.mu).
-type entry struct {
-	view    View
-	viewers int
-	leftAt  time.Time // when the last viewer left; zero while it has viewers
-	waiters []*waiter
-}
-
-// viewState is the loop's side of an entry: its panels and generations.
-type viewState struct {
-	entry  *entry
-	active bool
-	gen    uint64    // bumped on every activation and fresh request
-	clock  time.Time // rounded now of the time range, when the view reads the clock
-	panels map[int64]*panelState
 }
 
 type panelState struct {
@@ -298,133 +262,6 @@ func (e *Engine) Resync() {
 	e.resync = true
 	e.mu.Unlock()
 	e.wake()
-}
-
-// Acquire registers a viewer of a view, which makes its panels live.
-// ready is closed once every panel of the view has been queried since it
-// became live (at once if it already was). release must be called once,
-// when the viewer leaves.
-//
-// A view the engine does not know yet is added; when its dashboard already
-// has Config.MaxViews views, the least recently used one without viewers
-// is dropped to make room, and if every one has viewers the answer is
-// ErrTooManyViews.
-func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err error) {
-	ch := make(chan struct{})
-	e.mu.Lock()
-	en := e.views[v.Key]
-	if en == nil {
-		if !e.makeRoom(v.Key.Dashboard) && !v.Default {
-			e.mu.Unlock()
-			e.cfg.Metrics.viewsRefused.Inc()
-			return nil, nil, ErrTooManyViews
-		}
-		en = &entry{view: v}
-		e.views[v.Key] = en
-		e.cfg.Metrics.views.Inc()
-		e.cfg.Publisher.ViewOpened(v.Key)
-	}
-	en.viewers++
-	en.leftAt = time.Time{}
-	w := &waiter{ch: ch}
-	en.waiters = append(en.waiters, w)
-	e.mu.Unlock()
-	e.wake()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			e.mu.Lock()
-			en.viewers--
-			if en.viewers <= 0 {
-				en.leftAt = time.Now()
-			}
-			// Nobody waits on it any more: while a query keeps failing, a
-			// stream of short visits must not pile up waiters.
-			en.remove(w)
-			e.mu.Unlock()
-			e.wake()
-		})
-	}, nil
-}
-
-// remove takes w out of the entry's waiters, if it is still there. Called
-// with the engine's mu held.
-func (en *entry) remove(w *waiter) {
-	if i := slices.Index(en.waiters, w); i >= 0 {
-		en.waiters = slices.Delete(en.waiters, i, i+1)
-	}
-}
-
-// makeRoom reports whether dashboard may have one more view, dropping its
-// least recently used view without viewers if it must. Called with mu held.
-func (e *Engine) makeRoom(dashboard int64) bool {
-	n := 0
-	var lru *entry
-	for key, en := range e.views {
-		if key.Dashboard != dashboard {
-			continue
-		}
-		n++
-		if en.viewers == 0 && (lru == nil || en.leftAt.Before(lru.leftAt)) {
-			lru = en
-		}
-	}
-	if n < e.cfg.MaxViews {
-		return true
-	}
-	if lru == nil {
-		return false
-	}
-	e.drop(lru)
-	return true
-}
-
-// drop forgets a view without viewers. Called with mu held; the loop
-// forgets its state at its next step.
-func (e *Engine) drop(en *entry) {
-	delete(e.views, en.view.Key)
-	for _, w := range en.waiters {
-		close(w.ch)
-	}
-	en.waiters = nil
-	e.cfg.Metrics.views.Dec()
-	e.cfg.Metrics.viewsDropped.Inc()
-	e.cfg.Publisher.ViewDropped(en.view.Key)
-}
-
-// Fresh asks for every panel of a view to be queried again, and returns a
-// channel that is closed once each of them has finished a query that
-// started after the call, unless ctx ends first. The caller must hold a viewer of the view
-// (Acquire). Requests that arrive together share one round of queries,
-// and the per-panel rate cap still holds, so a crowd of clients asking at
-// once costs one query per panel.
-//
-// This is how a server answers a client whose version it does not know:
-// the client may have seen a state from another server, or from before a
-// restore, and only a snapshot taken after it asked is sure to be at least
-// as new as that.
-//
-// The request is forgotten when ctx ends, so a caller that stops waiting
-// leaves nothing behind.
-func (e *Engine) Fresh(ctx context.Context, view panel.ViewKey) <-chan struct{} {
-	ch := make(chan struct{})
-	e.mu.Lock()
-	en := e.views[view]
-	if en == nil {
-		close(ch) // nothing to wait for: the caller holds no viewer
-		e.mu.Unlock()
-		return ch
-	}
-	w := &waiter{ch: ch, fresh: true}
-	en.waiters = append(en.waiters, w)
-	e.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		e.mu.Lock()
-		en.remove(w)
-		e.mu.Unlock()
-	})
-	e.wake()
-	return ch
 }
 
 func (e *Engine) wake() {
@@ -652,61 +489,10 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 	return next
 }
 
-// roundDown rounds t down to a multiple of d since the Unix epoch, the same
-// instant on every server.
-func roundDown(t time.Time, d time.Duration) time.Time {
-	return time.Unix(0, t.UnixNano()-t.UnixNano()%int64(d))
-}
-
-// adopt gives the loop a state for a view it has not seen.
-func (e *Engine) adopt(snap *catalog.Snapshot, key panel.ViewKey, en *entry) {
-	vs := &viewState{entry: en, panels: make(map[int64]*panelState)}
-	if snap != nil {
-		if d := snap.DashboardByID(key.Dashboard); d != nil {
-			for _, p := range d.Panels {
-				vs.panels[p.ID] = &panelState{def: p, dirty: true}
-			}
-		}
-	}
-	e.states[key] = vs
-	if e.byBoard[key.Dashboard] == nil {
-		e.byBoard[key.Dashboard] = make(map[panel.ViewKey]*viewState)
-	}
-	e.byBoard[key.Dashboard][key] = vs
-}
-
-// forget drops the loop's state of a view.
-func (e *Engine) forget(key panel.ViewKey) {
-	if vs := e.states[key]; vs != nil {
-		for id := range vs.panels {
-			e.notFailing(id, key)
-		}
-	}
-	delete(e.states, key)
-	if m := e.byBoard[key.Dashboard]; m != nil {
-		delete(m, key)
-		if len(m) == 0 {
-			delete(e.byBoard, key.Dashboard)
-		}
-	}
-}
-
 func (st *panelState) mark(at time.Time) {
 	st.dirty = true
 	if !at.IsZero() && (st.notifiedAt.IsZero() || at.Before(st.notifiedAt)) {
 		st.notifiedAt = at
-	}
-}
-
-// markAll marks every panel of the view dirty; republish also publishes
-// results equal to the last ones (for a view that comes back to life,
-// whose board may have moved on).
-func (vs *viewState) markAll(at time.Time, republish bool) {
-	for _, st := range vs.panels {
-		st.mark(at)
-		if republish {
-			st.published = false
-		}
 	}
 }
 
@@ -784,19 +570,6 @@ func (e *Engine) args(vs *viewState, def *panel.Def, now time.Time) ([]any, erro
 	return v.Args(def.Params, now)
 }
 
-// tick is the clock refresh of a view: its dashboard's refresh interval as
-// the catalog has it now (an edit applies at once), or zero for a view
-// that does not read the clock.
-func (e *Engine) tick(snap *catalog.Snapshot, vs *viewState) time.Duration {
-	if !vs.entry.view.Clock || snap == nil {
-		return 0
-	}
-	if d := snap.DashboardByID(vs.entry.view.Key.Dashboard); d != nil {
-		return d.RefreshInterval()
-	}
-	return 0
-}
-
 // finish records a completed query and publishes a changed result.
 func (e *Engine) finish(d queryDone) {
 	e.inflight--
@@ -852,70 +625,6 @@ func (e *Engine) finish(d queryDone) {
 		e.cfg.Publisher.Publish(d.view, st.def, r, d.notifiedAt)
 	}
 	m.queries.WithLabelValues(outcome).Inc()
-}
-
-// failedQuery is what a public dashboard shows instead of the database's
-// message; the operator log has the message.
-const failedQuery = "The query failed; the server log says why."
-
-// failing records that a panel's query failed in a view, and returns what
-// to show: the last good data, if any, marked with when the failure began,
-// and the message (on public dashboards only that there is one). The log
-// gets one line when the message is new, not one per run.
-func (e *Engine) failing(view panel.ViewKey, st *panelState, r *panel.Result) *panel.Result {
-	if st.failingSince.IsZero() {
-		st.failingSince = time.Now().UTC().Truncate(time.Second)
-	}
-	if r.Err != st.lastErr {
-		st.lastErr = r.Err
-		e.cfg.Logger.Warn("panel query failing", "dashboard", e.slug(st.def.DashboardID), "panel", st.def.Slug,
-			"view", view.Vars, "since", st.failingSince, "err", r.Err)
-	}
-	if e.failingPanels[st.def.ID] == nil {
-		e.failingPanels[st.def.ID] = make(map[panel.ViewKey]bool)
-	}
-	e.failingPanels[st.def.ID][view] = true
-	e.cfg.Metrics.failing.Set(float64(len(e.failingPanels)))
-	out := &panel.Result{Err: r.Err, Notice: r.Notice, FailingSince: st.failingSince}
-	if snap := e.snapshot.Load(); snap != nil {
-		if d := snap.DashboardByID(st.def.DashboardID); d == nil || d.Public {
-			out.Err = failedQuery
-		}
-	}
-	if st.good != nil {
-		out.Columns, out.Rows, out.Truncated = st.good.Columns, st.good.Rows, st.good.Truncated
-	}
-	return out
-}
-
-// working records that a panel's query works (again) in a view.
-func (e *Engine) working(view panel.ViewKey, st *panelState) {
-	if !st.failingSince.IsZero() {
-		e.cfg.Logger.Info("panel query works again", "dashboard", e.slug(st.def.DashboardID), "panel", st.def.Slug,
-			"view", view.Vars, "failed_since", st.failingSince)
-	}
-	st.failingSince, st.lastErr = time.Time{}, ""
-	e.notFailing(st.def.ID, view)
-}
-
-// notFailing forgets a failure of panel id in view.
-func (e *Engine) notFailing(id int64, view panel.ViewKey) {
-	if views := e.failingPanels[id]; views != nil {
-		delete(views, view)
-		if len(views) == 0 {
-			delete(e.failingPanels, id)
-		}
-		e.cfg.Metrics.failing.Set(float64(len(e.failingPanels)))
-	}
-}
-
-func (e *Engine) slug(dashboard int64) string {
-	if snap := e.snapshot.Load(); snap != nil {
-		if d := snap.DashboardByID(dashboard); d != nil {
-			return d.Slug
-		}
-	}
-	return ""
 }
 
 // apply installs a new catalog: new and changed panels are marked dirty and
@@ -997,148 +706,4 @@ func (e *Engine) keepWanted(snap *catalog.Snapshot) {
 		e.wanted = wanted
 		e.cfg.Arms.Keep(wanted)
 	}
-}
-
-// assignGenerations gives each waiter the loop has not seen yet the
-// generation it waits for: the view's current one, or for a fresh request
-// a new one, whose panels are marked dirty so that they run again (one new
-// generation per view and step, however many asked).
-func (e *Engine) assignGenerations() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for key, en := range e.views {
-		vs := e.states[key]
-		if vs == nil || vs.entry != en || !vs.active {
-			continue // assigned once the view is live
-		}
-		bumped := false
-		for _, w := range en.waiters {
-			if w.gen != 0 {
-				continue
-			}
-			if w.fresh && !bumped {
-				bumped = true
-				vs.gen++
-				vs.markAll(time.Time{}, false)
-			}
-			w.gen = vs.gen
-		}
-	}
-}
-
-// notifyReady closes the waiters of views whose panels have all finished a
-// query of the generation the waiter waits for.
-func (e *Engine) notifyReady(snap *catalog.Snapshot) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for key, en := range e.views {
-		if len(en.waiters) == 0 {
-			continue
-		}
-		var d *panel.Dashboard
-		if snap != nil {
-			d = snap.DashboardByID(key.Dashboard)
-		}
-		vs := e.states[key]
-		keep := en.waiters[:0]
-		for _, w := range en.waiters {
-			// Unknown dashboards have nothing to wait for.
-			if d == nil || (w.gen != 0 && vs != nil && vs.entry == en && vs.queriedSince(d, w.gen)) {
-				close(w.ch)
-				continue
-			}
-			keep = append(keep, w)
-		}
-		clear(en.waiters[len(keep):])
-		en.waiters = keep
-	}
-}
-
-// queriedSince reports whether every panel of d has finished a query of
-// generation gen or later in this view.
-func (vs *viewState) queriedSince(d *panel.Dashboard, gen uint64) bool {
-	for _, p := range d.Panels {
-		if st := vs.panels[p.ID]; st == nil || st.doneGen < gen {
-			return false
-		}
-	}
-	return true
-}
-
-func (e *Engine) pollQueueUsage(ctx context.Context) {
-	t := time.NewTicker(e.cfg.QueueUsageInterval)
-	defer t.Stop()
-	for {
-		var usage float64
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := e.cfg.Pool.QueryRow(qctx, "SELECT pg_notification_queue_usage()").Scan(&usage)
-		cancel()
-		if err == nil {
-			e.cfg.Metrics.queueUsage.Set(usage)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// Metrics are the engine's Prometheus metrics.
-type Metrics struct {
-	queries        *prometheus.CounterVec
-	duration       prometheus.Histogram
-	notifyToResult prometheus.Histogram
-	queueUsage     prometheus.Gauge
-	failing        prometheus.Gauge
-	views          prometheus.Gauge
-	viewsRefused   prometheus.Counter
-	viewsDropped   prometheus.Counter
-}
-
-// NewMetrics creates the metrics and registers them with reg, if not nil.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dashboard", Name: "refresh_queries_total",
-			Help: "Panel queries run, by outcome: changed, unchanged or error.",
-		}, []string{"outcome"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "dashboard", Name: "refresh_duration_seconds",
-			Help:    "Time to run one panel query, transaction included.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		notifyToResult: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "dashboard", Name: "notify_to_result_seconds",
-			Help:    "Time from receipt of a notification to the panel result that reflects it.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		queueUsage: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "dashboard", Name: "notify_queue_usage",
-			Help: "pg_notification_queue_usage(): fraction of the server's notification queue in use.",
-		}),
-		failing: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "dashboard", Name: "panels_failing",
-			Help: "Panels whose query fails (in at least one view); each keeps showing its last good data.",
-		}),
-		views: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "dashboard", Name: "views",
-			Help: "Distinct views (a dashboard and one choice of its variables) the engine knows, with or without viewers.",
-		}),
-		viewsRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "dashboard", Name: "views_refused_total",
-			Help: "New views refused (429) because their dashboard had DASHBOARD_MAX_VIEWS views, all with viewers.",
-		}),
-		viewsDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "dashboard", Name: "views_dropped_total",
-			Help: "Views without viewers forgotten to make room for a new one, or because their dashboard was deleted.",
-		}),
-	}
-	for _, o := range []string{"changed", "unchanged", "error"} {
-		m.queries.WithLabelValues(o)
-	}
-	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.failing, m.views, m.viewsRefused, m.viewsDropped)
-	}
-	return m
 }
