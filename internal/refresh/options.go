@@ -177,12 +177,7 @@ func (e *Engine) queryOptions(ctx context.Context, dashboard int64, v *panel.Var
 	}
 	var options []string
 	var queryErr error
-	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(dashboard))
-		if err != nil {
-			return err
-		}
+	err := e.readOnly(ctx, dashboard, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 		if err != nil {
 			queryErr = err

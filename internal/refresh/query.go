@@ -35,15 +35,7 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 	defer cancel()
 	r := &panel.Result{Notice: notice}
 	var queryErr error
-	err := pgx.BeginTxFunc(ctx, e.cfg.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		// The dashboard's time zone is the session's, so that timestamp
-		// without time zone parameters, date_trunc and to_char agree with
-		// what the page shows.
-		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(p.DashboardID))
-		if err != nil {
-			return err
-		}
+	err := e.readOnly(ctx, p.DashboardID, func(tx pgx.Tx) error {
 		// DescribeExec: the extended protocol runs exactly one statement,
 		// and nothing is cached that a schema change could make stale.
 		sql := p.Query
@@ -106,6 +98,22 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 }
 
 var errNoRows = errors.New("statement returned no columns")
+
+// readOnly runs fn in a read-only, repeatable-read transaction with the
+// statement timeout, in the dashboard's time zone (so that timestamp
+// without time zone parameters, date_trunc and to_char agree with what the
+// page shows): how every panel and variable query runs.
+func (e *Engine) readOnly(ctx context.Context, dashboard int64, fn func(pgx.Tx) error) error {
+	opts := pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
+	return pgx.BeginTxFunc(ctx, e.cfg.Pool, opts, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(dashboard))
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
 
 // zone is the time zone of a dashboard's queries: its own, UTC when it
 // names none or one the database may not know.
