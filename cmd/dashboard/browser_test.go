@@ -783,7 +783,7 @@ func TestBrowserServerRestart(t *testing.T) {
 
 // TestBrowserCommitToDOM measures the time from a commit to the page
 // showing it, over 100 sequential commits sent back to back and 100 more
-// paced at 20 commits/s (the rate DESIGN.md measures at, below the panel's
+// paced at 20 commits/s (the rate docs/bench.md measures at, below the panel's
 // refresh cap). t0 is taken just before the INSERT is sent, t1 by a
 // MutationObserver in the page when the value appears; both are wall clock
 // on this machine. Timings are not assertions, so it runs only with

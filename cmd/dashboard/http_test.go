@@ -20,7 +20,7 @@ import (
 	"github.com/livedash/dashboard/static"
 )
 
-// This file tests the HTTP contract of DESIGN.md against the real program:
+// This file tests the HTTP contract (docs/architecture.md) against the real program:
 // the SSE stream, the long-poll, routing, headers and metrics, and the
 // slow-client drop.
 

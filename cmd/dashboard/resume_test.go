@@ -20,7 +20,7 @@ import (
 	"github.com/livedash/dashboard/internal/pgserver"
 )
 
-// This file tests the resume contract of DESIGN.md ("Versions and resume")
+// This file tests the resume contract of docs/architecture.md ("Versions and resume")
 // where the database itself moves backwards under a client: a database
 // restored from an older dump, and a standby promoted without the last
 // commits. A client that resumes with the version it last saw, which the

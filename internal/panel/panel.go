@@ -14,7 +14,7 @@ import (
 // Kind says how a panel draws its query result.
 type Kind string
 
-// The panel kinds of DESIGN.md. The column conventions each kind reads are
+// The panel kinds. The column conventions each kind reads are
 // documented in docs/panels.md.
 const (
 	Stat       Kind = "stat"
