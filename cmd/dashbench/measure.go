@@ -18,7 +18,7 @@ import (
 // latencyRun is one run at n SSE clients: connect, measure idle memory,
 // commit at the rate, and time every (commit, client) pair.
 func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
-	r := result{N: n, M: b.o.m, Rate: b.o.rate}
+	r := result{N: n, M: b.o.m, Views: b.o.views, Rate: b.o.rate}
 	base, stopServer, err := b.target(ctx)
 	if err != nil {
 		return r, err

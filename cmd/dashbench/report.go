@@ -17,6 +17,7 @@ import (
 type result struct {
 	N       int     `json:"n"`
 	M       int     `json:"m"`
+	Views   int     `json:"views"` // -views: distinct views the clients spread over; 1 is the dashboard without variables
 	Rate    float64 `json:"rate"`
 	Commits int     `json:"commits"`
 	P50     float64 `json:"p50_ms"`
@@ -173,6 +174,7 @@ type reportConfig struct {
 	Warmup       float64 `json:"warmup_seconds"`
 	MaxRefreshHz float64 `json:"max_refresh_hz"`
 	M            int     `json:"m"`
+	Views        int     `json:"views,omitempty"` // latency and storm runs
 	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench, -bulk: per cell
 	Server       string  `json:"server,omitempty"`
 }
@@ -237,7 +239,7 @@ func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "commit-to-client latency, %g commits/s, max refresh %g Hz (ms; per N the median of its runs)\n", rep.Config.Rate, rep.Config.MaxRefreshHz)
-		fmt.Fprintln(tw, "N\tM\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
+		fmt.Fprintln(tw, "N\tM\tviews\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
 		for _, r := range rep.Results {
 			trend := "-"
 			for _, run := range rep.Runs {
@@ -245,16 +247,17 @@ func printReport(w io.Writer, rep report) {
 					trend = fmt.Sprintf("%.1f/%.1f", run.WindowP99[0], run.WindowP99[len(run.WindowP99)-1])
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
-				r.N, r.M, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
+				r.N, r.M, r.Views, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
 				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit, r.CommitP99)
 		}
 		tw.Flush()
 		if len(rep.Runs) > len(rep.Results) {
 			fmt.Fprintln(w, "\nruns:")
-			fmt.Fprintln(tw, "N\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\t")
+			fmt.Fprintln(tw, "N\tviews\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\t")
 			for _, r := range rep.Runs {
-				fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.0f\t%.2f\t\n", r.N, r.P50, r.P99, r.Max, r.Missing, r.RSSPerConnKB, r.ServerCPUPct, r.QueriesPerCommit)
+				fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.0f\t%.2f\t\n", r.N, r.Views, r.P50, r.P99, r.Max, r.Missing,
+					r.RSSPerConnKB, r.ServerCPUPct, r.QueriesPerCommit)
 			}
 			tw.Flush()
 		}
