@@ -81,12 +81,17 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	interval := time.Duration(float64(time.Second) / b.o.rate)
 	var mStart, mEnd metrics
 	var cpuStart, cpuEnd, boxStart, pgStart float64
+	var callsStart, callsEnd float64 // the panel query's executions, counted by PostgreSQL
+	var callsOK bool
 	var tStart, tEnd time.Time
 	commitLat := make([]int32, 0, meas)
 	start := time.Now()
 	for i := range k {
 		if i == warm {
 			if mStart, err = scrape(ctx, base); err != nil {
+				return r, err
+			}
+			if callsStart, callsOK, err = b.stats.panelCalls(ctx); err != nil {
 				return r, err
 			}
 			cpuStart, tStart = cpuSeconds(), time.Now()
@@ -126,6 +131,11 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	}
 	if mEnd, err = scrape(ctx, base); err != nil {
 		return r, err
+	}
+	if callsOK {
+		if callsEnd, callsOK, err = b.stats.panelCalls(ctx); err != nil {
+			return r, err
+		}
 	}
 	cs.stop()
 	if pc != nil {
@@ -186,6 +196,10 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	r.BoxCPUPct = (boxEnd - boxStart) / window * 100
 	r.PgCPUPct = (pgEnd - pgStart) / window * 100
 	r.QueriesPerCommit = (mEnd.queries - mStart.queries) / float64(meas)
+	if callsOK {
+		q := (callsEnd - callsStart) / float64(meas)
+		r.DBQueriesPerCommit = &q
+	}
 	r.SlowDropped = int(mEnd.slow - m0.slow)
 	return r, nil
 }

@@ -242,7 +242,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return finishReport(stdout, o, rep)
 	}
 
-	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync)
+	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync, true)
 	if err != nil {
 		return err
 	}
@@ -258,8 +258,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := setFeedMode(ctx, conn, o.feed); err != nil {
 		return err
 	}
+	stats := openStatements(ctx, conn, stderr)
 
-	b := &bench{o: o, db: db, conn: conn, stderr: stderr}
+	b := &bench{o: o, db: db, conn: conn, stats: stats, stderr: stderr}
 	switch {
 	case o.storm:
 		r, err := b.stormRun(ctx, o.ns[0])
@@ -322,6 +323,7 @@ type bench struct {
 	o      options
 	db     *database
 	conn   *pgx.Conn
+	stats  *statements // panel queries counted at the database
 	stderr io.Writer
 }
 

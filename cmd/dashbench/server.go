@@ -58,7 +58,11 @@ type database struct {
 	tmp        string
 }
 
-func openDatabase(ctx context.Context, url, dataDir string, fsync bool) (*database, error) {
+// openDatabase opens url, or starts a private server. With statements
+// the private server loads pg_stat_statements, which the latency runs read
+// to count panel queries at the database; -pgbench and -bulk leave it out,
+// since it costs every statement a little.
+func openDatabase(ctx context.Context, url, dataDir string, fsync, statements bool) (*database, error) {
 	if url != "" {
 		return &database{connString: url}, nil
 	}
@@ -76,8 +80,11 @@ func openDatabase(ctx context.Context, url, dataDir string, fsync bool) (*databa
 		db.tmp = dir
 		dataDir = filepath.Join(dir, "d")
 	}
-	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: dataDir, Fsync: fsync,
-		ExtraConf: map[string]string{"max_connections": "200"}})
+	conf := map[string]string{"max_connections": "200"}
+	if statements {
+		conf["shared_preload_libraries"] = "pg_stat_statements"
+	}
+	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: dataDir, Fsync: fsync, ExtraConf: conf})
 	if err != nil {
 		db.close()
 		return nil, err

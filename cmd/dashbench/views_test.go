@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -86,5 +91,71 @@ func TestSetupBenchViews(t *testing.T) {
 		if p.SQL != viewsPanelQuery || !slices.Equal(p.Params, []string{"v"}) {
 			t.Errorf("views=%d: got SQL %q, params %v; want %q, [v]", views, p.SQL, p.Params, viewsPanelQuery)
 		}
+	}
+}
+
+// TestBenchViews runs the real bench over three views. The test database
+// has no pg_stat_statements, so the database count must be left empty
+// with one note, not fail the run.
+func TestBenchViews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server process")
+	}
+	jsonFile := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{
+		"-database-url", pgtest.NewDB(t), "-views", "3",
+		"-n", "30", "-m", "3", "-rate", "20", "-duration", "2s", "-warmup", "1s", "-grace", "5s",
+		"-json", jsonFile,
+	}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("got %d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if r.Views != 3 || rep.Config.Views != 3 {
+		t.Errorf("got views %d (config %d), want 3", r.Views, rep.Config.Views)
+	}
+	if r.ConnectErrors != 0 || r.Missing != 0 {
+		t.Errorf("got %d connect errors and %d missing deliveries, want 0 and 0", r.ConnectErrors, r.Missing)
+	}
+	// Three views run three queries per commit; merged refreshes on a
+	// busy machine may make it fewer, but one view alone would be 1.
+	if r.QueriesPerCommit <= 1 {
+		t.Errorf("got %g queries per commit, want more than one view's 1", r.QueriesPerCommit)
+	}
+	if r.DBQueriesPerCommit == nil {
+		if n := strings.Count(stderr.String(), "pg_stat_statements is not available"); n != 1 {
+			t.Errorf("no database count, and the note about it appears %d times, want once\nstderr:\n%s", n, stderr.String())
+		}
+	} else if *r.DBQueriesPerCommit <= 1 {
+		t.Errorf("got %g database queries per commit, want more than 1", *r.DBQueriesPerCommit)
+	}
+	if !strings.Contains(stdout.String(), "db queries/commit") {
+		t.Errorf("table has no db queries/commit column:\n%s", stdout.String())
+	}
+}
+
+func TestMedOptional(t *testing.T) {
+	t.Parallel()
+	f := func(v float64) *float64 { return &v }
+	get := func(r result) *float64 { return r.DBQueriesPerCommit }
+	if got := medOptional([]result{{}, {}}, get); got != nil {
+		t.Errorf("no run counted: got %v, want nil", *got)
+	}
+	rows := []result{{DBQueriesPerCommit: f(10)}, {}, {DBQueriesPerCommit: f(9)}, {DBQueriesPerCommit: f(11)}}
+	if got := medOptional(rows, get); got == nil || *got != 10 {
+		t.Errorf("got %v, want 10 (the runs without a count left out)", got)
 	}
 }
