@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,7 +168,7 @@ func dialer(i, sources int) *net.Dialer {
 // sseClient is one SSE viewer: a raw connection, a hand-written request,
 // and then either the epoll readers (rd, if not nil) or this goroutine
 // reading. connected is called once the response header has arrived.
-func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *net.Dialer, rd *epollReaders, connected func(error)) {
+func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, path string, d *net.Dialer, rd *epollReaders, connected func(error)) {
 	conn, err := d.DialContext(ctx, "tcp", target.Host)
 	if err != nil {
 		v.err = err
@@ -177,7 +178,7 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *ne
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "GET /d/%s/events HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n", benchSlug, target.Host)
+	_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n", path, target.Host)
 	if err != nil {
 		v.err = err
 		connected(err)
@@ -220,15 +221,35 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, target *url.URL, d *ne
 	}
 }
 
+// eventsPath is the stream address of SSE client i when the clients spread
+// over views views: client i watches the view var-v=i mod views.
+func eventsPath(i, views int) string {
+	p := "/d/" + benchSlug + "/events"
+	if views > 1 {
+		p += "?var-v=" + strconv.Itoa(i%views)
+	}
+	return p
+}
+
+// pollPath is the long-poll address of long-poll client j, spread over the
+// views like eventsPath.
+func pollPath(j, views int) string {
+	p := "/d/" + benchSlug + "/poll?wait=25"
+	if views > 1 {
+		p += "&var-v=" + strconv.Itoa(j%views)
+	}
+	return p
+}
+
 // pollClient is one long-poll viewer: it asks again as soon as it has an
-// answer, with the ETag it holds.
-func pollClient(ctx context.Context, l *ledger, v *viewer, base string, hc *http.Client) {
+// answer, with the ETag it holds. target is the full poll address.
+func pollClient(ctx context.Context, l *ledger, v *viewer, target string, hc *http.Client) {
 	v.connected, v.poll = true, true
 	etag := ""
 	s := seqScanner{best: -1}
 	buf := make([]byte, 4096)
 	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/d/"+benchSlug+"/poll?wait=25", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", target, nil)
 		if etag != "" {
 			req.Header.Set("If-None-Match", etag)
 		}

@@ -38,7 +38,7 @@ type cluster struct {
 }
 
 func openCluster(ctx context.Context, o options, dataDir string, fsync bool) (*cluster, error) {
-	db, err := openDatabase(ctx, o.databaseURL, dataDir, fsync)
+	db, err := openDatabase(ctx, o.databaseURL, dataDir, fsync, false)
 	if err != nil {
 		return nil, err
 	}

@@ -103,6 +103,8 @@ func TestMatrixFlags(t *testing.T) {
 		{[]string{"-pgbench", "-database-url", "postgres://x/y", "-pgbench-fsync", "off,on"}, "one fsync setting"},
 		{[]string{"-pgbench", "-pgbench-runs", "0"}, "-pgbench-runs"},
 		{[]string{"-bulk", "-bulk-rows", "0"}, "-bulk-rows"},
+		{[]string{"-views", "0"}, "-views"},
+		{[]string{"-pgbench", "-views", "10"}, "-views"},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -110,8 +112,11 @@ func TestMatrixFlags(t *testing.T) {
 		}
 	}
 	// The latency run keeps its flags.
-	if _, err := parseFlags([]string{"-n", "50", "-fsync", "-max-hz", "20"}, io.Discard); err != nil {
-		t.Errorf("latency flags: %v", err)
+	if o, err := parseFlags([]string{"-n", "50", "-fsync", "-max-hz", "20"}, io.Discard); err != nil || o.views != 1 {
+		t.Errorf("latency flags: got views %d, error %v; want 1 view, no error", o.views, err)
+	}
+	if o, err := parseFlags([]string{"-n", "50", "-views", "10"}, io.Discard); err != nil || o.views != 10 {
+		t.Errorf("-views 10: got views %d, error %v; want 10, no error", o.views, err)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 type result struct {
 	N       int     `json:"n"`
 	M       int     `json:"m"`
+	Views   int     `json:"views"` // -views: distinct views the clients spread over; 1 is the dashboard without variables
 	Rate    float64 `json:"rate"`
 	Commits int     `json:"commits"`
 	P50     float64 `json:"p50_ms"`
@@ -43,12 +44,16 @@ type result struct {
 	RSSPerConnKB     float64   `json:"server_rss_per_idle_conn_kb"`
 	ServerCPUPct     float64   `json:"server_cpu_pct"` // of one core
 	ClientCPUPct     float64   `json:"client_cpu_pct"`
-	PgCPUPct         float64   `json:"pg_cpu_pct"`  // the private PostgreSQL
-	BoxCPUPct        float64   `json:"box_cpu_pct"` // the whole machine, of one core
-	QueriesPerCommit float64   `json:"queries_per_commit"`
-	CommitP50        float64   `json:"commit_p50_ms"`
-	CommitP99        float64   `json:"commit_p99_ms"`
-	Runs             int       `json:"runs"`
+	PgCPUPct         float64   `json:"pg_cpu_pct"`         // the private PostgreSQL
+	BoxCPUPct        float64   `json:"box_cpu_pct"`        // the whole machine, of one core
+	QueriesPerCommit float64   `json:"queries_per_commit"` // the server's count
+	// DBQueriesPerCommit is the panel query's executions per measured
+	// commit as pg_stat_statements counts them; nil when the database
+	// does not have it.
+	DBQueriesPerCommit *float64 `json:"db_queries_per_commit"`
+	CommitP50          float64  `json:"commit_p50_ms"`
+	CommitP99          float64  `json:"commit_p99_ms"`
+	Runs               int      `json:"runs"`
 }
 
 type stormResult struct {
@@ -173,6 +178,7 @@ type reportConfig struct {
 	Warmup       float64 `json:"warmup_seconds"`
 	MaxRefreshHz float64 `json:"max_refresh_hz"`
 	M            int     `json:"m"`
+	Views        int     `json:"views,omitempty"` // latency and storm runs
 	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench, -bulk: per cell
 	Server       string  `json:"server,omitempty"`
 }
@@ -227,17 +233,43 @@ func median(rows []result) result {
 	r.BoxCPUPct = med(func(r result) float64 { return r.BoxCPUPct })
 	r.PgCPUPct = med(func(r result) float64 { return r.PgCPUPct })
 	r.QueriesPerCommit = med(func(r result) float64 { return r.QueriesPerCommit })
+	r.DBQueriesPerCommit = medOptional(rows, func(r result) *float64 { return r.DBQueriesPerCommit })
 	r.CommitP50 = med(func(r result) float64 { return r.CommitP50 })
 	r.CommitP99 = med(func(r result) float64 { return r.CommitP99 })
 	r.WindowP99 = nil // per run only
 	return r
 }
 
+// medOptional is the median of f over the rows that have it; nil when
+// none has.
+func medOptional(rows []result, f func(result) *float64) *float64 {
+	var v []float64
+	for _, r := range rows {
+		if p := f(r); p != nil {
+			v = append(v, *p)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	m := v[len(v)/2]
+	return &m
+}
+
+// optional formats *p with f, or "-" when p is nil.
+func optional(p *float64, f string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(f, *p)
+}
+
 func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "commit-to-client latency, %g commits/s, max refresh %g Hz (ms; per N the median of its runs)\n", rep.Config.Rate, rep.Config.MaxRefreshHz)
-		fmt.Fprintln(tw, "N\tM\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tcommit p99\t")
+		fmt.Fprintln(tw, "N\tM\tviews\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tdb queries/commit\tcommit p99\t")
 		for _, r := range rep.Results {
 			trend := "-"
 			for _, run := range rep.Runs {
@@ -245,16 +277,18 @@ func printReport(w io.Writer, rep report) {
 					trend = fmt.Sprintf("%.1f/%.1f", run.WindowP99[0], run.WindowP99[len(run.WindowP99)-1])
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t\n",
-				r.N, r.M, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
-				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit, r.CommitP99)
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%.1f\t\n",
+				r.N, r.M, r.Views, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
+				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit,
+				optional(r.DBQueriesPerCommit, "%.2f"), r.CommitP99)
 		}
 		tw.Flush()
 		if len(rep.Runs) > len(rep.Results) {
 			fmt.Fprintln(w, "\nruns:")
-			fmt.Fprintln(tw, "N\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\t")
+			fmt.Fprintln(tw, "N\tviews\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\tdb queries/commit\t")
 			for _, r := range rep.Runs {
-				fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.0f\t%.2f\t\n", r.N, r.P50, r.P99, r.Max, r.Missing, r.RSSPerConnKB, r.ServerCPUPct, r.QueriesPerCommit)
+				fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.0f\t%.2f\t%s\t\n", r.N, r.Views, r.P50, r.P99, r.Max, r.Missing,
+					r.RSSPerConnKB, r.ServerCPUPct, r.QueriesPerCommit, optional(r.DBQueriesPerCommit, "%.2f"))
 			}
 			tw.Flush()
 		}

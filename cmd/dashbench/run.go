@@ -25,6 +25,7 @@ import (
 type options struct {
 	n, m        int
 	ns          []int
+	views       int // distinct views of the bench dashboard the clients spread over
 	rate        float64
 	duration    time.Duration
 	warmup      time.Duration
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 1000, "SSE clients (at most ~15,000 per process: the open-file cap is 20,000)")
 	fs.IntVar(&o.m, "m", 0, "long-poll clients")
+	fs.IntVar(&o.views, "views", 1, "distinct views: above 1 the bench dashboard gets a list variable v with options 0..K-1 that its panel reads, and client i asks for var-v=i mod K")
 	ns := fs.String("ns", "", "comma-separated list of N to sweep (overrides -n), e.g. 1000,5000,10000")
 	fs.Float64Var(&o.rate, "rate", 20, "commits per second")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measured time (storm: storm length)")
@@ -136,6 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, errors.New("-pgbench and -bulk are separate runs: pass one")
 		case o.pgbench && o.storm, o.bulk && o.storm:
 			return o, errors.New("-storm is a separate run: pass it without -pgbench or -bulk")
+		case set["views"]:
+			return o, errors.New("-views applies to the latency runs and -storm, not to -pgbench or -bulk")
 		case o.server != "":
 			return o, errors.New("-pgbench and -bulk start their own server, as a role that may not watch tables (so that only the bench watches and unwatches them): drop -server")
 		case o.pgbench && set["fsync"]:
@@ -173,6 +177,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-duration must be above zero")
 	case o.runs < 1:
 		return o, errors.New("-runs must be at least 1")
+	case o.views < 1:
+		return o, errors.New("-views must be at least 1")
 	case o.server != "" && o.databaseURL == "":
 		return o, errors.New("-server needs -database-url: the bench writes to the server's database")
 	}
@@ -218,7 +224,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
-		MaxRefreshHz: o.maxHz, M: o.m, Fsync: &o.fsync, Server: o.server}}
+		MaxRefreshHz: o.maxHz, M: o.m, Views: o.views, Fsync: &o.fsync, Server: o.server}}
 	// -pgbench and -bulk open their own databases (one per fsync setting)
 	// and report their settings per cell.
 	switch {
@@ -236,7 +242,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return finishReport(stdout, o, rep)
 	}
 
-	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync)
+	db, err := openDatabase(ctx, o.databaseURL, o.dataDir, o.fsync, true)
 	if err != nil {
 		return err
 	}
@@ -246,14 +252,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("connecting to database: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := setupBench(ctx, conn); err != nil {
+	if _, err := setupBench(ctx, conn, o.views); err != nil {
 		return err
 	}
 	if err := setFeedMode(ctx, conn, o.feed); err != nil {
 		return err
 	}
+	stats := openStatements(ctx, conn, stderr)
 
-	b := &bench{o: o, db: db, conn: conn, stderr: stderr}
+	b := &bench{o: o, db: db, conn: conn, stats: stats, stderr: stderr}
 	switch {
 	case o.storm:
 		r, err := b.stormRun(ctx, o.ns[0])
@@ -316,6 +323,7 @@ type bench struct {
 	o      options
 	db     *database
 	conn   *pgx.Conn
+	stats  *statements // panel queries counted at the database
 	stderr io.Writer
 }
 
@@ -324,8 +332,11 @@ func (b *bench) target(ctx context.Context) (base string, stop func(), err error
 	if b.o.server != "" {
 		return strings.TrimSuffix(b.o.server, "/"), func() {}, nil
 	}
-	p, err := startServer(ctx, b.o.serverBin, b.db.connString,
-		[]string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64), "DASHBOARD_FEED=" + b.o.feed}, b.stderr)
+	env := []string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64), "DASHBOARD_FEED=" + b.o.feed}
+	if b.o.views > 100 { // the server's default bound on one dashboard's views
+		env = append(env, "DASHBOARD_MAX_VIEWS="+strconv.Itoa(b.o.views))
+	}
+	p, err := startServer(ctx, b.o.serverBin, b.db.connString, env, b.stderr)
 	if err != nil {
 		return "", nil, err
 	}
@@ -404,7 +415,7 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			sseClient(cctx, l, v, u, dialer(i, src), rd, func(err error) {
+			sseClient(cctx, l, v, u, eventsPath(i, b.o.views), dialer(i, src), rd, func(err error) {
 				if err != nil {
 					c.connErrs.Add(1)
 				}
@@ -417,13 +428,13 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 	if m > 0 {
 		hc := pollHTTPClient(m, src)
 		c.pollHTTP = hc.Transport.(interface{ CloseIdleConnections() })
-		for range m {
+		for j := range m {
 			v := l.newViewer()
 			c.viewers = append(c.viewers, v)
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				pollClient(cctx, l, v, base, hc)
+				pollClient(cctx, l, v, base+pollPath(j, b.o.views), hc)
 			}()
 		}
 	}

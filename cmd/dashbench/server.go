@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,11 +25,30 @@ import (
 
 // The bench dashboard: one stat panel whose value is the sequence number as
 // text, so that it is rendered verbatim (numbers are abbreviated, 12.3k).
+// With -views K above 1 the dashboard has a list variable v ("0".."K-1")
+// and the panel reads it, so that each value is a view of its own with its
+// own query; the stat shows the first column, so frames look alike.
 const (
-	benchSlug  = "bench"
-	seqPrefix  = "seqno-"
-	panelQuery = `SELECT 'seqno-' || n AS n FROM bench.seq WHERE id = 1`
+	benchSlug       = "bench"
+	seqPrefix       = "seqno-"
+	panelQuery      = `SELECT 'seqno-' || n AS n FROM bench.seq WHERE id = 1`
+	viewsPanelQuery = `SELECT 'seqno-' || n AS n, :v AS view FROM bench.seq WHERE id = 1`
 )
+
+// benchDashboard is the bench dashboard's variables (a JSON array) and
+// panel SQL for the given number of views. One view is the dashboard the
+// earlier figures were measured on: no variables.
+func benchDashboard(views int) (variables, sql string) {
+	if views <= 1 {
+		return "[]", panelQuery
+	}
+	opts := make([]string, views)
+	for i := range opts {
+		opts[i] = strconv.Itoa(i)
+	}
+	b, _ := json.Marshal([]map[string]any{{"name": "v", "kind": "list", "options": opts}})
+	return string(b), viewsPanelQuery
+}
 
 // database is the PostgreSQL the bench writes to: a given one, or a private
 // server that it stops on close.
@@ -38,7 +58,11 @@ type database struct {
 	tmp        string
 }
 
-func openDatabase(ctx context.Context, url, dataDir string, fsync bool) (*database, error) {
+// openDatabase opens url, or starts a private server. With statements
+// the private server loads pg_stat_statements, which the latency runs read
+// to count panel queries at the database; -pgbench and -bulk leave it out,
+// since it costs every statement a little.
+func openDatabase(ctx context.Context, url, dataDir string, fsync, statements bool) (*database, error) {
 	if url != "" {
 		return &database{connString: url}, nil
 	}
@@ -56,8 +80,11 @@ func openDatabase(ctx context.Context, url, dataDir string, fsync bool) (*databa
 		db.tmp = dir
 		dataDir = filepath.Join(dir, "d")
 	}
-	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: dataDir, Fsync: fsync,
-		ExtraConf: map[string]string{"max_connections": "200"}})
+	conf := map[string]string{"max_connections": "200"}
+	if statements {
+		conf["shared_preload_libraries"] = "pg_stat_statements"
+	}
+	srv, err := pgserver.Start(ctx, pgserver.Options{Dir: dataDir, Fsync: fsync, ExtraConf: conf})
 	if err != nil {
 		db.close()
 		return nil, err
@@ -82,9 +109,11 @@ func (db *database) close() {
 	}
 }
 
-// setupBench creates the bench table, watches it and (re)creates the bench
-// dashboard. It returns the current sequence number.
-func setupBench(ctx context.Context, conn *pgx.Conn) (int64, error) {
+// setupBench creates the bench table, watches it and creates the bench
+// dashboard for the given number of views, or changes it to that (its
+// variables and panel SQL together, so a server never loads one without
+// the other). It returns the current sequence number.
+func setupBench(ctx context.Context, conn *pgx.Conn, views int) (int64, error) {
 	if _, err := migrations.Up(ctx, conn); err != nil {
 		return 0, fmt.Errorf("migrating: %w", err)
 	}
@@ -93,17 +122,26 @@ func setupBench(ctx context.Context, conn *pgx.Conn) (int64, error) {
 		`CREATE TABLE IF NOT EXISTS bench.seq (id int PRIMARY KEY, n bigint NOT NULL)`,
 		`INSERT INTO bench.seq VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
 		`SELECT dashboard.watch('bench.seq')`,
-		`INSERT INTO dashboard.dashboards (slug, title) VALUES ('bench', 'Bench') ON CONFLICT (slug) DO NOTHING`,
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return 0, fmt.Errorf("setting up bench dashboard: %s: %w", s, err)
 		}
 	}
-	_, err := conn.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql)
-		SELECT id, 'counter', 'Sequence', 'stat', $1 FROM dashboard.dashboards WHERE slug = 'bench'
-		ON CONFLICT (dashboard_id, slug) DO UPDATE SET kind = EXCLUDED.kind, sql = EXCLUDED.sql
-		WHERE panels.sql IS DISTINCT FROM EXCLUDED.sql OR panels.kind IS DISTINCT FROM EXCLUDED.kind`, panelQuery)
+	vars, sql := benchDashboard(views)
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO dashboard.dashboards (slug, title, variables) VALUES ('bench', 'Bench', $1::jsonb)
+			ON CONFLICT (slug) DO UPDATE SET variables = EXCLUDED.variables
+			WHERE dashboards.variables IS DISTINCT FROM EXCLUDED.variables`, vars)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql)
+			SELECT id, 'counter', 'Sequence', 'stat', $1 FROM dashboard.dashboards WHERE slug = 'bench'
+			ON CONFLICT (dashboard_id, slug) DO UPDATE SET kind = EXCLUDED.kind, sql = EXCLUDED.sql
+			WHERE panels.sql IS DISTINCT FROM EXCLUDED.sql OR panels.kind IS DISTINCT FROM EXCLUDED.kind`, sql)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("setting up bench dashboard: %w", err)
 	}
