@@ -411,3 +411,45 @@ func TestVariablesRefreshIntervalEdited(t *testing.T) {
 	s.exec(t, `INSERT INTO orders DEFAULT VALUES`)
 	eventually(t, "the row written after the edit counted", func() bool { return count() == "2" })
 }
+
+var (
+	sseConnectRE = regexp.MustCompile(`hx-sse:connect="([^"]+)"`)
+	pollURLRE    = regexp.MustCompile(`data-poll-url="([^"]+)"`)
+)
+
+// TestVariablesDefaultViewAdmitted: with every view of a dashboard
+// watched, the plain link and its page's own stream and long-poll (whose
+// addresses name every variable) are still admitted: the default view is
+// known by its value, not by its address.
+func TestVariablesDefaultViewAdmitted(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MaxViews = 2
+	s := startServer(t, cfg, false)
+	salesFixture(t, s, true)
+	a := openSSE(t, nil, s.URL+"/d/sales/events?var-note=a")
+	a.hello(t)
+	b := openSSE(t, nil, s.URL+"/d/sales/events?var-note=b")
+	b.hello(t)
+
+	resp, body := s.get(t, "/d/sales")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain link with every view watched: %d", resp.StatusCode)
+	}
+	m := sseConnectRE.FindStringSubmatch(body)
+	p := pollURLRE.FindStringSubmatch(body)
+	if m == nil || p == nil {
+		t.Fatalf("no stream/poll URL in the page")
+	}
+	events, poll := html.UnescapeString(m[1]), html.UnescapeString(p[1])
+	// Another new choice is refused, and takes no room of the default's.
+	if got := s.status(t, "GET", "/d/sales/events?var-note=c"); got != http.StatusTooManyRequests {
+		t.Errorf("a third choice: got %d, want 429", got)
+	}
+	if got := s.status(t, "GET", poll+"&wait=0"); got != http.StatusOK {
+		t.Errorf("the default page's own long-poll %s: got %d, want 200", poll, got)
+	}
+	if got := s.status(t, "GET", events); got != http.StatusOK {
+		t.Errorf("the default page's own stream %s: got %d, want 200", events, got)
+	}
+}

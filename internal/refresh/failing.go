@@ -3,6 +3,7 @@ package refresh
 import (
 	"time"
 
+	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/panel"
 )
 
@@ -13,8 +14,13 @@ const failedQuery = "The query failed; the server log says why."
 // failing records that a panel's query failed in a view, and returns what
 // to show: the last good data, if any, marked with when the failure began,
 // and the message (on public dashboards only that there is one). The log
-// gets one line when the message is new, not one per run.
-func (e *Engine) failing(view panel.ViewKey, st *panelState, r *panel.Result) *panel.Result {
+// gets one line when the message is new, not one per run. A view nobody
+// watches (its query finished after the last viewer left) shows the same
+// but is not counted or logged: its failure is nobody's concern.
+func (e *Engine) failing(view panel.ViewKey, st *panelState, r *panel.Result, watched bool) *panel.Result {
+	if !watched {
+		return e.shown(e.snapshot.Load(), st, r.Err, r.Notice)
+	}
 	if st.failingSince.IsZero() {
 		st.failingSince = time.Now().UTC().Truncate(time.Second)
 	}
@@ -28,8 +34,19 @@ func (e *Engine) failing(view panel.ViewKey, st *panelState, r *panel.Result) *p
 	}
 	e.failingPanels[st.def.ID][view] = true
 	e.cfg.Metrics.failing.Set(float64(len(e.failingPanels)))
-	out := &panel.Result{Err: r.Err, Notice: r.Notice, FailingSince: st.failingSince}
-	if snap := e.snapshot.Load(); snap != nil {
+	return e.shown(e.snapshot.Load(), st, r.Err, r.Notice)
+}
+
+// shown is what a failing panel shows under snap: its last good data, the
+// mark, and the message err, or on a public dashboard only that there is
+// one.
+func (e *Engine) shown(snap *catalog.Snapshot, st *panelState, err, notice string) *panel.Result {
+	since := st.failingSince
+	if since.IsZero() {
+		since = time.Now().UTC().Truncate(time.Second)
+	}
+	out := &panel.Result{Err: err, Notice: notice, FailingSince: since}
+	if snap != nil {
 		if d := snap.DashboardByID(st.def.DashboardID); d == nil || d.Public {
 			out.Err = failedQuery
 		}

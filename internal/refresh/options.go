@@ -52,15 +52,16 @@ type optionSet struct {
 	at      time.Time
 	options []string
 	err     error
+	size    int // bytes held (its key and options) once counted in the cache's total
 }
 
 type optionsCache struct {
 	mu    sync.Mutex
 	sets  map[string]*optionSet
-	bytes int
-	// running bounds the option queries in flight (Config.Concurrency),
-	// so that viewers asking for many distinct choices cannot take the
-	// pool from the panels.
+	bytes int // the sizes of the sets in sets
+	// running bounds the option queries in flight (half of
+	// Config.Concurrency, at least one), so that viewers asking for many
+	// distinct choices cannot take the pool from the panels.
 	running chan struct{}
 }
 
@@ -75,14 +76,15 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 	c.mu.Lock()
 	if c.sets == nil {
 		c.sets = make(map[string]*optionSet)
-		c.running = make(chan struct{}, e.cfg.Concurrency)
+		c.running = make(chan struct{}, max(1, e.cfg.Concurrency/2))
 	}
 	set := c.sets[key]
 	if set != nil {
 		select {
 		case <-set.done:
 			if time.Since(set.at) > optionsTTL || set.err != nil && !isVariableError(set.err) {
-				set = nil // stale, or the database was down: ask again
+				c.remove(key, set) // stale, or the database was down: ask again
+				set = nil
 			}
 		default: // being asked: wait for it
 		}
@@ -92,22 +94,7 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 		set = &optionSet{done: make(chan struct{})}
 		c.sets[key] = set
 		c.mu.Unlock()
-		select {
-		case c.running <- struct{}{}:
-			set.options, set.err = e.queryOptions(ctx, dashboard, v, args)
-			<-c.running
-		case <-ctx.Done():
-			set.err = fmt.Errorf("%w: waiting to read the options of %s: %w", ErrDatabase, v.Name, ctx.Err())
-		}
-		set.at = time.Now()
-		c.mu.Lock()
-		if c.sets[key] == set { // not thrown away meanwhile
-			for _, o := range set.options {
-				c.bytes += len(o)
-			}
-		}
-		c.mu.Unlock()
-		close(set.done)
+		e.readOptions(c, key, set, dashboard, v, args)
 	} else {
 		c.mu.Unlock()
 	}
@@ -117,6 +104,45 @@ func (e *Engine) Options(ctx context.Context, dashboard int64, v *panel.Variable
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// readOptions fills set, shared by every caller that asks meanwhile: so
+// none of their contexts, only the query timeout, bounds it.
+func (e *Engine) readOptions(c *optionsCache, key string, set *optionSet, dashboard int64, v *panel.Variable, args []any) {
+	defer close(set.done)
+	defer func() {
+		if p := recover(); p != nil {
+			set.err = fmt.Errorf("%w: reading the options of %s: %v", ErrDatabase, v.Name, p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.QueryTimeout+2*time.Second)
+	defer cancel()
+	select {
+	case c.running <- struct{}{}:
+		func() {
+			defer func() { <-c.running }()
+			set.options, set.err = e.queryOptions(ctx, dashboard, v, args)
+		}()
+	case <-ctx.Done():
+		set.err = fmt.Errorf("%w: waiting to read the options of %s: %w", ErrDatabase, v.Name, ctx.Err())
+	}
+	set.at = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sets[key] == set { // not thrown away meanwhile
+		set.size = len(key)
+		for _, o := range set.options {
+			set.size += len(o)
+		}
+		c.bytes += set.size
+	}
+}
+
+// remove takes a set out of the cache with its bytes. Called with mu held.
+func (c *optionsCache) remove(key string, set *optionSet) {
+	c.bytes -= set.size
+	set.size = 0
+	delete(c.sets, key)
 }
 
 // makeRoom keeps the cache within its bounds before a set is added: stale
@@ -129,10 +155,7 @@ func (c *optionsCache) makeRoom() {
 		select {
 		case <-set.done:
 			if time.Since(set.at) > optionsTTL {
-				for _, o := range set.options {
-					c.bytes -= len(o)
-				}
-				delete(c.sets, key)
+				c.remove(key, set)
 			}
 		default:
 		}
@@ -167,10 +190,6 @@ func (e *Engine) queryOptions(ctx context.Context, dashboard int64, v *panel.Var
 	if e.cfg.Pool == nil {
 		return nil, fmt.Errorf("%w: no database", ErrDatabase)
 	}
-	// The options are shared by every viewer who asked meanwhile: one
-	// viewer leaving must not cancel them for the rest.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.QueryTimeout+2*time.Second)
-	defer cancel()
 	sql := v.Query
 	if sql == "" {
 		sql = v.SQL

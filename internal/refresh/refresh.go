@@ -612,7 +612,7 @@ func (e *Engine) finish(d queryDone) {
 	r := d.result
 	if r.Err != "" {
 		outcome = "error"
-		r = e.failing(d.view, st, r)
+		r = e.failing(d.view, st, r, vs.active)
 	} else {
 		e.working(d.view, st)
 		st.good = r
@@ -631,11 +631,24 @@ func (e *Engine) finish(d queryDone) {
 // will be published afresh, removed ones are forgotten, in every view.
 func (e *Engine) apply(snap *catalog.Snapshot) {
 	old := e.snapshot.Load()
+	type failing struct {
+		view panel.ViewKey
+		id   int64
+	}
+	var now []failing
 	for key, vs := range e.states {
 		d := snap.DashboardByID(key.Dashboard)
 		if d != nil && old != nil {
 			if was := old.DashboardByID(key.Dashboard); was != nil && was.Public != d.Public {
-				// What a failing panel shows depends on who may see it.
+				// What a failing panel shows depends on who may see it:
+				// run everything again, and show a panel failing now as
+				// the new audience may see it at once, whether or not the
+				// database answers the rerun.
+				for id, st := range vs.panels {
+					if st.lastErr != "" && st.published {
+						now = append(now, failing{key, id})
+					}
+				}
 				vs.markAll(time.Time{}, true)
 			}
 		}
@@ -666,6 +679,17 @@ func (e *Engine) apply(snap *catalog.Snapshot) {
 	// may open a view of it at once.
 	e.cfg.Publisher.CatalogChanged(snap)
 	e.snapshot.Store(snap)
+	for _, f := range now {
+		if st := e.states[f.view].panels[f.id]; st != nil {
+			notice := snap.Notice(f.id)
+			if d := snap.DashboardByID(st.def.DashboardID); d == nil || d.Public {
+				notice = snap.PublicNotice(f.id)
+			}
+			r := e.shown(snap, st, st.lastErr, notice)
+			st.hash = r.Hash()
+			e.cfg.Publisher.Publish(f.view, st.def, r, time.Time{})
+		}
+	}
 }
 
 func notice(s *catalog.Snapshot, id int64) string {

@@ -23,10 +23,11 @@ type View struct {
 	// run again whenever now, rounded down to the dashboard's refresh
 	// interval (as the catalog has it at that moment), moves.
 	Clock bool
-	// Default is the dashboard's default choice (the address chose
-	// nothing). It is admitted even when the dashboard's other views fill
-	// Config.MaxViews, so that a crowd of choices never locks the plain
-	// link, and a wall screen's, out.
+	// Default says the choice is the dashboard's default one (what the
+	// plain link shows, with a token's fixed values if any). Default views
+	// are bounded apart from the others (Config.MaxViews each), so that a
+	// crowd of other choices never locks the plain link, and a wall
+	// screen's, out.
 	Default bool
 }
 
@@ -66,7 +67,7 @@ func (e *Engine) Acquire(v View) (ready <-chan struct{}, release func(), err err
 	e.mu.Lock()
 	en := e.views[v.Key]
 	if en == nil {
-		if !e.makeRoom(v.Key.Dashboard) && !v.Default {
+		if !e.makeRoom(v.Key.Dashboard, v.Default) {
 			e.mu.Unlock()
 			e.cfg.Metrics.viewsRefused.Inc()
 			return nil, nil, ErrTooManyViews
@@ -108,12 +109,16 @@ func (en *entry) remove(w *waiter) {
 }
 
 // makeRoom reports whether dashboard may have one more view, dropping its
-// least recently used view without viewers if it must. Called with mu held.
-func (e *Engine) makeRoom(dashboard int64) bool {
+// least recently used view without viewers if it must. Default views (the
+// plain link's choice, or a token's) have a room of their own, of the same
+// size: a crowd of other choices can neither refuse nor push out the view a
+// wall screen shows, and defaults that changed with the data are bounded
+// all the same. Called with mu held.
+func (e *Engine) makeRoom(dashboard int64, isDefault bool) bool {
 	n := 0
 	var lru *entry
 	for key, en := range e.views {
-		if key.Dashboard != dashboard {
+		if key.Dashboard != dashboard || en.view.Default != isDefault {
 			continue
 		}
 		n++

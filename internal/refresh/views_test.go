@@ -1,14 +1,19 @@
 package refresh
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/pgtest"
 )
 
 // regionView is a view of dashboard 3 whose :region is region. Its Args
@@ -200,7 +205,8 @@ func TestScheduleViewDroppedAndRecreated(t *testing.T) {
 
 // TestScheduleDefaultViewAdmitted: with every view of a dashboard watched,
 // a new choice is refused, but the dashboard's default view (the plain
-// link a wall screen opens) is still admitted.
+// link a wall screen opens) is still admitted, and a new choice cannot
+// push it out.
 func TestScheduleDefaultViewAdmitted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := startEngine(t, Config{MaxViews: 1})
@@ -210,10 +216,169 @@ func TestScheduleDefaultViewAdmitted(t *testing.T) {
 		}
 		def := regionView("asia", false)
 		def.Default = true
-		defer f.acquireView(t, def)()
+		f.acquireView(t, def)() // the page, gone again
 		synctest.Wait()
-		if got := regions(f.db.callsOf(31)); !slices.Equal(got, []string{"asia", "eu"}) {
+		if _, _, err := f.e.Acquire(regionView("us", false)); !errors.Is(err, ErrTooManyViews) {
+			t.Fatalf("a second choice after the default's page left: got %v, want ErrTooManyViews", err)
+		}
+		defer f.acquireView(t, def)() // its stream
+		synctest.Wait()
+		if got := regions(f.db.callsOf(31)); !slices.Contains(got, "asia") {
 			t.Errorf("queries: got regions %v, want the default view's too", got)
 		}
 	})
+}
+
+// TestScheduleFailingGaugeQueryInFlightWhenUnwatched: the view goes idle (Linger
+// over) while its failing query is still running; the result arrives
+// after step() forgot the view's failures, and finish re-registers it, so
+// panels_failing stays up for a view nobody watches (until the view is
+// dropped, which may be never below MaxViews).
+func TestScheduleFailingGaugeQueryInFlightWhenUnwatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxRefreshHz: 1000, Linger: time.Second})
+		f.db.mu.Lock()
+		f.db.broken[31] = `canceling statement due to statement timeout (SQLSTATE 57014)`
+		f.db.mu.Unlock()
+		f.db.hold(31)
+		release := f.acquireView(t, regionView("x", false))
+		synctest.Wait()
+		release()
+		time.Sleep(2 * time.Second) // Linger over while the query runs
+		synctest.Wait()
+		f.db.release(31)
+		synctest.Wait()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := gaugeValue(t, f.e.cfg.Metrics.failing); got != 0 {
+			t.Errorf("panels_failing an hour after the only viewer left (query in flight when the view went idle): got %v, want 0", got)
+		}
+	})
+}
+
+// TestScheduleDefaultViewsBounded: every distinct key flagged Default is
+// admitted past MaxViews; nothing bounds how many.
+func TestScheduleDefaultViewsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startEngine(t, Config{MaxViews: 1})
+		defer f.acquireView(t, regionView("eu", false))()
+		for i := range 50 {
+			v := regionView("d"+string(rune('a'+i%26))+string(rune('a'+i/26)), false)
+			v.Default = true
+			if _, release, err := f.e.Acquire(v); err == nil {
+				defer release()
+			}
+		}
+		synctest.Wait()
+		if got := gaugeValue(t, f.e.cfg.Metrics.views); got != 2 {
+			t.Errorf("views of a dashboard with MaxViews 1: got %v, want 2 (one choice, one default)", got)
+		}
+	})
+}
+
+// TestOptionsOutliveTheFirstAsker: a follower with a live
+// context shares the leader's set; the leader gives up waiting for a slot,
+// and the follower gets ErrDatabase (503) although its own context is fine.
+func TestOptionsOutliveTheFirstAsker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := New(Config{Concurrency: 1})
+		v := &panel.Variable{Name: "customer", Query: "SELECT 1"}
+		// Fill the only slot.
+		e.options.sets = make(map[string]*optionSet)
+		e.options.running = make(chan struct{}, 1)
+		e.options.running <- struct{}{}
+		leaderCtx, cancel := context.WithCancel(context.Background())
+		go e.Options(leaderCtx, 1, v, nil)
+		synctest.Wait()
+		errc := make(chan error, 1)
+		go func() {
+			ctx, c := context.WithTimeout(context.Background(), time.Minute)
+			defer c()
+			_, err := e.Options(ctx, 1, v, nil)
+			errc <- err
+		}()
+		synctest.Wait()
+		cancel() // the first viewer closes its tab
+		synctest.Wait()
+		select {
+		case err := <-errc:
+			t.Errorf("follower with a live context: got %v after the leader left", err)
+		default:
+		}
+		<-e.options.running
+		synctest.Wait()
+	})
+}
+
+// TestScheduleVisibilityFlipWhileDatabaseDown: the flip republishes only by
+// re-running the query; while the database cannot be asked the board
+// keeps the private message for the now public viewers.
+func TestScheduleVisibilityFlipWhileDatabaseDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db, pub, loader := newFakeDB(), &recPublisher{}, &publicLoader{}
+		e := New(Config{Loader: loader, Publisher: pub, MaxRefreshHz: 1000})
+		e.run = db.run
+		if err := e.LoadCatalog(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		db.mu.Lock()
+		db.broken[11] = `permission denied for table salaries (SQLSTATE 42501)`
+		db.mu.Unlock()
+		f := &fixture{e: e}
+		_, release := f.acquire(1)
+		defer release()
+		synctest.Wait()
+		db.setFail(11, errors.New("connection refused"))
+		loader.public.Store(true)
+		time.Sleep(time.Second)
+		e.TableChanged(catalog.DashboardsTable, time.Now())
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := pub.result(11); strings.Contains(got.Err, "salaries") {
+			t.Errorf("a minute after the dashboard became public (database unreachable): board still has %q", got.Err)
+		}
+	})
+}
+
+// TestOptionsBytesCounted: a stale set replaced by a fresh one for the
+// same key keeps its bytes counted, so the count grows by a whole set at
+// every TTL and the cache is wiped although it holds one set.
+func TestOptionsBytesCounted(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), pgtest.NewDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	e := New(Config{Pool: pool})
+	v := &panel.Variable{Name: "n", Query: "SELECT repeat('x', 1000) || g FROM generate_series(1, 1000) g"}
+	ctx := context.Background()
+	var one int
+	for i := range 5 {
+		opts, err := e.Options(ctx, 1, v, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			for _, o := range opts {
+				one += len(o)
+			}
+		}
+		e.options.mu.Lock()
+		for _, s := range e.options.sets {
+			s.at = s.at.Add(-time.Minute) // stale, as after 5 s
+		}
+		e.options.mu.Unlock()
+	}
+	e.options.mu.Lock()
+	defer e.options.mu.Unlock()
+	for key := range e.options.sets {
+		if want := one + len(key); len(e.options.sets) != 1 || e.options.bytes != want {
+			t.Errorf("after 5 refreshes of one set of %d bytes: %d sets, %d bytes counted, want %d", want, len(e.options.sets), e.options.bytes, want)
+		}
+	}
 }

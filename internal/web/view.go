@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/livedash/dashboard/internal/access"
@@ -37,24 +35,36 @@ type choice struct {
 // cannot be read answers 500 (its SQL is broken: the log says why) or 503
 // (the database is down).
 func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, grant access.Grant) (*choice, bool) {
-	q := r.URL.Query()
-	c := &choice{view: refresh.View{Key: panel.ViewKey{Dashboard: d.ID}, Default: chooses(q)},
+	c := &choice{view: refresh.View{Key: panel.ViewKey{Dashboard: d.ID}, Default: true},
 		options: make(map[string][]string)}
 	if len(d.Variables) == 0 && d.Time == nil && len(grant.Variables) == 0 {
 		return c, true
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PageWait)
 	defer cancel()
+	recording := true // the pickers show the options of the choice, not of the default
 	opts := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
 		args, err := variables.Args(d, upstream, v.Params, time.Now())
 		if err != nil {
 			return nil, err
 		}
 		o, err := s.engine.Options(ctx, d.ID, v, args)
-		c.options[v.Name] = o
+		if recording {
+			c.options[v.Name] = o
+		}
 		return o, err
 	}
-	sel, err := variables.Select(d, q, grant.Variables, opts)
+	sel, err := variables.Select(d, r.URL.Query(), grant.Variables, opts)
+	if err == nil {
+		// Is this the choice the plain link shows? Decided by value, not
+		// by the address: the page's own stream names every variable. The
+		// options it needs were just read (and are shared for a while).
+		recording = false
+		var def variables.Selection
+		if def, err = variables.Select(d, nil, grant.Variables, opts); err == nil {
+			c.view.Default = def.Key() == sel.Key()
+		}
+	}
 	var inputErr *variables.InputError
 	var varErr *refresh.VariableError
 	switch {
@@ -99,17 +109,6 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, d *panel.Dashboard
 	}
 	c.view.Clock = sel.Clock()
 	return c, true
-}
-
-// chooses reports whether an address chooses nothing: no variable, no time
-// range. Such a request is for the dashboard's default view.
-func chooses(q url.Values) bool {
-	for name := range q {
-		if name == "from" || name == "to" || strings.HasPrefix(name, "var-") {
-			return false
-		}
-	}
-	return true
 }
 
 // pickers is the page's model of the choice: a control per variable and
