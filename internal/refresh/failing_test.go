@@ -193,27 +193,18 @@ func (l *publicLoader) Load(ctx context.Context) (*catalog.Snapshot, error) {
 	return s, nil
 }
 
-// TestScheduleVisibilityFlipRepublishes: a private dashboard's failing panel
-// shows the database's message (fine). When the dashboard is made public,
-// nothing republishes the panel, so the board keeps the raw message for
-// public viewers until the panel happens to run again.
+// TestScheduleVisibilityFlipRepublishes: a private dashboard's failing
+// panel shows the database's message. When the dashboard is made public,
+// its panels are published again, so public viewers never see it.
 func TestScheduleVisibilityFlipRepublishes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db, pub, loader := newFakeDB(), &recPublisher{}, &publicLoader{}
-		e := New(Config{Loader: loader, Publisher: pub, MaxRefreshHz: 1000})
-		e.run = db.run
-		if err := e.LoadCatalog(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		loader := &publicLoader{}
+		f := startEngineWith(t, Config{MaxRefreshHz: 1000}, loader)
+		db, pub, e := f.db, f.pub, f.e
 
 		db.mu.Lock()
 		db.broken[11] = `permission denied for table salaries (SQLSTATE 42501)`
 		db.mu.Unlock()
-		f := &fixture{e: e}
 		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()

@@ -241,8 +241,18 @@ type fixture struct {
 // function returns. It must be called inside synctest.Test.
 func startEngine(t *testing.T, cfg Config) *fixture {
 	t.Helper()
+	return startEngineWith(t, cfg, nil)
+}
+
+// startEngineWith is startEngine with another catalog than fakeLoader's
+// (nil: fakeLoader's).
+func startEngineWith(t *testing.T, cfg Config, loader Loader) *fixture {
+	t.Helper()
 	f := &fixture{db: newFakeDB(), pub: &recPublisher{}, loader: &fakeLoader{}}
 	cfg.Loader = f.loader
+	if loader != nil {
+		cfg.Loader = loader
+	}
 	cfg.Publisher = f.pub
 	if cfg.BatchWindow == 0 {
 		cfg.BatchWindow = 25 * time.Millisecond

@@ -310,25 +310,17 @@ func TestOptionsOutliveTheFirstAsker(t *testing.T) {
 	})
 }
 
-// TestScheduleVisibilityFlipWhileDatabaseDown: the flip republishes only by
-// re-running the query; while the database cannot be asked the board
-// keeps the private message for the now public viewers.
+// TestScheduleVisibilityFlipWhileDatabaseDown: a failing panel is shown as
+// the public may see it as soon as its dashboard is made public, not only
+// once its query runs again (the database may not answer).
 func TestScheduleVisibilityFlipWhileDatabaseDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db, pub, loader := newFakeDB(), &recPublisher{}, &publicLoader{}
-		e := New(Config{Loader: loader, Publisher: pub, MaxRefreshHz: 1000})
-		e.run = db.run
-		if err := e.LoadCatalog(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		loader := &publicLoader{}
+		f := startEngineWith(t, Config{MaxRefreshHz: 1000}, loader)
+		db, pub, e := f.db, f.pub, f.e
 		db.mu.Lock()
 		db.broken[11] = `permission denied for table salaries (SQLSTATE 42501)`
 		db.mu.Unlock()
-		f := &fixture{e: e}
 		_, release := f.acquire(1)
 		defer release()
 		synctest.Wait()
