@@ -102,7 +102,7 @@ func (h *Hub) ViewOpened(view panel.ViewKey) {
 	if d == nil {
 		return
 	}
-	b := &Board{results: make(map[int64]*panel.Result), frags: make(map[int64][]byte), changed: make(chan struct{})}
+	b := &Board{view: view, results: make(map[int64]*panel.Result), frags: make(map[int64][]byte), changed: make(chan struct{})}
 	b.setDashboard(d)
 	h.boards[view] = b
 }
@@ -121,6 +121,7 @@ const recentChanges = 16
 
 // Board is one view's current state.
 type Board struct {
+	view    panel.ViewKey // its panels' links carry view.Vars
 	mu      sync.RWMutex
 	dash    *panel.Dashboard
 	results map[int64]*panel.Result
@@ -291,7 +292,7 @@ func (b *Board) build(full bool, changed []int64) (*Frame, error) {
 	var body []byte
 	if full {
 		var err error
-		if body, err = views.PagePartials(context.Background(), b.dash, b.results); err != nil {
+		if body, err = views.PagePartials(context.Background(), b.dash, b.view.Vars, b.results); err != nil {
 			return nil, fmt.Errorf("rendering page partials: %w", err)
 		}
 	} else {
@@ -337,6 +338,7 @@ func (h *Hub) CatalogChanged(s *catalog.Snapshot) {
 func (b *Board) setDashboard(d *panel.Dashboard) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	renamed := b.dash != nil && b.dash.Slug != d.Slug
 	b.dash = d
 	keep := make(map[int64]bool, len(d.Panels))
 	for _, p := range d.Panels {
@@ -348,10 +350,26 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 			delete(b.frags, id)
 		}
 	}
-	if l := layoutHash(d); l != b.layout {
+	if renamed {
+		// The panels' links name the dashboard: draw them again, so the
+		// version stays a digest of what the page shows.
+		for _, p := range d.Panels {
+			if r := b.results[p.ID]; r != nil {
+				if frag, err := views.PanelPartial(context.Background(), b.place(), p, r); err == nil {
+					b.frags[p.ID] = frag
+				}
+			}
+		}
+	}
+	if l := layoutHash(d); l != b.layout || renamed {
 		b.layout = l
 		b.advance(nil)
 	}
+}
+
+// place is where the board's panels are drawn. Called with mu held.
+func (b *Board) place() views.Place {
+	return views.Place{Dashboard: b.dash.Slug, View: b.view.Vars}
 }
 
 // Publish renders a changed panel result once and moves its view to a new
@@ -362,8 +380,11 @@ func (h *Hub) Publish(view panel.ViewKey, p *panel.Def, r *panel.Result, notifie
 	if b == nil {
 		return
 	}
+	b.mu.RLock()
+	at := b.place()
+	b.mu.RUnlock()
 	start := time.Now()
-	frag, err := views.PanelPartial(context.Background(), p, r)
+	frag, err := views.PanelPartial(context.Background(), at, p, r)
 	h.metrics.render.Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.logger.Error("rendering panel", "panel", p.Slug, "err", err)
@@ -371,6 +392,13 @@ func (h *Hub) Publish(view panel.ViewKey, p *panel.Def, r *panel.Result, notifie
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.place() != at {
+		// The dashboard was renamed meanwhile (rare): draw it again here.
+		if frag, err = views.PanelPartial(context.Background(), b.place(), p, r); err != nil {
+			h.logger.Error("rendering panel", "panel", p.Slug, "err", err)
+			return
+		}
+	}
 	b.results[p.ID] = r
 	if bytes.Equal(b.frags[p.ID], frag) {
 		return

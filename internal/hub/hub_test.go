@@ -328,3 +328,39 @@ func FuzzParseVersion(f *testing.F) {
 
 // viewOf is the view without variables of p's dashboard.
 func viewOf(p *panel.Def) panel.ViewKey { return panel.ViewKey{Dashboard: p.DashboardID} }
+
+// TestPanelLinksNameTheView: a view's panels link their CSV with the view's
+// key, and a renamed dashboard's panels are drawn again with the new name,
+// so the version stays a digest of what the page shows.
+func TestPanelLinksNameTheView(t *testing.T) {
+	d := &panel.Dashboard{ID: 1, Slug: "ops", Title: "Ops", Public: true}
+	d.Panels = []*panel.Def{{ID: 10, DashboardID: 1, Slug: "p1", Title: "One", Kind: panel.Table, Width: 1, Height: 1}}
+	h := hub.New(nil, nil)
+	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{d}, nil, nil))
+	view := panel.ViewKey{Dashboard: 1, Vars: "var-region=eu"}
+	h.ViewOpened(view)
+	b := h.Board(view)
+	h.Publish(view, d.Panels[0], result("x"), time.Time{})
+	if f := b.FrameSince(hub.Version{}, false); !bytes.Contains(f.Body, []byte(`href="/d/ops/panels/p1.csv?var-region=eu"`)) {
+		t.Fatalf("full state %s: want the CSV link of the view", trim(f.Body))
+	}
+	before := b.Version()
+	renamed := *d
+	renamed.Slug = "operations"
+	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{&renamed}, nil, nil))
+	if b.Version() == before {
+		t.Fatal("version unchanged after a rename")
+	}
+	f := b.FrameSince(before, true)
+	if f == nil || !bytes.Contains(f.Body, []byte(`href="/d/operations/panels/p1.csv?var-region=eu"`)) {
+		t.Fatalf("step after the rename: want the new link")
+	}
+	// The same state reached on a fresh hub has the same version.
+	h2 := hub.New(nil, nil)
+	h2.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{&renamed}, nil, nil))
+	h2.ViewOpened(view)
+	h2.Publish(view, renamed.Panels[0], result("x"), time.Time{})
+	if got, want := h2.Board(view).Version(), b.Version(); got != want {
+		t.Errorf("renamed board: got version %s on a fresh hub, want %s", got, want)
+	}
+}

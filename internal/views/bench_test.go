@@ -16,7 +16,7 @@ func BenchmarkPanelPartial(b *testing.B) {
 		b.Run(string(k), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := PanelPartial(ctx, d, r); err != nil {
+				if _, err := PanelPartial(ctx, Place{Dashboard: "ops", View: "var-region=eu"}, d, r); err != nil {
 					b.Fatal(err)
 				}
 			}

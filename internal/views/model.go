@@ -49,6 +49,10 @@ type DashboardPage struct {
 	// (variables and time range, without "?"); the stream and the long-poll
 	// ask for the same view with it.
 	Query string
+	// View is the key of that view (panel.ViewKey.Vars), which the panels'
+	// links carry: the page draws its grid as the hub draws it for the
+	// view, byte for byte (see Place).
+	View string
 	// Pickers are the controls for the dashboard's variables, in
 	// declaration order; Time is the time range control, nil without one.
 	Pickers []Picker
@@ -82,13 +86,25 @@ type TimePicker struct {
 // quick ranges (the fields accept any expression).
 var TimePresets = []string{"now-15m", "now-1h", "now-6h", "now-24h", "now-7d", "now-30d"}
 
+// Place is the view a panel is drawn for: its dashboard's slug and its key
+// (panel.ViewKey.Vars, which has the form of a query string). The panel's
+// CSV link is made from it, so the file holds the data of the view the
+// panel shows, with or without JavaScript. Both come from the view, never
+// from a viewer's request, so a panel renders the same bytes for every
+// viewer of the view and on every server, as versions require (a view's
+// panels are rendered once per change and shared by all its viewers).
+type Place struct {
+	Dashboard string
+	View      string
+}
+
 // PanelPartial renders one panel in its <hx-partial> envelope, the form in
 // which a changed panel reaches both transports. The hub calls it once per
 // change and sends the same bytes to every viewer, so it must be, and is,
 // deterministic.
-func PanelPartial(ctx context.Context, d *panel.Def, r *panel.Result) ([]byte, error) {
+func PanelPartial(ctx context.Context, at Place, d *panel.Def, r *panel.Result) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := writePartial(ctx, &buf, "#"+d.DOMID(), Panel(d, r)); err != nil {
+	if err := writePartial(ctx, &buf, "#"+d.DOMID(), Panel(at, d, r)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -96,13 +112,14 @@ func PanelPartial(ctx context.Context, d *panel.Def, r *panel.Result) ([]byte, e
 
 // PagePartials renders what a client whose state is unknown, or whose
 // dashboard changed its layout, title or description, needs: the heading and
-// the whole grid, each in its <hx-partial> envelope.
-func PagePartials(ctx context.Context, d *panel.Dashboard, results map[int64]*panel.Result) ([]byte, error) {
+// the whole grid, each in its <hx-partial> envelope. view is the view's key
+// (panel.ViewKey.Vars).
+func PagePartials(ctx context.Context, d *panel.Dashboard, view string, results map[int64]*panel.Result) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := writePartial(ctx, &buf, "#"+HeadingID, Heading(d)); err != nil {
 		return nil, err
 	}
-	if err := writePartial(ctx, &buf, "#"+GridID, Grid(d, results)); err != nil {
+	if err := writePartial(ctx, &buf, "#"+GridID, Grid(d, view, results)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -325,6 +342,16 @@ func feedOf(d *panel.Def, r *panel.Result) []feedItem {
 
 // dashboardURL is the page of a dashboard.
 func dashboardURL(slug string) string { return "/d/" + url.PathEscape(slug) }
+
+// csvURL is the address of a panel's data as CSV in the view at.View, whose
+// key is already a query string (url-escaped names and values).
+func csvURL(at Place, panelSlug string) string {
+	u := dashboardURL(at.Dashboard) + "/panels/" + url.PathEscape(panelSlug) + ".csv"
+	if at.View != "" {
+		u += "?" + at.View
+	}
+	return u
+}
 
 // eventsURL is the SSE endpoint, resuming after version.
 func eventsURL(slug, query, version string) string {

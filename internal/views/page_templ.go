@@ -428,7 +428,7 @@ func Dashboard(p DashboardPage) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = Grid(d, p.Results).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = Grid(d, p.View, p.Results).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -861,8 +861,8 @@ func htmxScript(a Assets) templ.Component {
 
 // Grid is the dashboard's panel grid. The page draws it, and the hub sends
 // it whole when a client's state is unknown or the layout changed, so both
-// use this one component.
-func Grid(d *panel.Dashboard, results map[int64]*panel.Result) templ.Component {
+// use this one component. view is the view's key (panel.ViewKey.Vars).
+func Grid(d *panel.Dashboard, view string, results map[int64]*panel.Result) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -894,7 +894,7 @@ func Grid(d *panel.Dashboard, results map[int64]*panel.Result) templ.Component {
 			}
 		}
 		for _, def := range d.Panels {
-			templ_7745c5c3_Err = Panel(def, results[def.ID]).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = Panel(Place{Dashboard: d.Slug, View: view}, def, results[def.ID]).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

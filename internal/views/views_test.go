@@ -17,7 +17,7 @@ import (
 func render(t testing.TB, d *panel.Def, r *panel.Result) string {
 	t.Helper()
 	var b strings.Builder
-	if err := Panel(d, r).Render(context.Background(), &b); err != nil {
+	if err := Panel(Place{Dashboard: "dash"}, d, r).Render(context.Background(), &b); err != nil {
 		t.Fatalf("rendering panel: %v", err)
 	}
 	return b.String()
@@ -601,5 +601,41 @@ func TestUnknownKind(t *testing.T) {
 	out := render(t, def("pie", panel.Options{}), samples()[panel.Table])
 	if !strings.Contains(out, "kind-unknown") || !strings.Contains(out, "Unknown panel kind") {
 		t.Errorf("got %q", out)
+	}
+}
+
+// TestCSVLink: each panel links its data as CSV in the view it is drawn
+// for, and the link depends only on that view (a grid the page draws and
+// one the hub sends carry the same link).
+func TestCSVLink(t *testing.T) {
+	d := def(panel.Stat, panel.Options{})
+	for _, tc := range []struct {
+		at   Place
+		want string
+	}{
+		{Place{Dashboard: "ops"}, "/d/ops/panels/" + d.Slug + ".csv"},
+		{Place{Dashboard: "sales", View: "from=now-6h&to=now&var-note=a+%26+b&var-region"},
+			"/d/sales/panels/" + d.Slug + ".csv?from=now-6h&to=now&var-note=a+%26+b&var-region"},
+	} {
+		var b strings.Builder
+		if err := Panel(tc.at, d, nil).Render(context.Background(), &b); err != nil {
+			t.Fatal(err)
+		}
+		links := find(parseFragment(t, b.String()), "a", "panel-csv")
+		if len(links) != 1 {
+			t.Fatalf("%+v: got %d CSV links, want 1", tc.at, len(links))
+		}
+		if href, _ := attr(links[0], "href"); href != tc.want {
+			t.Errorf("%+v: got href %q, want %q", tc.at, href, tc.want)
+		}
+	}
+	page := samplePage()
+	page.View = "var-x=1"
+	var b strings.Builder
+	if err := Dashboard(page).Render(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `.csv?var-x=1"`) {
+		t.Error("the page's panels do not link the page's view")
 	}
 }

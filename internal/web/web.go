@@ -120,6 +120,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /d/{slug}", s.page)
 	mux.HandleFunc("GET /d/{slug}/events", s.events)
 	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
+	mux.HandleFunc("GET /d/{slug}/panels/{file}", s.panelCSV)
 	// "GET" patterns also match HEAD; these more specific ones take HEAD
 	// of the stream and the long-poll away from their GET handlers.
 	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
@@ -365,7 +366,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, views.Dashboard(views.DashboardPage{
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
 		Assets: s.assets(), NoScriptRefresh: 30,
-		Query: c.sel.Query().Encode(), Pickers: pickers, Time: tp,
+		Query: c.sel.Query().Encode(), View: vw.key.Vars, Pickers: pickers, Time: tp,
 	}))
 }
 
@@ -467,7 +468,7 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, title
 		w.Header().Set("Retry-After", strconv.Itoa(1+rand.IntN(5)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/poll") {
+	if strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/poll") || strings.HasSuffix(r.URL.Path, ".csv") {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
 		w.Write([]byte(message + "\n"))
@@ -499,6 +500,7 @@ type Metrics struct {
 	slowDropped  prometheus.Counter
 	limitRefused *prometheus.CounterVec
 	badChoice    prometheus.Counter
+	csvServed    prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -518,9 +520,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests answered 503 because a limit was reached, by limit."}, []string{"limit"}),
 		badChoice: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "bad_choice_total",
 			Help: "Requests answered 400 because their variables or time range were refused."}),
+		csvServed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "csv_downloads_total",
+			Help: "Panel data served as CSV."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice)
+		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice, m.csvServed)
 	}
 	return m
 }
