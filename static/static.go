@@ -8,6 +8,8 @@
 // file-system lookup, so a request path can never reach anything else, and an
 // old hash answers 404 rather than silently serving new content.
 //
+// Favicon serves the icon at the fixed path browsers ask for, /favicon.ico.
+//
 // It does not render pages or decide the Content-Security-Policy; it only
 // guarantees every script is a same-origin file so `script-src 'self'` works.
 package static
@@ -30,7 +32,7 @@ import (
 // Prefix is the URL path under which Handler serves the assets.
 const Prefix = "/static/"
 
-//go:embed *.js *.css vendor/*.js
+//go:embed *.js *.css *.svg vendor/*.js
 var files embed.FS
 
 // asset is one embedded file under its hashed URL.
@@ -151,4 +153,25 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	// ServeContent answers If-None-Match with 304, handles HEAD and ranges;
 	// the zero time leaves out Last-Modified (the ETag is exact).
 	http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
+}
+
+// Icon is the embedded name of the site icon, linked from every page.
+const Icon = "icon.svg"
+
+// Favicon serves the site icon for GET and HEAD of /favicon.ico, which
+// browsers request whatever the page links, with a day's cache (the path
+// never changes, so it cannot be immutable). The body is the SVG under its
+// own type: Chromium and Firefox go by the Content-Type, not the name, and
+// one hand-written SVG is one file to review instead of an opaque binary
+// ICO. Mount it as `mux.Handle("GET /favicon.ico", static.Favicon())`.
+func Favicon() http.Handler {
+	a := lookup(Icon)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Type", a.contentType)
+		h.Set("Cache-Control", "public, max-age=86400")
+		h.Set("ETag", a.etag)
+		http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
+	})
 }

@@ -61,11 +61,11 @@ func readFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-var hashedPath = regexp.MustCompile(`^/static/(vendor/)?[a-z0-9.-]+\.[0-9a-f]{10}\.(js|css)$`)
+var hashedPath = regexp.MustCompile(`^/static/(vendor/)?[a-z0-9.-]+\.[0-9a-f]{10}\.(js|css|svg)$`)
 
 func TestPathRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"app.js", "poll.js", "dashboard.css", "vendor/htmx.min.js", "vendor/hx-sse.min.js"} {
+	for _, name := range []string{"app.js", "poll.js", "dashboard.css", Icon, "vendor/htmx.min.js", "vendor/hx-sse.min.js"} {
 		p := Path(name)
 		if !hashedPath.MatchString(p) {
 			t.Errorf("Path(%q) = %q, want /static/<name>.<10 hex>.<ext>", name, p)
@@ -129,6 +129,7 @@ func TestHeaders(t *testing.T) {
 		{"app.js", "text/javascript; charset=utf-8"},
 		{"vendor/htmx.min.js", "text/javascript; charset=utf-8"},
 		{"dashboard.css", "text/css; charset=utf-8"},
+		{Icon, "image/svg+xml"},
 	}
 	for _, tt := range tests {
 		p := Path(tt.name)
@@ -242,5 +243,34 @@ func TestThroughServer(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s through ServeMux: got %d, want 404", target, resp.StatusCode)
 		}
+	}
+}
+
+// TestFavicon checks /favicon.ico: the icon's bytes under an image type, a
+// day's cache, and 304 for a matching ETag.
+func TestFavicon(t *testing.T) {
+	t.Parallel()
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		rec := httptest.NewRecorder()
+		Favicon().ServeHTTP(rec, httptest.NewRequest(method, "/favicon.ico", nil))
+		h := rec.Header()
+		if rec.Code != http.StatusOK || h.Get("Content-Type") != "image/svg+xml" ||
+			h.Get("Cache-Control") != "public, max-age=86400" || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s /favicon.ico: got %d, %q, %q, want 200, image/svg+xml, a day's cache and nosniff",
+				method, rec.Code, h.Get("Content-Type"), h.Get("Cache-Control"))
+		}
+		if want := readFile(t, Icon); method == http.MethodGet && rec.Body.String() != want {
+			t.Errorf("GET /favicon.ico: got %q, want the bytes of %s", rec.Body.String(), Icon)
+		}
+		if !strings.HasPrefix(rec.Body.String(), "<svg") && method == http.MethodGet {
+			t.Errorf("GET /favicon.ico: body does not start with <svg")
+		}
+	}
+	req := httptest.NewRequest(http.MethodGet, "/favicon.ico", nil)
+	req.Header.Set("If-None-Match", byName[Icon].etag)
+	rec := httptest.NewRecorder()
+	Favicon().ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotModified {
+		t.Errorf("GET /favicon.ico with its ETag: got %d, want 304", rec.Code)
 	}
 }

@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 	}
 	if opts.demo {
-		if err := demo.Setup(ctx, pool); err != nil {
+		if err := demo.Setup(ctx, pool, cfg.DemoRate); err != nil {
 			return fmt.Errorf("setting up demo: %w", err)
 		}
 		// The demo owns its database: it follows DASHBOARD_FEED.

@@ -57,9 +57,11 @@ var priorities = []string{"urgent", "high", "normal", "low"}
 
 var priorityWeights = []float64{7, 18, 45, 30}
 
-// priorityMeanOpen is how long a ticket of each priority stays open on
-// average.
-var priorityMeanOpen = []time.Duration{20 * time.Minute, 45 * time.Minute, 90 * time.Minute, 3 * time.Hour}
+// priorityCloseWeight is the weight of each priority in the random order
+// in which Traffic picks tickets to close (the smallest random() * weight
+// first), so urgent tickets are the likeliest to be closed; the SQL in
+// generator.step spells the same numbers.
+var priorityCloseWeight = []float64{0.25, 0.5, 0.8, 1}
 
 var subjects = []string{
 	"Cannot log in", "Invoice shows the wrong amount", "Dock not detected on macOS",
@@ -148,8 +150,9 @@ func newOrder(r *rand.Rand) order {
 }
 
 // seededOrderStatus is the status an order placed age ago has by now,
-// following the same steps Traffic takes: pending for 10 s, paid until
-// 1 min, then shipped; a few fail or are refunded.
+// following the steps Traffic takes: pending for 10 s, then paid (3% fail),
+// shipped after a minute; Traffic's refund writes refund shipped orders
+// between 1 and 10 minutes old, refundShare/orderShare of all orders.
 func seededOrderStatus(r *rand.Rand, age time.Duration) string {
 	x := r.Float64()
 	switch {
@@ -159,19 +162,11 @@ func seededOrderStatus(r *rand.Rand, age time.Duration) string {
 		return "failed"
 	case age < time.Minute:
 		return "paid"
-	case x < 0.06:
+	case x < 0.03+refundShare/orderShare:
 		return "refunded"
 	default:
 		return "shipped"
 	}
-}
-
-// orderRate is the seeded order arrivals per second at t: a daily wave
-// peaking in the (UTC) afternoon.
-func orderRate(t time.Time) float64 {
-	h := float64(t.UTC().Hour()) + float64(t.UTC().Minute())/60
-	wave := 0.5 - 0.5*math.Cos(2*math.Pi*(h-4)/24) // 0 at 04:00, 1 at 16:00
-	return 0.12 * (0.2 + 1.6*wave)
 }
 
 // ticket is one row of demo.tickets; Closed is zero while open.
@@ -183,15 +178,13 @@ type ticket struct {
 	Customer string
 }
 
-func newTicket(r *rand.Rand, opened time.Time) (ticket, time.Duration) {
-	p := pick(r, priorityWeights)
-	open := time.Duration(r.ExpFloat64() * float64(priorityMeanOpen[p]))
+func newTicket(r *rand.Rand, opened time.Time) ticket {
 	return ticket{
 		Opened:   opened,
-		Priority: priorities[p],
+		Priority: priorities[pick(r, priorityWeights)],
 		Subject:  subjects[r.IntN(len(subjects))],
 		Customer: customers[pick(r, customerWeights)],
-	}, max(open, 2*time.Minute)
+	}
 }
 
 // deploy is one row of demo.deploys.

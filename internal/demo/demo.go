@@ -1,6 +1,7 @@
 // Package demo owns the demo data set behind `dashboard demo`: a `demo`
 // schema (orders of a small shop, support tickets, deploys and room sensor
-// readings) seeded with a day of plausible history, two public dashboards
+// readings) seeded with a day of history written as the traffic generator
+// would have written it at its rate, two public dashboards
 // that use every panel kind, and a traffic generator that keeps writing so
 // that screens move. It does not serve, query panels or watch tables beyond
 // asking dashboard.watch for its own; the server does the rest as for any
@@ -15,7 +16,10 @@ package demo
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/big"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,10 +38,10 @@ const (
 	ticketRetention = 24 * time.Hour // closed tickets only; open ones stay
 	deployRetention = 72 * time.Hour
 	seedWindow      = 24 * time.Hour
-	seedMinGap      = time.Minute // a smaller gap since the last write is left alone
-	sensorSeedStep  = 15 * time.Second
-	seedTicketEvery = 5 * time.Minute  // mean
-	seedDeployEvery = 20 * time.Minute // mean
+	seedMinWindow   = 2 * time.Hour // the least history of orders and tickets, see seedPlan
+	seedMaxWrites   = 1_000_000     // the most rate-driven writes a seed replays
+	seedMinGap      = time.Minute   // a smaller gap since the last write is left alone
+	seedStillRate   = 1             // the rate history is seeded at when no traffic follows
 	setupLockKey    = "dashboard.demo.setup"
 	fixedSeed1      = 20240611
 	fixedSeed2      = 1
@@ -117,7 +121,12 @@ var watched = []string{"demo.orders", "demo.tickets", "demo.deploys", "demo.sens
 // is idempotent: a re-run adds only the history missing since the data was
 // last written, and applies the dashboard files, which writes nothing when
 // the rows already match them. The dashboard schema must already be migrated.
-func Setup(ctx context.Context, pool *pgxpool.Pool) error {
+//
+// rate is the rate Traffic will run at: the history is what Traffic at that
+// rate would have written (see seedPlan), so that the panels show no jump
+// when live traffic takes over. With rate 0 nothing will move, and the
+// history is seeded as for seedStillRate.
+func Setup(ctx context.Context, pool *pgxpool.Pool, rate float64) error {
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", setupLockKey); err != nil {
 			return fmt.Errorf("locking demo setup: %w", err)
@@ -130,7 +139,7 @@ func Setup(ctx context.Context, pool *pgxpool.Pool) error {
 				return fmt.Errorf("watching %s: %w", t, err)
 			}
 		}
-		return seed(ctx, tx)
+		return seed(ctx, tx, rate)
 	})
 	if err != nil {
 		return err
@@ -147,46 +156,84 @@ func Setup(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
+// seedPlan is the rate and window of the seeded rate-driven writes (orders
+// and tickets) for Traffic at rate: Traffic's mean rate over a day, or,
+// when that would be more than seedMaxWrites, over a shorter window (at
+// least seedMinWindow, so the hourly panels compare like with like), and
+// past that a lower rate. Up to 86 writes per second the seeded history
+// meets the live traffic without a jump.
+func seedPlan(rate float64) (perSecond float64, window time.Duration) {
+	if !(rate > 0) {
+		rate = seedStillRate
+	}
+	perSecond = meanRate(rate)
+	window = seedWindow
+	if perSecond*window.Seconds() > seedMaxWrites {
+		window = max(time.Duration(seedMaxWrites/perSecond*float64(time.Second)), seedMinWindow).Truncate(time.Minute)
+		perSecond = min(perSecond, seedMaxWrites/window.Seconds())
+	}
+	return perSecond, window
+}
+
+// gap is the time span a table's seed fills: from its data's end (or its
+// window's start) to now.
+type gap struct {
+	from time.Time
+	full bool // the table had no data in its window
+	due  bool // the gap is worth filling
+}
+
 // seed fills each table from where its data ends (or its seed window
-// starts) up to now, with a fixed random seed.
-func seed(ctx context.Context, tx pgx.Tx) error {
+// starts) up to now, as Traffic at rate would have written it, with a
+// fixed random seed.
+func seed(ctx context.Context, tx pgx.Tx, rate float64) error {
 	var now time.Time
 	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
 		return fmt.Errorf("seeding demo data: %w", err)
 	}
 	r := rand.New(rand.NewPCG(fixedSeed1, fixedSeed2))
-	steps := []struct {
-		table  string
-		column string
-		window time.Duration
-		fill   func(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Time, full bool) error
+	perSecond, window := seedPlan(rate)
+	tables := []struct {
+		table, column string
+		window        time.Duration
+		gap           gap
 	}{
-		{"demo.orders", "created_at", seedWindow, seedOrders},
-		{"demo.tickets", "opened_at", seedWindow, seedTickets},
-		{"demo.deploys", "deployed_at", seedWindow, seedDeploys},
-		{"demo.sensor_readings", "reading_at", sensorRetention, seedSensors},
+		{"demo.orders", "created_at", window, gap{}},
+		{"demo.tickets", "opened_at", window, gap{}},
+		{"demo.deploys", "deployed_at", seedWindow, gap{}},
+		{"demo.sensor_readings", "reading_at", sensorRetention, gap{}},
 	}
-	for _, s := range steps {
+	for i, s := range tables {
 		var seeded, newest pgtype.Timestamptz
 		err := tx.QueryRow(ctx, `SELECT (SELECT seeded_until FROM demo.seed_state WHERE table_name = $1),
 			(SELECT max(`+s.column+`) FROM `+s.table+`)`, s.table).Scan(&seeded, &newest)
 		if err != nil {
 			return fmt.Errorf("seeding %s: %w", s.table, err)
 		}
-		from := now.Add(-s.window)
-		full := true
+		g := gap{from: now.Add(-s.window), full: true}
 		for _, t := range []pgtype.Timestamptz{seeded, newest} {
-			if t.Valid && t.Time.After(from) {
-				from, full = t.Time, false
+			if t.Valid && t.Time.After(g.from) {
+				g.from, g.full = t.Time, false
 			}
 		}
-		if now.Sub(from) < seedMinGap {
+		g.due = now.Sub(g.from) >= seedMinGap
+		tables[i].gap = g
+	}
+	orders, tickets, deploys, sensors := tables[0].gap, tables[1].gap, tables[2].gap, tables[3].gap
+	if err := seedWrites(ctx, tx, r, perSecond, orders, tickets, now); err != nil {
+		return fmt.Errorf("seeding demo orders and tickets: %w", err)
+	}
+	if err := seedDeploys(ctx, tx, r, deploys, now); err != nil {
+		return fmt.Errorf("seeding demo.deploys: %w", err)
+	}
+	if err := seedSensors(ctx, tx, r, sensors, now); err != nil {
+		return fmt.Errorf("seeding demo.sensor_readings: %w", err)
+	}
+	for _, s := range tables {
+		if !s.gap.due {
 			continue
 		}
-		if err := s.fill(ctx, tx, r, from, now, full); err != nil {
-			return fmt.Errorf("seeding %s: %w", s.table, err)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO demo.seed_state (table_name, seeded_until) VALUES ($1, $2)
+		_, err := tx.Exec(ctx, `INSERT INTO demo.seed_state (table_name, seeded_until) VALUES ($1, $2)
 			ON CONFLICT (table_name) DO UPDATE SET seeded_until = EXCLUDED.seeded_until`, s.table, now)
 		if err != nil {
 			return fmt.Errorf("seeding %s: %w", s.table, err)
@@ -195,42 +242,189 @@ func seed(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-func seedOrders(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Time, _ bool) error {
-	var orders []order
-	for t := from; ; {
-		t = t.Add(time.Duration(r.ExpFloat64() / orderRate(t) * float64(time.Second)))
-		if t.After(now) {
-			break
-		}
-		o := newOrder(r)
-		o.At = t
-		o.Status = seededOrderStatus(r, now.Sub(t))
-		orders = append(orders, o)
-	}
-	return insertOrders(ctx, tx, orders, true)
+// openTicket is a ticket open at some point of the replay: one the replay
+// opened (index into its new tickets) or one already in the table (id).
+type openTicket struct {
+	index    int // -1 for a ticket already in the table
+	id       int64
+	priority int
 }
 
-func seedTickets(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Time, _ bool) error {
-	var tickets []ticket
-	for t := from; ; {
-		t = t.Add(time.Duration(r.ExpFloat64() * float64(seedTicketEvery)))
-		if t.After(now) {
-			break
-		}
-		tk, open := newTicket(r, t)
-		if closed := t.Add(open); !closed.After(now) {
-			tk.Closed = closed
-		}
-		tickets = append(tickets, tk)
+// seedWrites replays the rate-driven writes of Traffic from the earlier of
+// the two gaps to now, perSecond on average with Traffic's bursts: new
+// orders, refunds (as the status of seeded orders), tickets opened, closed
+// and escalated with the same steering towards targetOpen open tickets.
+// Only the writes inside each table's own gap are kept; tickets left open
+// by an earlier run take part like any other.
+func seedWrites(ctx context.Context, tx pgx.Tx, r *rand.Rand, perSecond float64, orders, tickets gap, now time.Time) error {
+	if !orders.due && !tickets.due {
+		return nil
 	}
-	return insertTickets(ctx, tx, tickets, true)
+	start := now
+	for _, g := range []gap{orders, tickets} {
+		if g.due && g.from.Before(start) {
+			start = g.from
+		}
+	}
+	// The steady rate whose mean with bursts is perSecond.
+	rate := perSecond / meanRate(1)
+
+	var open []openTicket
+	if tickets.due {
+		rows, err := tx.Query(ctx, "SELECT id, priority FROM demo.tickets WHERE closed_at IS NULL ORDER BY id")
+		if err != nil {
+			return err
+		}
+		existing, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+			ID       int64
+			Priority string
+		}])
+		if err != nil {
+			return err
+		}
+		for _, t := range existing {
+			open = append(open, openTicket{index: -1, id: t.ID, priority: max(slices.Index(priorities, t.Priority), 0)})
+		}
+	}
+	var newOrders []order
+	var newTickets []ticket
+	changed := map[int64]ticket{} // tickets of an earlier run closed or escalated, by id
+
+	t := start
+	nextBurst := t.Add(between(r, burstEveryMin, burstEveryMax))
+	var burstUntil time.Time
+	for t.Before(now) {
+		end, cur := nextBurst, rate
+		if t.Before(burstUntil) {
+			end, cur = burstUntil, rate*burstFactor
+		}
+		if end.After(now) {
+			end = now
+		}
+		next := t.Add(time.Duration(r.ExpFloat64() / cur * float64(time.Second)))
+		if !next.Before(end) {
+			// Arrivals are memoryless: start afresh at the boundary.
+			t = end
+			if t.Equal(nextBurst) {
+				burstUntil = t.Add(burstLength)
+				nextBurst = t.Add(between(r, burstEveryMin, burstEveryMax))
+			}
+			continue
+		}
+		t = next
+		switch kindOf(r.Float64()) {
+		case writeOrder:
+			if orders.due && t.After(orders.from) {
+				o := newOrder(r)
+				o.At = t
+				o.Status = seededOrderStatus(r, now.Sub(t))
+				newOrders = append(newOrders, o)
+			}
+		case writeTicket:
+			if !tickets.due || !t.After(tickets.from) {
+				continue
+			}
+			if r.Float64() < openChance(len(open)) {
+				tk := newTicket(r, t)
+				open = append(open, openTicket{index: len(newTickets), priority: slices.Index(priorities, tk.Priority)})
+				newTickets = append(newTickets, tk)
+				continue
+			}
+			if len(open) == 0 {
+				continue
+			}
+			// As Traffic's SQL does: the smallest random() * weight.
+			k, least := 0, 2.0
+			for i, o := range open {
+				if x := r.Float64() * priorityCloseWeight[o.priority]; x < least {
+					k, least = i, x
+				}
+			}
+			o := open[k]
+			open = slices.Delete(open, k, k+1)
+			if o.index >= 0 {
+				newTickets[o.index].Closed = t
+			} else {
+				tk := changed[o.id]
+				tk.Priority, tk.Closed = priorities[o.priority], t
+				changed[o.id] = tk
+			}
+		case writeEscalate:
+			if !tickets.due || !t.After(tickets.from) {
+				continue
+			}
+			var candidates []int
+			for i, o := range open {
+				if o.priority > 0 {
+					candidates = append(candidates, i)
+				}
+			}
+			if len(candidates) == 0 {
+				continue
+			}
+			o := &open[candidates[r.IntN(len(candidates))]]
+			o.priority--
+			if o.index >= 0 {
+				newTickets[o.index].Priority = priorities[o.priority]
+			} else {
+				tk := changed[o.id]
+				tk.Priority = priorities[o.priority]
+				changed[o.id] = tk
+			}
+		}
+	}
+	if err := copyOrders(ctx, tx, newOrders); err != nil {
+		return err
+	}
+	if err := insertTickets(ctx, tx, newTickets, true); err != nil {
+		return err
+	}
+	return updateTickets(ctx, tx, changed)
 }
 
-func seedDeploys(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Time, full bool) error {
+// copyOrders writes orders with their times by COPY, the fastest way in
+// for the day of history at the live rate (a third of a million orders or
+// more at the default rate).
+func copyOrders(ctx context.Context, tx pgx.Tx, orders []order) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"demo", "orders"},
+		[]string{"created_at", "customer", "region", "product", "quantity", "amount", "status"},
+		pgx.CopyFromSlice(len(orders), func(i int) ([]any, error) {
+			o := orders[i]
+			amount := pgtype.Numeric{Int: big.NewInt(o.Cents), Exp: -2, Valid: true}
+			return []any{o.At, o.Customer, o.Region, o.Product, o.Quantity, amount, o.Status}, nil
+		}))
+	return err
+}
+
+// updateTickets writes the priority and closing time of tickets by id.
+func updateTickets(ctx context.Context, tx pgx.Tx, changed map[int64]ticket) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(changed))
+	priority := make([]string, len(ids))
+	closed := make([]pgtype.Timestamptz, len(ids))
+	for i, id := range ids {
+		tk := changed[id]
+		priority[i] = tk.Priority
+		closed[i] = pgtype.Timestamptz{Time: tk.Closed, Valid: !tk.Closed.IsZero()}
+	}
+	_, err := tx.Exec(ctx, `UPDATE demo.tickets t
+		SET priority = coalesce(nullif(u.priority, ''), t.priority), closed_at = coalesce(u.closed_at, t.closed_at)
+		FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u (id, priority, closed_at)
+		WHERE t.id = u.id`, ids, priority, closed)
+	return err
+}
+
+// seedDeploys starts deploys as Traffic does, every 20 to 60 s.
+func seedDeploys(ctx context.Context, tx pgx.Tx, r *rand.Rand, g gap, now time.Time) error {
+	if !g.due {
+		return nil
+	}
 	var deploys []deploy
 	failed := false
-	for t := from; ; {
-		t = t.Add(time.Duration(r.ExpFloat64() * float64(seedDeployEvery)))
+	for t := g.from; ; {
+		t = t.Add(between(r, deployEveryMin, deployEveryMax))
 		if t.After(now) {
 			break
 		}
@@ -242,15 +436,19 @@ func seedDeploys(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Ti
 		deploys = append(deploys, d)
 	}
 	// A fresh demo shows at least one failure in its failed-deploys table.
-	if full && !failed && len(deploys) > 2 {
+	if g.full && !failed && len(deploys) > 2 {
 		deploys[len(deploys)/2].Status = "failed"
 	}
 	return insertDeploys(ctx, tx, deploys)
 }
 
-func seedSensors(ctx context.Context, tx pgx.Tx, r *rand.Rand, from, now time.Time, _ bool) error {
+// seedSensors records a reading of every sensor every 5 s, as Traffic does.
+func seedSensors(ctx context.Context, tx pgx.Tx, r *rand.Rand, g gap, now time.Time) error {
+	if !g.due {
+		return nil
+	}
 	var readings []reading
-	for t := from.Truncate(sensorSeedStep).Add(sensorSeedStep); !t.After(now); t = t.Add(sensorSeedStep) {
+	for t := g.from.Truncate(sensorEvery).Add(sensorEvery); !t.After(now); t = t.Add(sensorEvery) {
 		for _, s := range sensors {
 			readings = append(readings, s.read(r, t))
 		}

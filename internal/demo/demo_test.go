@@ -23,6 +23,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// testRate is the traffic rate the tests seed history for: low, so that
+// Setup is quick (TestSeedAtLiveRate seeds at the default rate).
+const testRate = 1
+
 // newPool returns a pool on a fresh, migrated database.
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
@@ -47,7 +51,7 @@ func newPool(t *testing.T) *pgxpool.Pool {
 func setUp(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	pool := newPool(t)
-	if err := Setup(t.Context(), pool); err != nil {
+	if err := Setup(t.Context(), pool, testRate); err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
 	return pool
@@ -112,7 +116,7 @@ func TestSetupIdempotent(t *testing.T) {
 		t.Errorf("got %d non-public demo dashboards, want 0", got)
 	}
 
-	if err := Setup(t.Context(), pool); err != nil {
+	if err := Setup(t.Context(), pool, testRate); err != nil {
 		t.Fatalf("second Setup: %v", err)
 	}
 	second := snapshot(t, pool)
@@ -145,7 +149,7 @@ func TestSetupFillsGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := Setup(t.Context(), pool); err != nil {
+	if err := Setup(t.Context(), pool, testRate); err != nil {
 		t.Fatalf("Setup after a pause: %v", err)
 	}
 	for _, q := range []string{

@@ -31,6 +31,47 @@ const (
 	targetOpen     = 25 // open tickets Traffic steers towards
 )
 
+// The rate-driven writes, as shares of all of them.
+const (
+	orderShare    = 0.84 // a new order
+	refundShare   = 0.04 // refund a shipped order
+	ticketShare   = 0.10 // open or close a ticket
+	escalateShare = 0.02 // raise an open ticket's priority
+)
+
+// write is the kind of one rate-driven write.
+type write int
+
+const (
+	writeOrder write = iota
+	writeRefund
+	writeTicket
+	writeEscalate
+)
+
+// kindOf maps x, uniform in [0, 1), to a kind of write in the proportions
+// above. Traffic and the seeded history both draw their writes with it.
+func kindOf(x float64) write {
+	switch {
+	case x < orderShare:
+		return writeOrder
+	case x < orderShare+refundShare:
+		return writeRefund
+	case x < orderShare+refundShare+ticketShare:
+		return writeTicket
+	default:
+		return writeEscalate
+	}
+}
+
+// meanRate is the writes per second Traffic makes on average at rate:
+// steady, plus a burst of burstFactor times the rate for burstLength every
+// burstEveryMin to burstEveryMax.
+func meanRate(rate float64) float64 {
+	period := (burstEveryMin + burstEveryMax).Seconds() / 2
+	return rate * (1 + (burstFactor-1)*burstLength.Seconds()/period)
+}
+
 // Traffic writes to the demo tables until ctx is cancelled, at about rate
 // writes per second, steady with a burst of ten times the rate for 2 s
 // every 20-40 s, so screens move. Most writes are new orders; the rest
@@ -119,12 +160,14 @@ func (g *generator) run(ctx context.Context) error {
 	}
 }
 
+func (g *generator) between(lo, hi time.Duration) time.Duration { return between(g.r, lo, hi) }
+
 // between is a random duration in [lo, hi).
-func (g *generator) between(lo, hi time.Duration) time.Duration {
+func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	if hi <= lo {
 		return lo
 	}
-	return lo + time.Duration(g.r.Int64N(int64(hi-lo)))
+	return lo + time.Duration(r.Int64N(int64(hi-lo)))
 }
 
 // step does what is due at now, dt after the previous step, in one batch
@@ -154,19 +197,18 @@ func (g *generator) step(ctx context.Context, now time.Time, dt time.Duration) e
 	var tickets []ticket
 	refunds, closes, escalations := 0, 0, 0
 	for range n {
-		switch x := g.r.Float64(); {
-		case x < 0.84:
+		switch kindOf(g.r.Float64()) {
+		case writeOrder:
 			orders = append(orders, newOrder(g.r))
-		case x < 0.88:
+		case writeRefund:
 			refunds++
-		case x < 0.98:
+		case writeTicket:
 			if g.r.Float64() < g.openChance(len(tickets)-closes) {
-				tk, _ := newTicket(g.r, now)
-				tickets = append(tickets, tk)
+				tickets = append(tickets, newTicket(g.r, now))
 			} else {
 				closes++
 			}
-		default:
+		case writeEscalate:
 			escalations++
 		}
 	}
@@ -267,7 +309,13 @@ func (g *generator) openChance(pending int) float64 {
 	if g.open < 0 {
 		return 0.5
 	}
-	return min(max(0.5+0.02*float64(targetOpen-(g.open+pending)), 0.1), 0.9)
+	return openChance(g.open + pending)
+}
+
+// openChance is the probability that a ticket write opens a ticket when
+// open tickets are open.
+func openChance(open int) float64 {
+	return min(max(0.5+0.02*float64(targetOpen-open), 0.1), 0.9)
 }
 
 // maintain deletes rows past their retention and re-reads the open ticket

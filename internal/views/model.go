@@ -20,6 +20,7 @@ type Assets struct {
 	SSE  string // htmx hx-sse extension
 	App  string // status and watchdog script
 	Poll string // ES5 long-poll fallback script
+	Icon string // site icon, SVG
 }
 
 // IndexPage is the list of dashboards the caller may see.

@@ -185,3 +185,30 @@ func TestErrorPage(t *testing.T) {
 		t.Errorf("styled: got %q", out)
 	}
 }
+
+// TestIconLinked checks that every kind of page links the site icon in its
+// head, as an SVG at the path it was given.
+func TestIconLinked(t *testing.T) {
+	t.Parallel()
+	a := Assets{CSS: "/static/a.css", Icon: "/static/icon.0123456789.svg"}
+	for name, c := range map[string]templ.Component{
+		"index": Index(IndexPage{Assets: a}),
+		"error": StyledErrorPage(a, 500, "Error", ""),
+	} {
+		_, doc := renderDoc(t, c)
+		var icons []*html.Node
+		for _, l := range find([]*html.Node{doc}, "link", "") {
+			if rel, _ := attr(l, "rel"); rel == "icon" {
+				icons = append(icons, l)
+			}
+		}
+		if len(icons) != 1 {
+			t.Fatalf("%s: got %d icon links, want 1", name, len(icons))
+		}
+		href, _ := attr(icons[0], "href")
+		typ, _ := attr(icons[0], "type")
+		if href != a.Icon || typ != "image/svg+xml" || icons[0].Parent.Data != "head" {
+			t.Errorf("%s: got icon link href %q type %q in <%s>, want %q, image/svg+xml, in <head>", name, href, typ, icons[0].Parent.Data, a.Icon)
+		}
+	}
+}

@@ -126,6 +126,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
 	mux.HandleFunc("HEAD /d/{slug}/poll", s.headPoll)
 	mux.Handle("GET "+static.Prefix, static.Handler())
+	mux.Handle("GET /favicon.ico", static.Favicon())
 	if !s.cfg.MetricsElsewhere {
 		mux.Handle("GET /metrics", s.gather)
 	}
@@ -198,6 +199,7 @@ func (s *Server) assets() views.Assets {
 		SSE:  static.Path("vendor/hx-sse.min.js"),
 		App:  static.Path("app.js"),
 		Poll: static.Path("poll.js"),
+		Icon: static.Path(static.Icon),
 	}
 }
 
