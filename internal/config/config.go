@@ -60,7 +60,7 @@ type Config struct {
 	ProvisionDir   string `envconfig:"DASHBOARD_PROVISION_DIR" desc:"folder of dashboard YAML files that serve applies at start (a problem stops the start) and again whenever they change (read every 2s); empty: none"`
 	ProvisionPrune bool   `envconfig:"DASHBOARD_PROVISION_PRUNE" default:"false" desc:"with DASHBOARD_PROVISION_DIR: also delete the dashboards that are not in the folder"`
 
-	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"5" desc:"demo: writes per second of the traffic generator (and of the seeded history)"`
+	DemoRate float64 `envconfig:"DASHBOARD_DEMO_RATE" default:"1" desc:"demo: writes per second of the traffic generator (and of the seeded history)"`
 }
 
 // Load reads the environment and validates the result. Its errors name the
