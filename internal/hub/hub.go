@@ -338,7 +338,10 @@ func (h *Hub) CatalogChanged(s *catalog.Snapshot) {
 func (b *Board) setDashboard(d *panel.Dashboard) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	renamed := b.dash != nil && b.dash.Slug != d.Slug
+	// The panels' links name the dashboard and their times are written in
+	// its zone: when either changes, draw them again, so the version stays
+	// a digest of what the page shows.
+	redraw := b.dash != nil && (b.dash.Slug != d.Slug || b.dash.TimeZone != d.TimeZone)
 	b.dash = d
 	keep := make(map[int64]bool, len(d.Panels))
 	for _, p := range d.Panels {
@@ -350,9 +353,7 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 			delete(b.frags, id)
 		}
 	}
-	if renamed {
-		// The panels' links name the dashboard: draw them again, so the
-		// version stays a digest of what the page shows.
+	if redraw {
 		for _, p := range d.Panels {
 			if r := b.results[p.ID]; r != nil {
 				if frag, err := views.PanelPartial(context.Background(), b.place(), p, r); err == nil {
@@ -361,7 +362,7 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 			}
 		}
 	}
-	if l := layoutHash(d); l != b.layout || renamed {
+	if l := layoutHash(d); l != b.layout || redraw {
 		b.layout = l
 		b.advance(nil)
 	}
@@ -369,7 +370,7 @@ func (b *Board) setDashboard(d *panel.Dashboard) {
 
 // place is where the board's panels are drawn. Called with mu held.
 func (b *Board) place() views.Place {
-	return views.Place{Dashboard: b.dash.Slug, View: b.view.Vars}
+	return views.PlaceOf(b.dash, b.view.Vars)
 }
 
 // Publish renders a changed panel result once and moves its view to a new

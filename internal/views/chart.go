@@ -129,7 +129,7 @@ type line struct {
 
 // timeseriesChart reads a result in wide form (x, series…) or long form
 // (x, series name, value) and lays out the line chart.
-func timeseriesChart(def *panel.Def, r *panel.Result) chart {
+func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 	if len(r.Columns) < 2 {
 		return chart{Empty: "A time series needs a time or number column followed by value columns."}
 	}
@@ -138,8 +138,12 @@ func timeseriesChart(def *panel.Def, r *panel.Result) chart {
 		return chart{Empty: "The first column must be a time or a number."}
 	}
 	var lines []line
+	axisLoc := loc
+	if xKind == panel.Time && xDates(r) {
+		axisLoc = time.UTC // dates have no zone: their days start at UTC midnight
+	}
 	if isLongForm(r) {
-		lines = longLines(r, xKind)
+		lines = longLines(r, xKind, loc)
 	} else {
 		lines = wideLines(r, xKind)
 	}
@@ -182,11 +186,11 @@ func timeseriesChart(def *panel.Def, r *panel.Result) chart {
 	labelY := coord(f.bottom + 16)
 	if xKind == panel.Time {
 		lo, hi := unixTime(xlo), unixTime(xhi)
-		for _, t := range timeTicks(lo, hi, maxTicks) {
+		for _, t := range timeTicks(lo, hi, maxTicks, axisLoc) {
 			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(timeUnix(t.T))), Y: labelY, Text: t.Label})
 		}
 		if len(c.XLabels) == 0 {
-			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(xlo)), Y: labelY, Text: formatTime(lo)})
+			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(xlo)), Y: labelY, Text: formatTime(lo, axisLoc)})
 		}
 	} else {
 		xa := niceAxis(xlo, xhi)
@@ -237,6 +241,17 @@ func unixTime(x float64) time.Time {
 
 func timeUnix(t time.Time) float64 {
 	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
+}
+
+// xDates reports whether the first column holds dates (its first non-null
+// value is one), which the axis lays out in UTC whatever the zone.
+func xDates(r *panel.Result) bool {
+	for _, row := range r.Rows {
+		if len(row) > 0 && row[0].Kind != panel.Null {
+			return isDate(row[0])
+		}
+	}
+	return false
 }
 
 // xKindOf is the kind of the first column: Time or Number, from its first
@@ -340,7 +355,7 @@ func wideLines(r *panel.Result, xKind panel.ValueKind) []line {
 	return lines
 }
 
-func longLines(r *panel.Result, xKind panel.ValueKind) []line {
+func longLines(r *panel.Result, xKind panel.ValueKind, loc *time.Location) []line {
 	var lines []line
 	index := map[string]int{} // only looked up, never ranged over
 	for _, row := range r.Rows {
@@ -351,7 +366,7 @@ func longLines(r *panel.Result, xKind panel.ValueKind) []line {
 		if !ok {
 			continue
 		}
-		name := formatValue(row[1], panel.Options{})
+		name := formatValue(row[1], panel.Options{}, loc)
 		i, seen := index[name]
 		if !seen {
 			i = len(lines)
@@ -373,7 +388,7 @@ func longLines(r *panel.Result, xKind panel.ValueKind) []line {
 // barChart lays out grouped (or, with Options.Stacked, stacked) vertical
 // bars: one category per row labelled by the first column, one series per
 // numeric column.
-func barChart(def *panel.Def, r *panel.Result) chart {
+func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 	if len(r.Columns) < 2 {
 		return chart{Empty: "A bar chart needs a label column followed by value columns."}
 	}
@@ -398,7 +413,7 @@ func barChart(def *panel.Def, r *panel.Result) chart {
 	lo, hi := 0.0, 0.0
 	for i, row := range r.Rows {
 		if len(row) > 0 {
-			cats[i] = formatValue(row[0], o)
+			cats[i] = formatValue(row[0], o, loc)
 		}
 		vals[i] = make([]point, len(cols))
 		pos, neg := 0.0, 0.0

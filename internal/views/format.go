@@ -136,30 +136,49 @@ func groupThousands(s string) string {
 	return b.String()
 }
 
-// formatTime is the full display form of a timestamp, always in UTC. Whole
-// days show as a date.
-func formatTime(t time.Time) string {
-	t = t.UTC()
+// formatTime is the full display form of a timestamp in the dashboard's
+// zone loc (nil is UTC). Instants at midnight in that zone, such as
+// date_trunc('day', …) buckets, show as a date.
+func formatTime(t time.Time, loc *time.Location) string {
+	t = t.In(zoneOr(loc))
 	if t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0 {
-		return t.Format("2006-01-02")
+		return t.Format(time.DateOnly)
 	}
-	return t.Format("2006-01-02 15:04:05")
+	return t.Format(time.DateTime)
 }
 
-// isoTime is the machine-readable form for <time datetime>.
+// zoneOr is loc, or UTC for nil: never the server's own zone.
+func zoneOr(loc *time.Location) *time.Location {
+	if loc == nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// isDate reports whether v is a calendar date (Postgres date) rather than
+// an instant: the refresh engine writes dates as YYYY-MM-DD. A date has no
+// zone, so it is shown as it is wherever the dashboard is.
+func isDate(v panel.Value) bool { return v.Kind == panel.Time && len(v.Text) == len(time.DateOnly) }
+
+// isoTime is the machine-readable form for <time datetime>: the UTC
+// instant, whatever zone the text is in.
 func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // formatValue is the display text of a cell. Numbers follow the panel's
-// options without abbreviation; times are UTC; text and booleans use the
-// display text the refresh engine set.
-func formatValue(v panel.Value, o panel.Options) string {
+// options without abbreviation; instants are in the dashboard's zone loc,
+// dates as they are; text and booleans use the display text the refresh
+// engine set.
+func formatValue(v panel.Value, o panel.Options, loc *time.Location) string {
 	switch v.Kind {
 	case panel.Null:
 		return ""
 	case panel.Number:
 		return formatNumber(v.Num, o, false)
 	case panel.Time:
-		return formatTime(v.Time)
+		if isDate(v) {
+			return v.Time.UTC().Format(time.DateOnly)
+		}
+		return formatTime(v.Time, loc)
 	case panel.Bool:
 		if v.Text != "" {
 			return v.Text
@@ -204,7 +223,9 @@ func coord(f float64) string {
 	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
-// sinceText is when a failure began, as the page shows it. It comes from
-// the failure, never from the clock at render time, so the same state
-// renders the same bytes.
-func sinceText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+// sinceText is when a failure began, as the page shows it, in the
+// dashboard's zone with its abbreviation. It comes from the failure, never
+// from the clock at render time, so the same state renders the same bytes.
+func sinceText(t time.Time, loc *time.Location) string {
+	return t.In(zoneOr(loc)).Format("2006-01-02 15:04:05 MST")
+}

@@ -6,10 +6,12 @@ import (
 	"math"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/a-h/templ"
 
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/variables"
 )
 
 // Assets are the URLs of the static files a page links, content-hashed by
@@ -94,9 +96,42 @@ var TimePresets = []string{"now-15m", "now-1h", "now-6h", "now-24h", "now-7d", "
 // from a viewer's request, so a panel renders the same bytes for every
 // viewer of the view and on every server, as versions require (a view's
 // panels are rendered once per change and shared by all its viewers).
+//
+// Zone is the dashboard's time zone, in which every instant the panel shows
+// is written (nil is UTC). It is part of what is drawn: a dashboard whose
+// zone changes draws its panels again.
 type Place struct {
 	Dashboard string
 	View      string
+	Zone      *time.Location
+}
+
+// PlaceOf is where the panels of d are drawn in the view whose key is view.
+// The page and the hub both use it, so that they draw the same bytes; the
+// zone is looked up as the refresh engine looks it up (UTC when the name is
+// not a zone, never the server's own).
+func PlaceOf(d *panel.Dashboard, view string) Place {
+	return Place{Dashboard: d.Slug, View: view, Zone: variables.Location(d.TimeZone)}
+}
+
+// zoneName is how a panel names the zone its times are in.
+func (at Place) zoneName() string { return zoneOr(at.Zone).String() }
+
+// showsClock reports whether r holds an instant the panel writes as a
+// clock time in the zone (dates are not), so that the panel says which
+// zone that is.
+func showsClock(r *panel.Result) bool {
+	if r == nil {
+		return false
+	}
+	for _, row := range r.Rows {
+		for _, v := range row {
+			if v.Kind == panel.Time && !isDate(v) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // PanelPartial renders one panel in its <hx-partial> envelope, the form in
@@ -177,7 +212,7 @@ type statView struct {
 	Sparkline *sparkline
 }
 
-func statOf(d *panel.Def, r *panel.Result) (statView, bool) {
+func statOf(d *panel.Def, r *panel.Result, loc *time.Location) (statView, bool) {
 	if len(r.Rows) == 0 || len(r.Rows[len(r.Rows)-1]) == 0 {
 		return statView{}, false
 	}
@@ -190,7 +225,7 @@ func statOf(d *panel.Def, r *panel.Result) (statView, bool) {
 	case panel.Number:
 		s.Value = formatNumber(last.Num, o, true)
 	default:
-		s.Value = formatValue(last, o)
+		s.Value = formatValue(last, o, loc)
 	}
 	if o.Delta && len(r.Rows) >= 2 && len(r.Rows[len(r.Rows)-2]) > 0 {
 		cur, ok1 := numeric(last)
@@ -232,8 +267,8 @@ type cell struct {
 	Column   string
 }
 
-func cellOf(v panel.Value, col string, o panel.Options) cell {
-	c := cell{Text: formatValue(v, o), Column: col}
+func cellOf(v panel.Value, col string, o panel.Options, loc *time.Location) cell {
+	c := cell{Text: formatValue(v, o, loc), Column: col}
 	switch v.Kind {
 	case panel.Number:
 		c.Class = "num"
@@ -258,7 +293,7 @@ type tableView struct {
 // unit belong to one measure and tables show many columns.
 func tableOpts(o panel.Options) panel.Options { return panel.Options{Decimals: o.Decimals} }
 
-func tableOf(d *panel.Def, r *panel.Result) tableView {
+func tableOf(d *panel.Def, r *panel.Result, loc *time.Location) tableView {
 	o := tableOpts(d.Options)
 	var t tableView
 	for i, name := range r.Columns {
@@ -284,7 +319,7 @@ func tableOf(d *panel.Def, r *panel.Result) tableView {
 			if i < len(row) {
 				v = row[i]
 			}
-			cells[i] = cellOf(v, r.Columns[i], o)
+			cells[i] = cellOf(v, r.Columns[i], o, loc)
 		}
 		t.Rows = append(t.Rows, cells)
 	}
@@ -302,7 +337,7 @@ type feedItem struct {
 // defaultFeedLimit is the number of feed rows shown without Options.Limit.
 const defaultFeedLimit = 20
 
-func feedOf(d *panel.Def, r *panel.Result) []feedItem {
+func feedOf(d *panel.Def, r *panel.Result, loc *time.Location) []feedItem {
 	limit := d.Options.Limit
 	if limit <= 0 {
 		limit = defaultFeedLimit
@@ -321,10 +356,12 @@ func feedOf(d *panel.Def, r *panel.Result) []feedItem {
 			if i < len(r.Columns) {
 				col = r.Columns[i]
 			}
-			c := cellOf(v, col, o)
+			c := cellOf(v, col, o, loc)
 			switch {
 			case i == 0 && v.Kind == panel.Time:
-				c.Text = v.Time.UTC().Format("Jan 02 15:04:05")
+				if !isDate(v) {
+					c.Text = v.Time.In(zoneOr(loc)).Format("Jan 02 15:04:05")
+				}
 				it.Time = &c
 			case v.Kind == panel.Null:
 			case first:

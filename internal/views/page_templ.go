@@ -913,7 +913,7 @@ func Grid(d *panel.Dashboard, view string, results map[int64]*panel.Result) temp
 			}
 		}
 		for _, def := range d.Panels {
-			templ_7745c5c3_Err = Panel(Place{Dashboard: d.Slug, View: view}, def, results[def.ID]).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = Panel(PlaceOf(d, view), def, results[def.ID]).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -140,11 +140,16 @@ type timeTick struct {
 }
 
 // timeTicks chooses at most maxTicks (at least 2) round instants in
-// [lo, hi], UTC, and labels them compactly for the interval: 15:04:05 below
-// a minute, 15:04 below a day (a midnight tick shows its date), Jan 02 below
-// a month, Jan 2006 below a year, else 2006.
-func timeTicks(lo, hi time.Time, maxTicks int) []timeTick {
-	lo, hi = lo.UTC(), hi.UTC()
+// [lo, hi], round on the wall clock of loc (nil is UTC): midnights, whole
+// hours and so on in the dashboard's zone, not in UTC. It labels them
+// compactly for the interval, in that zone: 15:04:05 below a minute, 15:04
+// below a day (a midnight tick shows its date), Jan 02 below a month,
+// Jan 2006 below a year, else 2006. Ticks step on the wall clock, so a
+// daylight saving change keeps them round; a wall time that the change
+// skips gives no tick, one it repeats gives one.
+func timeTicks(lo, hi time.Time, maxTicks int, loc *time.Location) []timeTick {
+	loc = zoneOr(loc)
+	lo, hi = lo.In(loc), hi.In(loc)
 	maxTicks = max(maxTicks, 2)
 	span := hi.Sub(lo)
 	for _, step := range timeSteps {
@@ -152,8 +157,20 @@ func timeTicks(lo, hi time.Time, maxTicks int) []timeTick {
 			continue
 		}
 		var out []timeTick
-		for t := alignUp(lo, step); !t.After(hi); t = t.Add(step) {
+		// Wall clock times are counted as if they were UTC, then placed in
+		// the zone.
+		for w := alignUp(wall(lo), step); ; w = w.Add(step) {
+			t := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), loc)
+			if t.After(hi) {
+				break
+			}
+			if !wall(t).Equal(w) || t.Before(lo) || (len(out) > 0 && !t.After(out[len(out)-1].T)) {
+				continue // skipped by a daylight saving change, or repeated
+			}
 			out = append(out, timeTick{T: t, Label: timeLabel(t, step)})
+		}
+		if len(out) > maxTicks { // a skipped hour can add one
+			out = out[:maxTicks]
 		}
 		return out
 	}
@@ -162,7 +179,7 @@ func timeTicks(lo, hi time.Time, maxTicks int) []timeTick {
 		if int(span.Hours()/24/30.5)/months > 2*maxTicks {
 			continue // hopeless; spare the loop
 		}
-		t := time.Date(lo.Year(), lo.Month(), 1, 0, 0, 0, 0, time.UTC)
+		t := time.Date(lo.Year(), lo.Month(), 1, 0, 0, 0, 0, loc)
 		if t.Before(lo) {
 			t = t.AddDate(0, 1, 0)
 		}
@@ -182,6 +199,11 @@ func timeTicks(lo, hi time.Time, maxTicks int) []timeTick {
 		}
 	}
 	return nil
+}
+
+// wall is t's wall clock time in its zone, as a UTC time.
+func wall(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
 // weekOrigin is a Monday, so that weekly ticks fall on Mondays.

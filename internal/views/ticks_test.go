@@ -147,7 +147,7 @@ func TestTimeTicks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var got []string
-		for _, tk := range timeTicks(at(tt.lo), at(tt.hi), tt.max) {
+		for _, tk := range timeTicks(at(tt.lo), at(tt.hi), tt.max, nil) {
 			got = append(got, tk.Label)
 		}
 		if s := strings.Join(got, " "); s != tt.want {
