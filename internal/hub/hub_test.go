@@ -364,3 +364,46 @@ func TestPanelLinksNameTheView(t *testing.T) {
 		t.Errorf("renamed board: got version %s on a fresh hub, want %s", got, want)
 	}
 }
+
+// TestZoneChangeRedraws: a dashboard's times are written in its zone, so a
+// new zone draws its panels again and moves the version, to the version a
+// fresh hub reaches with the same zone and data.
+func TestZoneChangeRedraws(t *testing.T) {
+	d := &panel.Dashboard{ID: 1, Slug: "ops", Title: "Ops", Public: true, TimeZone: "UTC"}
+	d.Panels = []*panel.Def{{ID: 10, DashboardID: 1, Slug: "p1", Title: "One", Kind: panel.Table, Width: 1, Height: 1}}
+	at := time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC)
+	r := &panel.Result{Columns: []string{"at"}, Rows: [][]panel.Value{{{Kind: panel.Time, Time: at, Text: at.Format(time.RFC3339Nano)}}}}
+	h := hub.New(nil, nil)
+	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{d}, nil, nil))
+	view := panel.ViewKey{Dashboard: 1}
+	h.ViewOpened(view)
+	b := h.Board(view)
+	h.Publish(view, d.Panels[0], r, time.Time{})
+	if f := b.FrameSince(hub.Version{}, false); !bytes.Contains(f.Body, []byte(">2026-01-01 00:30:00</time>")) {
+		t.Fatalf("full state %s: want the time in UTC", trim(f.Body))
+	}
+	before := b.Version()
+	tokyo := *d
+	tokyo.TimeZone = "Asia/Tokyo"
+	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{&tokyo}, nil, nil))
+	if b.Version() == before {
+		t.Fatal("version unchanged after a zone change")
+	}
+	f := b.FrameSince(before, true)
+	if f == nil || !bytes.Contains(f.Body, []byte(">2026-01-01 09:30:00</time>")) || !bytes.Contains(f.Body, []byte(">Asia/Tokyo</span>")) {
+		t.Fatalf("step after the zone change: want the time in Tokyo")
+	}
+	h2 := hub.New(nil, nil)
+	h2.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{&tokyo}, nil, nil))
+	h2.ViewOpened(view)
+	h2.Publish(view, tokyo.Panels[0], r, time.Time{})
+	if got, want := h2.Board(view).Version(), b.Version(); got != want {
+		t.Errorf("board in Tokyo: got version %s on a fresh hub, want %s", got, want)
+	}
+	// The same zone again changes nothing.
+	same := tokyo
+	h.CatalogChanged(catalog.NewSnapshot([]*panel.Dashboard{&same}, nil, nil))
+	if got, want := b.Version(), h2.Board(view).Version(); got != want {
+		t.Errorf("same zone again: got version %s, want %s", got, want)
+	}
+}
