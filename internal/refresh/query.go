@@ -184,8 +184,13 @@ func toValue(v any, oid uint32) panel.Value {
 	case time.Time:
 		t := v.UTC()
 		text := t.Format(time.RFC3339Nano)
-		if oid == pgtype.DateOID {
+		switch oid {
+		case pgtype.DateOID:
 			text = t.Format(time.DateOnly)
+		case pgtype.TimestampOID:
+			// A timestamp without time zone is a wall clock time, not an
+			// instant: no zone in its text, so that views show it as it is.
+			text = t.Format("2006-01-02T15:04:05.999999999")
 		}
 		return panel.Value{Kind: panel.Time, Text: text, Time: t}
 	case pgtype.Time:

@@ -140,7 +140,7 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	var lines []line
 	axisLoc := loc
 	if xKind == panel.Time && xDates(r) {
-		axisLoc = time.UTC // dates have no zone: their days start at UTC midnight
+		axisLoc = time.UTC // wall clock readings: no zone to move them to
 	}
 	if isLongForm(r) {
 		lines = longLines(r, xKind, loc)
@@ -243,12 +243,13 @@ func timeUnix(t time.Time) float64 {
 	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
 
-// xDates reports whether the first column holds dates (its first non-null
-// value is one), which the axis lays out in UTC whatever the zone.
+// xDates reports whether the first column holds dates or timestamps without
+// time zone (its first non-null value is one), which the axis lays out as
+// they are, in UTC, whatever the zone.
 func xDates(r *panel.Result) bool {
 	for _, row := range r.Rows {
 		if len(row) > 0 && row[0].Kind != panel.Null {
-			return isDate(row[0])
+			return isWall(row[0])
 		}
 	}
 	return false

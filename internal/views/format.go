@@ -160,6 +160,14 @@ func zoneOr(loc *time.Location) *time.Location {
 // zone, so it is shown as it is wherever the dashboard is.
 func isDate(v panel.Value) bool { return v.Kind == panel.Time && len(v.Text) == len(time.DateOnly) }
 
+// isWall reports whether v is a date or a timestamp without time zone: a
+// wall clock reading, kept in Time as if it were UTC, whose text the
+// refresh engine writes without a zone. It is shown as it is; only
+// instants (whose text ends in Z) are moved to the dashboard's zone.
+func isWall(v panel.Value) bool {
+	return v.Kind == panel.Time && v.Text != "" && !strings.HasSuffix(v.Text, "Z")
+}
+
 // isoTime is the machine-readable form for <time datetime>: the UTC
 // instant, whatever zone the text is in.
 func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -177,6 +185,9 @@ func formatValue(v panel.Value, o panel.Options, loc *time.Location) string {
 	case panel.Time:
 		if isDate(v) {
 			return v.Time.UTC().Format(time.DateOnly)
+		}
+		if isWall(v) {
+			return formatTime(v.Time, time.UTC)
 		}
 		return formatTime(v.Time, loc)
 	case panel.Bool:

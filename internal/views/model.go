@@ -118,15 +118,15 @@ func PlaceOf(d *panel.Dashboard, view string) Place {
 func (at Place) zoneName() string { return zoneOr(at.Zone).String() }
 
 // showsClock reports whether r holds an instant the panel writes as a
-// clock time in the zone (dates are not), so that the panel says which
-// zone that is.
+// clock time in the zone (dates and timestamps without time zone are not
+// moved), so that the panel says which zone that is.
 func showsClock(r *panel.Result) bool {
 	if r == nil {
 		return false
 	}
 	for _, row := range r.Rows {
 		for _, v := range row {
-			if v.Kind == panel.Time && !isDate(v) {
+			if v.Kind == panel.Time && !isWall(v) {
 				return true
 			}
 		}
@@ -359,8 +359,12 @@ func feedOf(d *panel.Def, r *panel.Result, loc *time.Location) []feedItem {
 			c := cellOf(v, col, o, loc)
 			switch {
 			case i == 0 && v.Kind == panel.Time:
-				if !isDate(v) {
-					c.Text = v.Time.In(zoneOr(loc)).Format("Jan 02 15:04:05")
+				if !isDate(v) { // a date keeps its cell text
+					z := zoneOr(loc)
+					if isWall(v) {
+						z = time.UTC
+					}
+					c.Text = v.Time.In(z).Format("Jan 02 15:04:05")
 				}
 				it.Time = &c
 			case v.Kind == panel.Null:

@@ -155,3 +155,20 @@ func TestTimeTicksZone(t *testing.T) {
 		}
 	}
 }
+
+// TestWallTimesHaveNoZone: a timestamp without time zone (text without Z)
+// is a wall clock reading and is shown as it is.
+func TestWallTimesHaveNoZone(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 3, 13, 5, 0, 0, time.UTC)
+	r := &panel.Result{Columns: []string{"at"}, Rows: [][]panel.Value{{{Kind: panel.Time, Time: at, Text: "2026-12-03T13:05:00"}}}}
+	for _, kind := range []panel.Kind{panel.Table, panel.Feed} {
+		out, err := PanelPartial(context.Background(), Place{Zone: zone(t, "Asia/Tokyo")}, &panel.Def{ID: 1, Slug: "t", Kind: kind}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := string(out); !strings.Contains(s, "13:05:00</time>") || strings.Contains(s, "panel-tz") {
+			t.Errorf("%s: got %s, want 13:05:00 without a zone label", kind, s)
+		}
+	}
+}
