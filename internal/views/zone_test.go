@@ -172,3 +172,15 @@ func TestWallTimesHaveNoZone(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaceOfZone: the zone of a place is the dashboard's, UTC when that is
+// not a zone, and never the server's own.
+func TestPlaceOfZone(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]string{"": "UTC", "UTC": "UTC", "Local": "UTC", "Mars/Olympus": "UTC", "Asia/Tokyo": "Asia/Tokyo"} {
+		at := PlaceOf(&panel.Dashboard{Slug: "ops", TimeZone: name}, "v=1")
+		if got := at.zoneName(); got != want || at.Dashboard != "ops" || at.View != "v=1" {
+			t.Errorf("PlaceOf(%q): got %+v in %s, want ops, v=1 in %s", name, at, got, want)
+		}
+	}
+}
