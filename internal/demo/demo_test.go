@@ -180,6 +180,34 @@ func TestEveryKindUsed(t *testing.T) {
 	}
 }
 
+// defaultChoice is dashboard d's default choice of its variables and time
+// range, with query variables' options read as the server reads them, and
+// the names its SQL may use.
+func defaultChoice(t *testing.T, pool *pgxpool.Pool, d *panel.Dashboard) (variables.Selection, func(string) bool) {
+	t.Helper()
+	declared := variables.Declared(d)
+	options := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
+		query, params, err := variables.Rewrite(v.SQL, declared)
+		if err != nil {
+			return nil, err
+		}
+		args, err := variables.Args(d, upstream, params, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		rows, err := pool.Query(t.Context(), query, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	sel, err := variables.Select(d, url.Values{}, nil, options)
+	if err != nil {
+		t.Fatalf("dashboard %s: the default choice: %v", d.Slug, err)
+	}
+	return sel, declared
+}
+
 // TestPanelQueries runs every demo panel's SQL as the server would (read
 // only, its :name placeholders bound to the default choice of its
 // dashboard's variables and time range) and checks its result against its
@@ -196,26 +224,7 @@ func TestPanelQueries(t *testing.T) {
 	}
 	withVariables, chained, timeRange := false, false, false
 	for _, d := range dashboards {
-		declared := variables.Declared(d)
-		options := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
-			query, params, err := variables.Rewrite(v.SQL, declared)
-			if err != nil {
-				return nil, err
-			}
-			args, err := variables.Args(d, upstream, params, time.Now())
-			if err != nil {
-				return nil, err
-			}
-			rows, err := pool.Query(t.Context(), query, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
-			if err != nil {
-				return nil, err
-			}
-			return pgx.CollectRows(rows, pgx.RowTo[string])
-		}
-		sel, err := variables.Select(d, url.Values{}, nil, options)
-		if err != nil {
-			t.Fatalf("dashboard %s: the default choice: %v", d.Slug, err)
-		}
+		sel, declared := defaultChoice(t, pool, d)
 		timeRange = timeRange || d.Time != nil
 		if len(d.Variables) > 0 {
 			withVariables = true

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"math"
-	"net/url"
 	"testing"
 	"time"
 
@@ -112,26 +111,7 @@ func statDeltas(t *testing.T, pool *pgxpool.Pool) map[string]float64 {
 	}
 	deltas := map[string]float64{}
 	for _, d := range dashboards {
-		declared := variables.Declared(d)
-		options := func(v *panel.Variable, upstream variables.Selection) ([]string, error) {
-			query, params, err := variables.Rewrite(v.SQL, declared)
-			if err != nil {
-				return nil, err
-			}
-			args, err := variables.Args(d, upstream, params, time.Now())
-			if err != nil {
-				return nil, err
-			}
-			rows, err := pool.Query(t.Context(), query, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
-			if err != nil {
-				return nil, err
-			}
-			return pgx.CollectRows(rows, pgx.RowTo[string])
-		}
-		sel, err := variables.Select(d, url.Values{}, nil, options)
-		if err != nil {
-			t.Fatalf("dashboard %s: the default choice: %v", d.Slug, err)
-		}
+		sel, declared := defaultChoice(t, pool, d)
 		for _, p := range d.Panels {
 			if p.Kind != panel.Stat || !p.Options.Delta {
 				continue

@@ -29,18 +29,11 @@ func (s *Server) panelCSV(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "No such panel", "This dashboard has no panel at this address.")
 		return
 	}
-	c, ok := s.view(w, r, d, grant)
-	if !ok {
-		return
-	}
-	vw, ok := s.open(w, r, c)
+	_, vw, ok := s.show(w, r, d, grant)
 	if !ok {
 		return
 	}
 	defer vw.release()
-	if !s.await(r.Context(), vw.ready, s.cfg.PageWait) {
-		return
-	}
 	dash, results, _ := vw.board.Page()
 	if dash == nil {
 		dash = d

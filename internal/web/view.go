@@ -166,3 +166,21 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request, c *choice) (*viewe
 	}
 	return &viewer{key: c.view.Key, board: b, ready: ready, release: release}, true
 }
+
+// show resolves the view a request for d asks for, makes the request its
+// viewer, and waits (at most PageWait) for its panels' first queries: what
+// the page and a panel's CSV both need before they read the board. It has
+// answered the request when ok is false; else the caller must release vw.
+func (s *Server) show(w http.ResponseWriter, r *http.Request, d *panel.Dashboard, grant access.Grant) (c *choice, vw *viewer, ok bool) {
+	if c, ok = s.view(w, r, d, grant); !ok {
+		return nil, nil, false
+	}
+	if vw, ok = s.open(w, r, c); !ok {
+		return nil, nil, false
+	}
+	if !s.await(r.Context(), vw.ready, s.cfg.PageWait) {
+		vw.release()
+		return nil, nil, false
+	}
+	return c, vw, true
+}

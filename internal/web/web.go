@@ -343,18 +343,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, ok := s.view(w, r, d, grant)
-	if !ok {
-		return
-	}
-	vw, ok := s.open(w, r, c)
+	c, vw, ok := s.show(w, r, d, grant)
 	if !ok {
 		return
 	}
 	defer vw.release()
-	if !s.await(r.Context(), vw.ready, s.cfg.PageWait) {
-		return
-	}
 	dash, results, version := vw.board.Page()
 	if dash == nil {
 		dash = d
