@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"math"
+	"reflect"
 	"time"
 )
 
@@ -195,16 +196,70 @@ type Options struct {
 	Delta     bool   `json:"delta,omitempty" desc:"stat: show the change from the previous row."`
 	Limit     int    `json:"limit,omitempty" desc:"feed: rows shown (default 20)."`
 	Stacked   bool   `json:"stacked,omitempty" desc:"bar: stack series instead of grouping them."`
+	// Thresholds colour a value by the range it falls in.
+	Thresholds *Thresholds `json:"thresholds,omitempty" desc:"stat, bar: colours for ranges of the value; table: use columns[].thresholds."`
+	// Min and Max fix the ends of a chart's value axis.
+	Min *float64 `json:"min,omitempty" desc:"timeseries, bar: lower end of the value axis; absent means automatic."`
+	Max *float64 `json:"max,omitempty" desc:"timeseries, bar: upper end of the value axis; absent means automatic."`
+	// Gap is the step between two points beyond which a line breaks.
+	Gap string `json:"gap,omitempty" desc:"timeseries: a step between points longer than this breaks the line: a duration such as 10m on a time axis, a number on a numeric one, or none; absent means twice the median step."`
+	// Columns format a table's columns one by one.
+	Columns []Column `json:"columns,omitempty" desc:"table: formats of columns by name."`
 }
 
-// Equal reports whether o and p hold the same settings. Decimals is a
-// pointer (nil means automatic), so == would compare addresses.
-func (o Options) Equal(p Options) bool {
-	sameDecimals := (o.Decimals == nil) == (p.Decimals == nil) &&
-		(o.Decimals == nil || *o.Decimals == *p.Decimals)
-	o.Decimals, p.Decimals = nil, nil
-	return o == p && sameDecimals
+// Column is how a table formats one of its columns.
+type Column struct {
+	Name       string      `json:"name" desc:"The column's name, as the query returns it."`
+	Unit       string      `json:"unit,omitempty" desc:"Appended to numbers, e.g. ms or %."`
+	Prefix     string      `json:"prefix,omitempty" desc:"Prepended to numbers, e.g. $."`
+	Decimals   *int        `json:"decimals,omitempty" minimum:"0" maximum:"10" desc:"Fixed number of decimals; absent means automatic (integers never get decimals)."`
+	Thresholds *Thresholds `json:"thresholds,omitempty" desc:"Colours for ranges of the column's values."`
+	Align      string      `json:"align,omitempty" enum:"left,center,right" desc:"Alignment of the column; absent means numbers right, the rest left."`
 }
+
+// Thresholds colour a value by the range it falls in, as Grafana's
+// absolute thresholds do: a value takes the colour of the highest step it
+// reaches (at or above the step's value), and Base below every step.
+type Thresholds struct {
+	Base  string `json:"base,omitempty" enum:"green,blue,yellow,orange,red,purple,grey" desc:"Colour below every step; absent means green."`
+	Steps []Step `json:"steps" desc:"Steps in ascending order of value."`
+}
+
+// Step is one threshold: from Value up, a value is drawn in Color.
+type Step struct {
+	Value float64 `json:"value" desc:"The value from which this step applies (inclusive)."`
+	Color string  `json:"color" enum:"green,blue,yellow,orange,red,purple,grey" desc:"A colour of the theme."`
+	Label string  `json:"label,omitempty" maxLength:"40" desc:"What the range means, shown beside the value (e.g. high); absent means the step's value."`
+}
+
+// Colors are the theme's colour names that thresholds may use.
+var Colors = []string{"green", "blue", "yellow", "orange", "red", "purple", "grey"}
+
+// DefaultBase is the colour of a value below every step when Base is unset.
+const DefaultBase = "green"
+
+// Level is the step v reaches: its index in t.Steps, or -1 below every
+// step (or with no thresholds), with the colour v is drawn in. A NaN
+// reaches no step.
+func (t *Thresholds) Level(v float64) (step int, color string) {
+	if t == nil {
+		return -1, ""
+	}
+	step, color = -1, t.Base
+	if color == "" {
+		color = DefaultBase
+	}
+	for i, s := range t.Steps {
+		if v >= s.Value {
+			step, color = i, s.Color
+		}
+	}
+	return step, color
+}
+
+// Equal reports whether o and p hold the same settings. Several fields
+// are pointers or slices, so == cannot compare them.
+func (o Options) Equal(p Options) bool { return reflect.DeepEqual(o, p) }
 
 // ValueKind tells which field of a Value holds the data.
 type ValueKind uint8

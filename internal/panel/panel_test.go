@@ -1,6 +1,9 @@
 package panel
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestOptionsEqual(t *testing.T) {
 	two, alsoTwo, three := 2, 2, 3
@@ -30,5 +33,33 @@ func TestResultHash(t *testing.T) {
 	}
 	if a.Hash() == c.Hash() {
 		t.Errorf("different rows: hashes equal, want different")
+	}
+}
+
+// TestThresholdsLevel: a value takes the colour of the highest step it
+// reaches, the step's value included, and the base colour below them all.
+func TestThresholdsLevel(t *testing.T) {
+	th := &Thresholds{Steps: []Step{{Value: 80, Color: "orange"}, {Value: 95, Color: "red"}}}
+	tests := []struct {
+		th    *Thresholds
+		v     float64
+		step  int
+		color string
+	}{
+		{th, 10, -1, "green"},
+		{th, 79.999, -1, "green"},
+		{th, 80, 0, "orange"},
+		{th, 94, 0, "orange"},
+		{th, 95, 1, "red"},
+		{th, 1e9, 1, "red"},
+		{th, math.NaN(), -1, "green"},
+		{&Thresholds{Base: "blue", Steps: []Step{{Value: 0, Color: "red"}}}, -1, -1, "blue"},
+		{nil, 5, -1, ""},
+	}
+	for _, tt := range tests {
+		step, color := tt.th.Level(tt.v)
+		if step != tt.step || color != tt.color {
+			t.Errorf("Level(%g) = %d, %q; want %d, %q", tt.v, step, color, tt.step, tt.color)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/variables"
 )
 
@@ -66,6 +67,16 @@ func check(name string, f *File, pos *positions) []Problem {
 			if strings.TrimSpace(t) == "" {
 				at(fmt.Sprintf("%s.depends_on[%d]", path, j), "must name a table")
 			}
+		}
+		checkThresholds(at, path+".options.thresholds", p.Options.Thresholds)
+		seen := map[string]bool{}
+		for j, c := range p.Options.Columns {
+			cp := fmt.Sprintf("%s.options.columns[%d]", path, j)
+			if seen[c.Name] {
+				at(cp+".name", "column %q is formatted twice", c.Name)
+			}
+			seen[c.Name] = true
+			checkThresholds(at, cp+".thresholds", c.Thresholds)
 		}
 		if n := jsonbSize(p.Options); n > maxJSONBytes {
 			at(path+".options", "take %d bytes as JSON, at most %d allowed", n, maxJSONBytes)
@@ -170,4 +181,19 @@ func jsonbSize(v any) int {
 		}
 	}
 	return n
+}
+
+// checkThresholds requires steps in strictly ascending order of value, as
+// a reader of the file expects them (a value takes the colour of the
+// highest step it reaches).
+func checkThresholds(at func(path, format string, args ...any), path string, t *panel.Thresholds) {
+	if t == nil {
+		return
+	}
+	for i := 1; i < len(t.Steps); i++ {
+		if !(t.Steps[i].Value > t.Steps[i-1].Value) {
+			at(fmt.Sprintf("%s.steps[%d].value", path, i), "%g must be above the step before it (%g): steps go in ascending order",
+				t.Steps[i].Value, t.Steps[i-1].Value)
+		}
+	}
 }
