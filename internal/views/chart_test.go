@@ -86,7 +86,7 @@ func TestMedianStep(t *testing.T) {
 		{[]float64{5}, 0},
 		{[]float64{0, 10}, 10},
 		{[]float64{0, 60, 120, 180, 600, 660}, 60},
-		{[]float64{0, 1, 11}, 1}, // the lower middle of an even count
+		{[]float64{0, 1, 11}, 1},   // the lower middle of an even count
 		{[]float64{0, 0, 0, 5}, 5}, // repeated x values are no step
 	}
 	for _, tt := range tests {
