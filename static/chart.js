@@ -7,9 +7,12 @@
 //
 //   top bottom x0 x1 …           plot top and bottom, then each point's x, in SVG units
 //   head \t label0 \t label1 …     the time (or x) of each point; head is a date all share
+//   prefix \t unit                  the panel's, once
 //   name \t v0 \t v1 …              one line per series: its value at each point ('' for none)
 //
-// Values are already formatted as the chart formats them. Listeners are on
+// Values are already formatted as the chart formats them, but for the
+// prefix and unit, which this script puts around them as the server does
+// (a minus sign before the prefix: -$5). Listeners are on
 // document, so a chart that htmx (or the long-poll) swaps in needs no set
 // up; while a tooltip shows, a MutationObserver notices when its chart is
 // replaced or its data change, and shows the new data under the pointer.
@@ -31,19 +34,31 @@
     const lines = src.split('\n');
     const nums = lines[0].split(' ').map(Number);
     const labels = (lines[1] || '').split('\t');
+    const affix = (lines[2] || '').split('\t');
     const data = {
       top: nums[0],
       bottom: nums[1],
       xs: nums.slice(2),
       head: labels[0],
       labels: labels.slice(1),
-      series: lines.slice(2).map((l) => {
+      prefix: affix[0] || '',
+      unit: affix[1] || '',
+      series: lines.slice(3).map((l) => {
         const f = l.split('\t');
         return { name: f[0], values: f.slice(1) };
       }),
     };
     parsed.set(svg, { src, data });
     return data;
+  }
+
+  // value is v with the panel's prefix and unit, as affix in
+  // internal/views/format.go writes it; '–' for no value.
+  function value(d, v) {
+    if (!v) return '–';
+    if (!d.prefix && !d.unit) return v;
+    const neg = v[0] === '-';
+    return (neg ? '-' : '') + d.prefix + (neg ? v.slice(1) : v) + d.unit;
   }
 
   // nearest is the index of the x closest to x in the ascending xs.
@@ -101,7 +116,7 @@
     const rows = [el('div', 'tip-x', d.head && label ? d.head + ' ' + label : d.head + label)];
     d.series.forEach((s, k) => {
       const row = el('div', 'tip-s s' + (k % 10));
-      row.append(el('i', 'swatch'), el('span', '', s.name), el('b', '', s.values[i] || '–'));
+      row.append(el('i', 'swatch'), el('span', '', s.name), el('b', '', value(d, s.values[i])));
       rows.push(row);
     });
     tip.replaceChildren(...rows);

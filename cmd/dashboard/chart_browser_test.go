@@ -12,7 +12,7 @@ import (
 // setupCharts creates the chart fixture: a table of samples a minute
 // apart with a NULL at 12:02 and a stretch missing between 12:05 and
 // 12:20, a table of queue lengths, and a dashboard "charts" with a time
-// series of the samples and a bar chart of the queues with thresholds.
+// series of the samples in dollars and a bar chart of the queues with thresholds.
 func setupCharts(t *testing.T, s *testServer) {
 	t.Helper()
 	s.exec(t, `CREATE TABLE samples (at timestamptz PRIMARY KEY, v numeric)`)
@@ -28,7 +28,7 @@ func setupCharts(t *testing.T, s *testServer) {
 		INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position, width, options)
 		SELECT d.id, p.slug, p.title, p.kind, p.sql, p.pos, 2, p.options::jsonb
 		FROM d, (VALUES
-			('ts', 'Samples', 'timeseries', 'SELECT at, v FROM samples ORDER BY at', 0, '{}'),
+			('ts', 'Samples', 'timeseries', 'SELECT at, v FROM samples ORDER BY at', 0, '{"prefix": "$"}'),
 			('queues', 'Queues', 'bar', 'SELECT name, jobs FROM queues ORDER BY name', 1,
 			 '{"thresholds": {"base": "green", "steps": [{"value": 100, "color": "red", "label": "backlog"}]}}')
 		) AS p(slug, title, kind, sql, pos, options)`)
@@ -70,7 +70,7 @@ func TestBrowserChartGapsAndHover(t *testing.T) {
 			return tip && !tip.hidden && tip.textContent.includes('12:04') && tip.textContent.includes(` + strconv.Quote(want) + `);
 		})()`
 	}
-	waitJS(t, ctx, "a tooltip with 12:04 and 1,234.5", tipShows("1,234.5"))
+	waitJS(t, ctx, "a tooltip with 12:04 and $1,234.5", tipShows("$1,234.5"))
 	tip := eval[string](t, ctx, `document.querySelector('.chart-tip').innerText`)
 	if !strings.Contains(tip, "2026-03-14 12:04") {
 		t.Errorf("tooltip %q: want the date and time 2026-03-14 12:04", tip)
@@ -82,7 +82,7 @@ func TestBrowserChartGapsAndHover(t *testing.T) {
 
 	// The panel is redrawn under the still pointer.
 	s.exec(t, `UPDATE samples SET v = 4321 WHERE at = '2026-03-14 12:04Z'`)
-	waitJS(t, ctx, "the tooltip to follow the update", tipShows("4,321"))
+	waitJS(t, ctx, "the tooltip to follow the update", tipShows("$4,321"))
 
 	// Leaving the chart hides the tooltip and the guide.
 	call(t, ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: 5, Y: 5})

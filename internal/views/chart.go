@@ -429,12 +429,14 @@ func segments(pts []point, limit float64) [][]point {
 //
 //	top bottom x0 x1 …           plot top and bottom, then each point's x (SVG units, whole)
 //	head \t label0 \t label1 …   the x values: head (a date all share, or empty) and one label each
+//	prefix \t unit                 the panel's, written once instead of around every value
 //	name \t v0 \t v1 …            one line per series: its name and value at each x (empty: none)
 //
-// Values are formatted as the tooltip shows them, exactly (not
-// abbreviated), with the panel's prefix and unit. Points that fall on the
-// same whole x share one entry, the newest, so the attribute never grows
-// beyond the plot's width. Tabs and newlines in names become spaces.
+// Values are formatted exactly (not abbreviated, the panel's decimals);
+// the script puts the prefix and unit around them as affix does, a minus
+// sign first. Points that fall on the same whole x share one entry, the
+// newest, so the attribute never grows beyond the plot's width. Tabs and
+// newlines in names become spaces.
 func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.ValueKind, loc *time.Location, o panel.Options) string {
 	// Every x of every series, in order, one per whole SVG x.
 	var xs []float64
@@ -469,6 +471,10 @@ func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.Val
 		b.WriteByte('\t')
 		b.WriteString(l)
 	}
+	b.WriteByte('\n')
+	b.WriteString(oneLine(o.Prefix))
+	b.WriteByte('\t')
+	b.WriteString(oneLine(o.Unit))
 	for _, l := range lines {
 		b.WriteByte('\n')
 		b.WriteString(oneLine(l.name))
@@ -479,13 +485,13 @@ func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.Val
 			var v string
 			for ; j < len(l.pts) && l.pts[j].x <= x; j++ {
 				if p := l.pts[j]; p.ok {
-					v = formatNumber(p.y, o, false)
+					v = formatBare(p.y, o.Decimals, false)
 				} else {
 					v = ""
 				}
 			}
 			b.WriteByte('\t')
-			b.WriteString(oneLine(v))
+			b.WriteString(v)
 		}
 	}
 	return b.String()

@@ -407,7 +407,8 @@ func TestMinMaxClip(t *testing.T) {
 }
 
 // TestHoverData: the hover attribute holds, per point, its x, its time as
-// the tooltip shows it and each series' exact value (empty for NULL).
+// the tooltip shows it and each series' exact value (empty for NULL), with
+// the panel's prefix and unit once.
 func TestHoverData(t *testing.T) {
 	t.Parallel()
 	r := &panel.Result{Columns: []string{"t", "p50", "p99"}, Rows: [][]panel.Value{
@@ -421,16 +422,17 @@ func TestHoverData(t *testing.T) {
 		t.Fatal("no data-hover on the chart")
 	}
 	lines := strings.Split(h, "\n")
-	if len(lines) != 4 {
-		t.Fatalf("got %d hover lines, want 4: %q", len(lines), h)
+	if len(lines) != 5 {
+		t.Fatalf("got %d hover lines, want 5: %q", len(lines), h)
 	}
 	if xs := strings.Fields(lines[0]); len(xs) != 2+3 {
 		t.Errorf("x line: got %q, want top, bottom and 3 x", lines[0])
 	}
 	want := []string{
 		"2026-03-14\t12:00\t12:05\t12:10",
-		"p50\t1,234.5 ms\t\t7 ms",
-		"p99\t2 ms\t3.25 ms\t4 ms",
+		"\t ms",
+		"p50\t1,234.5\t\t7",
+		"p99\t2\t3.25\t4",
 	}
 	if !reflect.DeepEqual(lines[1:], want) {
 		t.Errorf("hover: got %q, want %q", lines[1:], want)
@@ -492,7 +494,7 @@ func TestHoverDataBounded(t *testing.T) {
 		t.Errorf("got %d hover points for a 720-unit chart, want at most one per unit", n)
 	}
 	// The newest point of the last pixel is the one shown.
-	last := strings.Split(strings.Split(h, "\n")[2], "\t")
+	last := strings.Split(strings.Split(h, "\n")[3], "\t")
 	if got, want := last[len(last)-1], ftoa(float64(4999%7)); got != want {
 		t.Errorf("last hover value: got %q, want %q", got, want)
 	}
