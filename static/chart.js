@@ -119,7 +119,8 @@
       row.append(el('i', 'swatch'), el('span', '', s.name), el('b', '', value(d, s.values[i])));
       rows.push(row);
     });
-    tip.replaceChildren(...rows);
+    tip.textContent = '';
+    tip.append(...rows);
     tip.hidden = false;
     // Beside the pointer, inside the viewport.
     const w = tip.offsetWidth;
