@@ -167,7 +167,10 @@
 
   document.addEventListener('pointermove', onPointer, { passive: true });
   document.addEventListener('pointerdown', onPointer, { passive: true });
+  // A touch pointer leaves when the finger lifts: the tooltip of a tap
+  // stays until the next tap elsewhere (or a scroll).
   document.addEventListener('pointerout', (e) => {
+    if (e.pointerType === 'touch') return;
     if (current && !(e.relatedTarget && current.svg.contains(e.relatedTarget))) hide();
   }, { passive: true });
   window.addEventListener('scroll', hide, { passive: true, capture: true });

@@ -89,6 +89,53 @@ func TestBrowserChartGapsAndHover(t *testing.T) {
 	waitJS(t, ctx, "the tooltip to hide", `document.querySelector('.chart-tip').hidden && !document.querySelector('line.guide')`)
 }
 
+// TestBrowserChartTap: on a phone (390x844, touch), tapping a point shows
+// its value, and the tooltip stays when the finger lifts, until a tap
+// elsewhere.
+func TestBrowserChartTap(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	setupCharts(t, s)
+	ctx := newBrowser(t)
+	call(t, ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 390, Height: 844, DeviceScaleFactor: 2, Mobile: true})
+	call(t, ctx, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{Enabled: true, MaxTouchPoints: 1})
+	navigate(t, ctx, s, "/d/charts")
+	waitJS(t, ctx, "the time series", `document.querySelectorAll('#panel-ts polyline.line').length === 3`)
+	at := eval[[]float64](t, ctx, `(() => {
+		const svg = document.querySelector('#panel-ts svg.chart');
+		svg.scrollIntoView({block: 'center'});
+		const pt = document.querySelectorAll('#panel-ts polyline.line')[1].points.getItem(1);
+		const axis = svg.querySelector('.axis').y1.baseVal.value;
+		const p = new DOMPoint(pt.x, axis / 2).matrixTransform(svg.getScreenCTM());
+		return [p.x, p.y];
+	})()`)
+	tap := func(x, y float64) {
+		t.Helper()
+		call(t, ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{
+			Type: input.DispatchTouchEventTypeTouchStart, TouchPoints: []*input.TouchPoint{{X: x, Y: y}},
+		})
+		call(t, ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{
+			Type: input.DispatchTouchEventTypeTouchEnd, TouchPoints: []*input.TouchPoint{},
+		})
+	}
+	tap(at[0], at[1])
+	waitJS(t, ctx, "a tooltip with $1,234.5", `(() => {
+		const tip = document.querySelector('.chart-tip');
+		return tip && !tip.hidden && tip.textContent.includes('$1,234.5');
+	})()`)
+	// The finger has lifted (the touchEnd was handled before the call
+	// returned): the tooltip is still there.
+	if eval[bool](t, ctx, `document.querySelector('.chart-tip').hidden`) {
+		t.Errorf("tooltip hidden when the finger lifted, want it shown until a tap elsewhere")
+	}
+	// A tap on the bar chart's title, outside the time series.
+	title := eval[[]float64](t, ctx, `(() => {
+		const r = document.querySelector('#panel-queues .panel-title').getBoundingClientRect();
+		return [r.x + r.width / 2, r.y + r.height / 2];
+	})()`)
+	tap(title[0], title[1])
+	waitJS(t, ctx, "the tooltip to hide", `document.querySelector('.chart-tip').hidden`)
+}
+
 // TestBrowserBarThresholds: a bar whose value reaches a threshold step is
 // filled with the step's theme colour, one below every step with the base
 // colour, and each says its step in words.
