@@ -438,12 +438,15 @@ func segments(pts []point, limit float64) [][]point {
 // newest, so the attribute never grows beyond the plot's width. Tabs and
 // newlines in names become spaces.
 func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.ValueKind, loc *time.Location, o panel.Options) string {
-	// Every x of every series, in order, one per whole SVG x.
+	// Every x of every series, in order, one per whole SVG x; NULLs
+	// before or after every value lie off the axis and are left out.
 	var xs []float64
 	var px []int
 	for _, l := range lines {
 		for _, p := range l.pts {
-			xs = append(xs, p.x)
+			if at := xOf(p.x); at >= f.left-0.5 && at <= f.right+0.5 {
+				xs = append(xs, p.x)
+			}
 		}
 	}
 	slices.Sort(xs)

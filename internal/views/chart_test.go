@@ -439,6 +439,20 @@ func TestHoverData(t *testing.T) {
 	}
 }
 
+// TestHoverDataOnAxis: NULLs before the first value and after the last lie
+// off the x axis and get no hover entry.
+func TestHoverDataOnAxis(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	r := series("v", []int{0, 1, 2, 3, 4}, []float64{nan, 1, 2, 3, nan})
+	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "chart")[0]
+	h, _ := attr(svg, "data-hover")
+	lines := strings.Split(h, "\n")
+	if got, want := lines[1], "2026-03-14\t12:01\t12:02\t12:03"; got != want {
+		t.Errorf("hover times: got %q, want %q", got, want)
+	}
+}
+
 // TestHoverLabels: times in the hover data are exact and compact: the date
 // once when all share it, seconds only when some point has them, dates
 // alone for daily buckets; in the dashboard's zone.
