@@ -687,7 +687,7 @@ func TestBrowserRowTextIsText(t *testing.T) {
 		if got := eval[string](t, ctx, statExpr("last")); got != payloads[rows-1] {
 			t.Errorf("%s: stat: got %q, want %q", when, got, payloads[rows-1])
 		}
-		// Only the page's own elements: its four scripts (htmx the only one
+		// Only the page's own elements: its five scripts (htmx the only one
 		// in the body, as its last child), one chart, no images, and no
 		// handler ran.
 		got := eval[map[string]any](t, ctx, `({
@@ -699,7 +699,7 @@ func TestBrowserRowTextIsText(t *testing.T) {
 			onload: document.querySelectorAll('[onload], [onerror]').length,
 			pwned: typeof window.__pwned,
 		})`)
-		want := map[string]any{"scripts": 4.0, "bodyScripts": 0.0, "images": 0.0, "svgs": 1.0, "onload": 0.0, "pwned": "undefined"}
+		want := map[string]any{"scripts": 5.0, "bodyScripts": 0.0, "images": 0.0, "svgs": 1.0, "onload": 0.0, "pwned": "undefined"}
 		for k, w := range want {
 			if got[k] != w {
 				t.Errorf("%s: %s: got %v, want %v", when, k, got[k], w)

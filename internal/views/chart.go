@@ -1,11 +1,14 @@
 package views
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/livedash/dashboard/internal/panel"
@@ -34,12 +37,20 @@ type chart struct {
 	XLabels []svgText
 	Axis    lineSeg // bottom axis line
 	Zero    *lineSeg
-	Lines   []polyline
-	Dots    []dot
-	Bars    []rect
-	Values  []svgText // value labels above bars
-	Legend  []legendItem
-	Empty   string // shown instead of the chart when set
+	// Clip, when set, keeps the marks inside the plot area: a panel's min
+	// or max can cut values off.
+	Clip   *clipRect
+	Lines  []polyline
+	Dots   []dot
+	Bars   []rect
+	Values []svgText // value labels above bars
+	// Hover is the data-hover attribute of the svg, what static/chart.js
+	// shows under the pointer (see hoverData); empty for none.
+	Hover  string
+	Legend []legendItem
+	Empty  string // shown instead of the chart when set
+	// Note explains an option the chart could not use.
+	Note string
 }
 
 type gridLine struct {
@@ -49,7 +60,11 @@ type gridLine struct {
 
 type lineSeg struct{ X1, Y1, X2, Y2 string }
 
-type svgText struct{ X, Y, Text string }
+// svgText is a label; Title, when set, is its full text, shown on hover
+// because Text is shortened.
+type svgText struct{ X, Y, Text, Title string }
+
+type clipRect struct{ ID, X, Y, W, H string }
 
 type polyline struct{ Class, Points string }
 
@@ -107,6 +122,16 @@ func (f frame) yAxis(c *chart, a axis, labels []string) {
 	c.ViewBox = f.viewBox()
 }
 
+// clip is the plot area with room for a line's width, which the marks of a
+// chart with a fixed min or max are cut to. Its id is the panel's, so that
+// it is unique in the page.
+func (f frame) clip(def *panel.Def) *clipRect {
+	return &clipRect{
+		ID: def.DOMID() + "-clip",
+		X:  coord(f.left - 4), Y: coord(f.top - 2), W: coord(f.right - f.left + 8), H: coord(f.bottom - f.top + 2),
+	}
+}
+
 func axisLabels(a axis, o panel.Options) []string {
 	out := make([]string, len(a.Ticks))
 	for i, t := range a.Ticks {
@@ -133,6 +158,9 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	if len(r.Columns) < 2 {
 		return chart{Empty: "A time series needs a time or number column followed by value columns."}
 	}
+	if len(r.Rows) == 0 {
+		return chart{Empty: noRows}
+	}
 	xKind, ok := xKindOf(r)
 	if !ok {
 		return chart{Empty: "The first column must be a time or a number."}
@@ -152,27 +180,35 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	}
 	// Ranges over real points only.
 	xlo, xhi := math.Inf(1), math.Inf(-1)
-	ylo, yhi := math.Inf(1), math.Inf(-1)
+	ys := newValueStats()
+	xInteger := true
 	for _, l := range lines {
 		for _, p := range l.pts {
 			if !p.ok {
 				continue
 			}
 			xlo, xhi = math.Min(xlo, p.x), math.Max(xhi, p.x)
-			ylo, yhi = math.Min(ylo, p.y), math.Max(yhi, p.y)
+			xInteger = xInteger && p.x == math.Trunc(p.x)
+			ys.add(p.y)
 		}
 	}
+	if ys.n == 0 {
+		return chart{Empty: "No values to draw yet: every value is NULL."}
+	}
 	var c chart
-	for i, l := range lines {
-		c.Legend = append(c.Legend, legendItem{Class: seriesClass(i), Name: l.name})
+	if len(lines) > 1 {
+		for i, l := range lines {
+			c.Legend = append(c.Legend, legendItem{Class: seriesClass(i), Name: l.name})
+		}
 	}
-	if math.IsInf(xlo, 1) {
-		return chart{Empty: "No data", Legend: c.Legend}
-	}
-	ya := niceAxis(ylo, yhi)
-	labels := axisLabels(ya, def.Options)
+	o := def.Options
+	ya, note := valueAxis(ys, o, false)
+	labels := axisLabels(ya, o)
 	f := newFrame(def, labels)
 	f.yAxis(&c, ya, labels)
+	if o.Min != nil || o.Max != nil {
+		c.Clip = f.clip(def)
+	}
 
 	// The x axis spans the data exactly; a single instant sits in the middle.
 	xspan := xhi - xlo
@@ -194,6 +230,9 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 		}
 	} else {
 		xa := niceAxis(xlo, xhi)
+		if xInteger {
+			xa = integerAxis(xlo, xhi)
+		}
 		for _, t := range xa.Ticks {
 			if t < xlo || t > xhi {
 				continue
@@ -202,34 +241,324 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 		}
 	}
 
+	limit, err := parseGap(o.Gap, xKind == panel.Time)
+	if err != nil {
+		note = joinNotes(note, "Option "+err.Error()+"; lines break at steps over twice the median step.")
+	}
 	for i, l := range lines {
 		cls := seriesClass(i)
-		var seg []string
-		flush := func() {
-			switch len(seg) {
-			case 0:
-			case 1:
-				xy := strings.SplitN(seg[0], ",", 2)
-				c.Dots = append(c.Dots, dot{Class: cls, X: xy[0], Y: xy[1]})
-			default:
+		gap := limit
+		if gap == 0 {
+			gap = 2 * medianStep(l.pts)
+		}
+		for _, run := range segments(l.pts, gap) {
+			seg := make([]string, 0, len(run))
+			for _, p := range run {
+				xy := coord(xOf(p.x)) + "," + coord(f.y(ya, p.y))
+				if len(seg) > 0 && seg[len(seg)-1] == xy {
+					continue // same pixel as the previous point
+				}
+				seg = append(seg, xy)
+			}
+			if len(seg) == 1 {
+				x, y, _ := strings.Cut(seg[0], ",")
+				c.Dots = append(c.Dots, dot{Class: cls, X: x, Y: y})
+			} else {
 				c.Lines = append(c.Lines, polyline{Class: cls, Points: strings.Join(seg, " ")})
 			}
-			seg = seg[:0]
 		}
-		for _, p := range l.pts {
-			if !p.ok {
-				flush()
-				continue
-			}
-			xy := coord(xOf(p.x)) + "," + coord(f.y(ya, p.y))
-			if len(seg) > 0 && seg[len(seg)-1] == xy {
-				continue // same pixel as the previous point
-			}
-			seg = append(seg, xy)
-		}
-		flush()
 	}
+	c.Hover = hoverData(f, lines, xOf, xKind, axisLoc, o)
+	c.Note = note
 	return c
+}
+
+// noRows is what a chart says when its query returned no rows.
+const noRows = "No rows yet"
+
+// joinNotes puts two notes in one, either of which may be empty.
+func joinNotes(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + " " + b
+}
+
+// valueStats describes the values a chart draws on its value axis.
+type valueStats struct {
+	lo, hi  float64
+	n       int
+	integer bool // every value is a whole number
+}
+
+func newValueStats() valueStats {
+	return valueStats{lo: math.Inf(1), hi: math.Inf(-1), integer: true}
+}
+
+// add counts v in the range and in the kind of the data.
+func (s *valueStats) add(v float64) {
+	s.lo, s.hi = math.Min(s.lo, v), math.Max(s.hi, v)
+	s.n++
+	s.integer = s.integer && v == math.Trunc(v)
+}
+
+// isMoney reports whether a panel's numbers are money: its prefix or unit
+// holds a currency sign ($ € £ ¥ or any other of Unicode's currency
+// symbols).
+func isMoney(o panel.Options) bool {
+	return strings.IndexFunc(o.Prefix+o.Unit, func(r rune) bool { return unicode.Is(unicode.Sc, r) }) >= 0
+}
+
+// valueAxis is the value (y) axis of a chart over the values s, for a panel
+// with options o. Counts and money start at zero, so that a bar or a line
+// is as tall as what it measures: the axis includes zero when every value
+// is ≥ 0 and the values are whole numbers or the panel is in a currency
+// (or always, with includeZero, as bars need). Other data get an automatic
+// range around the values. Whole-numbered data get whole-numbered ticks.
+// The options min and max fix the ends; note says why they were ignored
+// when min is not below max.
+func valueAxis(s valueStats, o panel.Options, includeZero bool) (a axis, note string) {
+	lo, hi := s.lo, s.hi
+	if s.n == 0 {
+		lo, hi = 0, 1
+	}
+	if includeZero || (lo >= 0 && (s.integer || isMoney(o))) {
+		lo, hi = math.Min(lo, 0), math.Max(hi, 0)
+	}
+	minV, maxV := o.Min, o.Max
+	if minV != nil && maxV != nil && !(*minV < *maxV) {
+		note = "Options min (" + ftoaPlain(*minV) + ") and max (" + ftoaPlain(*maxV) + ") are ignored: min must be below max."
+		minV, maxV = nil, nil
+	}
+	integer := s.integer
+	if minV != nil {
+		lo, hi = *minV, math.Max(hi, *minV)
+		integer = integer && *minV == math.Trunc(*minV)
+	}
+	if maxV != nil {
+		lo, hi = math.Min(lo, *maxV), *maxV
+		integer = integer && *maxV == math.Trunc(*maxV)
+	}
+	return chooseAxis(lo, hi, integer).clampTo(minV, maxV), note
+}
+
+// ftoaPlain writes an option's number as the operator wrote it.
+func ftoaPlain(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// parseGap reads the gap option: the longest step between two points that
+// a line joins, in x units (seconds on a time axis). "none" joins every
+// step (only NULLs break the line): +Inf. Empty means the default, twice
+// the median step: 0. A time axis takes a duration (90s, 10m, 1h30m, or
+// whole days as 2d), a numeric one a number.
+func parseGap(s string, timeAxis bool) (float64, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return 0, nil
+	case "none":
+		return math.Inf(1), nil
+	}
+	if timeAxis {
+		var d time.Duration
+		var err error
+		if days, ok := strings.CutSuffix(s, "d"); ok {
+			var n int
+			n, err = strconv.Atoi(days)
+			d = time.Duration(n) * 24 * time.Hour
+		} else {
+			d, err = time.ParseDuration(s)
+		}
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("gap %q is not a duration such as 10m, 1h30m or 2d, nor none", s)
+		}
+		return d.Seconds(), nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v > 0) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("gap %q is not a positive number (the x axis is numeric), nor none", s)
+	}
+	return v, nil
+}
+
+// medianStep is the median step between consecutive x values of pts (in x
+// order), the lower of the two middle ones for an even count, counting
+// only steps forward; 0 without any.
+func medianStep(pts []point) float64 {
+	steps := make([]float64, 0, len(pts))
+	for i := 1; i < len(pts); i++ {
+		if d := pts[i].x - pts[i-1].x; d > 0 {
+			steps = append(steps, d)
+		}
+	}
+	if len(steps) == 0 {
+		return 0
+	}
+	slices.Sort(steps)
+	return steps[(len(steps)-1)/2]
+}
+
+// segments splits a series (in x order) into the runs of points its line
+// joins: a NULL ends a run, and so does a step longer than limit (0 or
+// less: no limit). A line never bridges missing data.
+func segments(pts []point, limit float64) [][]point {
+	var out [][]point
+	start := -1
+	for i, p := range pts {
+		switch {
+		case !p.ok:
+			if start >= 0 {
+				out = append(out, pts[start:i])
+			}
+			start = -1
+			continue
+		case start >= 0 && limit > 0 && p.x-pts[i-1].x > limit:
+			out = append(out, pts[start:i])
+			start = i
+		case start < 0:
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, pts[start:])
+	}
+	return out
+}
+
+// hoverData is what static/chart.js shows under the pointer, as one
+// attribute: lines separated by "\n", fields by "\t".
+//
+//	top bottom x0 x1 …           plot top and bottom, then each point's x (SVG units, whole)
+//	head \t label0 \t label1 …   the x values: head (a date all share, or empty) and one label each
+//	prefix \t unit                 the panel's, written once instead of around every value
+//	name \t v0 \t v1 …            one line per series: its name and value at each x (empty: none)
+//
+// Values are formatted exactly (not abbreviated, the panel's decimals);
+// the script puts the prefix and unit around them as affix does, a minus
+// sign first. Points that fall on the same whole x share one entry, the
+// newest, so the attribute never grows beyond the plot's width. Tabs and
+// newlines in names become spaces.
+func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.ValueKind, loc *time.Location, o panel.Options) string {
+	// Every x of every series, in order, one per whole SVG x; NULLs
+	// before or after every value lie off the axis and are left out.
+	var xs []float64
+	var px []int
+	for _, l := range lines {
+		for _, p := range l.pts {
+			if at := xOf(p.x); at >= f.left-0.5 && at <= f.right+0.5 {
+				xs = append(xs, p.x)
+			}
+		}
+	}
+	slices.Sort(xs)
+	var kept []float64
+	for i, x := range xs {
+		if i+1 < len(xs) && (xs[i+1] == x || math.Round(xOf(xs[i+1])) == math.Round(xOf(x))) {
+			continue // keep the newest of a pixel
+		}
+		kept = append(kept, x)
+		px = append(px, int(math.Round(xOf(x))))
+	}
+	var b strings.Builder
+	b.Grow(len(kept) * (5 + 8 + 8*len(lines)))
+	b.WriteString(strconv.Itoa(int(math.Round(f.top))))
+	b.WriteByte(' ')
+	b.WriteString(strconv.Itoa(int(math.Round(f.bottom))))
+	for _, x := range px {
+		b.WriteByte(' ')
+		b.WriteString(strconv.Itoa(x))
+	}
+	b.WriteByte('\n')
+	head, labels := hoverLabels(kept, xKind, loc)
+	b.WriteString(head)
+	for _, l := range labels {
+		b.WriteByte('\t')
+		b.WriteString(l)
+	}
+	b.WriteByte('\n')
+	b.WriteString(oneLine(o.Prefix))
+	b.WriteByte('\t')
+	b.WriteString(oneLine(o.Unit))
+	for _, l := range lines {
+		b.WriteByte('\n')
+		b.WriteString(oneLine(l.name))
+		// Both in x order: walk them together. A point between two kept
+		// x values belongs to the next one (the newest of its pixel).
+		j := 0
+		for _, x := range kept {
+			var v string
+			for ; j < len(l.pts) && l.pts[j].x <= x; j++ {
+				if p := l.pts[j]; p.ok {
+					v = formatBare(p.y, o.Decimals, false)
+				} else {
+					v = ""
+				}
+			}
+			b.WriteByte('\t')
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+// hoverLabels are the x values as the tooltip shows them: exact times in
+// loc (to the second only when some time has seconds, dates alone for
+// midnights), with the date once in head when all share it; numbers
+// unabbreviated.
+func hoverLabels(xs []float64, xKind panel.ValueKind, loc *time.Location) (head string, labels []string) {
+	labels = make([]string, len(xs))
+	if xKind != panel.Time {
+		for i, x := range xs {
+			labels[i] = formatBare(x, nil, false)
+		}
+		return "", labels
+	}
+	loc = zoneOr(loc)
+	ts := make([]time.Time, len(xs))
+	midnights, seconds, fraction := true, false, false
+	for i, x := range xs {
+		t := unixTime(x).In(loc)
+		ts[i] = t
+		midnights = midnights && t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0
+		seconds = seconds || t.Second() != 0
+		fraction = fraction || t.Nanosecond() != 0
+	}
+	clock := "15:04"
+	switch {
+	case fraction:
+		clock = "15:04:05.000"
+	case seconds:
+		clock = "15:04:05"
+	}
+	layout := time.DateOnly + " " + clock
+	switch {
+	case midnights:
+		layout = time.DateOnly
+	case len(ts) > 0 && sameDay(ts[0], ts[len(ts)-1]):
+		head, layout = ts[0].Format(time.DateOnly), clock
+	}
+	for i, t := range ts {
+		labels[i] = t.Format(layout)
+	}
+	return head, labels
+}
+
+func sameDay(a, b time.Time) bool {
+	ay, am, ad := a.Date()
+	by, bm, bd := b.Date()
+	return ay == by && am == bm && ad == bd
+}
+
+// oneLine replaces the tabs and newlines that separate hover fields.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\t\n\r") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // unixTime and timeUnix convert between instants and the float x axis
@@ -388,30 +717,32 @@ func longLines(r *panel.Result, xKind panel.ValueKind, loc *time.Location) []lin
 
 // barChart lays out grouped (or, with Options.Stacked, stacked) vertical
 // bars: one category per row labelled by the first column, one series per
-// numeric column.
+// numeric column. With thresholds, each bar takes the colour of the step its
+// value reaches, and its title and the legend name the step.
 func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 	if len(r.Columns) < 2 {
 		return chart{Empty: "A bar chart needs a label column followed by value columns."}
 	}
+	if len(r.Rows) == 0 {
+		return chart{Empty: noRows}
+	}
 	cols := seriesColumns(r)
 	if len(cols) == 0 {
-		if len(r.Rows) == 0 {
-			return chart{Empty: "No data"}
-		}
 		return chart{Empty: "No numeric columns to draw."}
 	}
-	var c chart
-	for i, col := range cols {
-		c.Legend = append(c.Legend, legendItem{Class: seriesClass(i), Name: r.Columns[col]})
-	}
-	if len(r.Rows) == 0 {
-		c.Empty = "No data"
-		return c
-	}
 	o := def.Options
+	var c chart
+	switch {
+	case o.Thresholds != nil:
+		c.Legend = thresholdLegend(o)
+	case len(cols) > 1:
+		for i, col := range cols {
+			c.Legend = append(c.Legend, legendItem{Class: seriesClass(i), Name: r.Columns[col]})
+		}
+	}
 	cats := make([]string, len(r.Rows))
 	vals := make([][]point, len(r.Rows)) // [category][series]
-	lo, hi := 0.0, 0.0
+	ys := newValueStats()
 	for i, row := range r.Rows {
 		if len(row) > 0 {
 			cats[i] = formatValue(row[0], o, loc)
@@ -427,32 +758,37 @@ func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 			if !ok {
 				continue
 			}
-			if o.Stacked {
-				if v >= 0 {
-					pos += v
-				} else {
-					neg += v
-				}
-				lo, hi = math.Min(lo, neg), math.Max(hi, pos)
-			} else {
-				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			if !o.Stacked {
+				ys.add(v)
+				continue
 			}
+			if v >= 0 {
+				pos += v
+			} else {
+				neg += v
+			}
+			ys.add(v)
+			ys.lo, ys.hi = math.Min(ys.lo, neg), math.Max(ys.hi, pos)
 		}
 	}
 	// Value labels only where they fit: few bars, none stacked or negative.
-	showValues := !o.Stacked && lo >= 0 && len(cats)*len(cols) <= 12
-	ya := niceAxis(lo, hi)
+	showValues := !o.Stacked && ys.lo >= 0 && len(cats)*len(cols) <= 12
+	ya, note := valueAxis(ys, o, true)
 	labels := axisLabels(ya, o)
 	f := newFrame(def, labels)
 	if showValues {
 		f.top += 12
 	}
 	f.yAxis(&c, ya, labels)
-	if c.Zero == nil && ya.Lo() < 0 {
+	if c.Zero == nil && ya.Lo() < 0 && ya.Hi() >= 0 {
 		// All values negative: the zero baseline is the top tick.
 		y := coord(f.y(ya, 0))
 		c.Zero = &lineSeg{coord(f.left), y, coord(f.right), y}
 	}
+	if o.Min != nil || o.Max != nil {
+		c.Clip = f.clip(def)
+	}
+	c.Note = note
 
 	band := (f.right - f.left) / float64(len(cats))
 	inner := band * 0.8
@@ -483,28 +819,92 @@ func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 			}
 			ya1, ya2 := f.y(ya, from), f.y(ya, to)
 			top, h := math.Min(ya1, ya2), math.Abs(ya1-ya2)
+			cls := seriesClass(s)
 			title := cat + " · " + r.Columns[cols[s]] + ": " + formatNumber(p.y, o, false)
+			if o.Thresholds != nil {
+				step, color := o.Thresholds.Level(p.y)
+				cls += " th-" + color
+				title += " (" + stepName(o, step) + ")"
+			}
 			c.Bars = append(c.Bars, rect{
-				Class: seriesClass(s), X: coord(x), Y: coord(top), W: coord(barW), H: coord(h), Title: title,
+				Class: cls, X: coord(x), Y: coord(top), W: coord(barW), H: coord(h), Title: title,
 			})
 			if showValues {
-				c.Values = append(c.Values, svgText{X: coord(x + barW/2), Y: coord(top - 4), Text: formatNumber(p.y, o, true)})
+				c.Values = append(c.Values, svgText{X: coord(x + barW/2), Y: coord(math.Max(top, f.top) - 4), Text: formatNumber(p.y, o, true)})
 			}
 		}
 	}
-	// Category labels: every k-th one so that labels do not overlap.
-	const maxRunes = 14
-	longest := 1
-	for _, cat := range cats {
-		longest = max(longest, min(utf8.RuneCountInString(cat), maxRunes))
-	}
-	k := max(1, int(math.Ceil(float64(longest*fontW+6)/band)))
-	for i := 0; i < len(cats); i += k {
-		c.XLabels = append(c.XLabels, svgText{
-			X: coord(f.left + (float64(i)+0.5)*band), Y: coord(f.bottom + 16), Text: ellipsis(cats[i], maxRunes),
-		})
+	every, runes := barLabels(cats, band)
+	for i := 0; i < len(cats); i += every {
+		t := svgText{X: coord(f.left + (float64(i)+0.5)*band), Y: coord(f.bottom + 16), Text: ellipsis(cats[i], runes)}
+		if t.Text != cats[i] {
+			t.Title = cats[i]
+		}
+		c.XLabels = append(c.XLabels, t)
 	}
 	return c
+}
+
+// Bar labels are shortened to no more than maxLabelRunes, and to no fewer
+// than minLabelRunes before they are thinned out.
+const (
+	maxLabelRunes = 14
+	minLabelRunes = 5
+)
+
+// barLabels chooses how a bar chart labels its categories, in bands band
+// units wide: every label whole when all fit; else every label shortened
+// to the runes that fit (an ellipsis ends it, its full text is its title)
+// while that keeps minLabelRunes; else every k-th label, on purpose, with
+// room for more of its text. Every bar's own title names its category in
+// full, so a bar without a label still says what it is on hover.
+func barLabels(cats []string, band float64) (every, runes int) {
+	longest := 1
+	for _, cat := range cats {
+		longest = max(longest, utf8.RuneCountInString(cat))
+	}
+	longest = min(longest, maxLabelRunes)
+	fits := func(k int) int { return int((float64(k)*band - 6) / fontW) }
+	if n := fits(1); n >= min(longest, minLabelRunes) {
+		return 1, min(longest, n)
+	}
+	every = 2
+	for fits(every) < min(longest, minLabelRunes) {
+		every++
+	}
+	return every, min(longest, fits(every))
+}
+
+// stepName is how a bar's title names the threshold step it reaches: the
+// step's label, or "≥ value"; below every step, "< value" of the first.
+func stepName(o panel.Options, step int) string {
+	t := o.Thresholds
+	if step < 0 {
+		if len(t.Steps) == 0 {
+			return "base"
+		}
+		return "< " + formatNumber(t.Steps[0].Value, o, false)
+	}
+	if l := t.Steps[step].Label; l != "" {
+		return l
+	}
+	return "≥ " + formatNumber(t.Steps[step].Value, o, false)
+}
+
+// thresholdLegend is the key to a bar chart's threshold colours: the base
+// range, then each step, named as the bars' titles name them.
+func thresholdLegend(o panel.Options) []legendItem {
+	t := o.Thresholds
+	_, base := t.Level(math.Inf(-1))
+	items := []legendItem{{Class: "th th-" + base, Name: stepName(o, -1)}}
+	for i, s := range t.Steps {
+		name := stepName(o, i)
+		if s.Label != "" {
+			name = "≥ " + formatNumber(s.Value, o, false) + " " + s.Label
+		}
+		items = append(items, legendItem{Class: "th th-" + s.Color, Name: name})
+	}
+	return items
 }
 
 // sparkline is the stat panel's history: the first column of every row,

@@ -20,6 +20,7 @@ type Assets struct {
 	HTMX string // htmx 4
 	SSE  string // htmx hx-sse extension
 	App  string // status and watchdog script
+	Plot string // chart hover script (chart.js): value and time under the pointer
 	Poll string // ES5 long-poll fallback script
 	Icon string // site icon, SVG
 }

@@ -9,24 +9,33 @@ import (
 )
 
 // axis is a linear scale with "nice" ticks: every tick is a multiple of a
-// step of 1, 2 or 5 times a power of ten, and the axis runs from the first
-// tick to the last.
+// step of 1, 2 or 5 times a power of ten. The axis runs from the first tick
+// to the last, unless a panel's min or max fixed an end (see clampTo).
 type axis struct {
 	Ticks    []float64
 	Step     float64
 	Decimals int // decimals that show every tick exactly
+	// lo and hi are the ends of the axis.
+	lo, hi float64
 }
 
 // Lo is the bottom of the axis.
-func (a axis) Lo() float64 { return a.Ticks[0] }
+func (a axis) Lo() float64 { return a.lo }
 
 // Hi is the top of the axis.
-func (a axis) Hi() float64 { return a.Ticks[len(a.Ticks)-1] }
+func (a axis) Hi() float64 { return a.hi }
 
 // niceAxis chooses between four and six ticks that cover [lo, hi] with the
 // least wasted space. A degenerate range is widened around its value, and a
 // non-finite one becomes [0, 1].
-func niceAxis(lo, hi float64) axis {
+func niceAxis(lo, hi float64) axis { return chooseAxis(lo, hi, false) }
+
+// integerAxis is niceAxis for whole-numbered data (counts): its step is a
+// whole number, so that no tick reads 0.5 of something that only comes in
+// ones. A narrow range gets fewer ticks (0, 1, 2) rather than fractions.
+func integerAxis(lo, hi float64) axis { return chooseAxis(lo, hi, true) }
+
+func chooseAxis(lo, hi float64, integer bool) axis {
 	if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
 		lo, hi = 0, 1
 	}
@@ -59,6 +68,9 @@ func niceAxis(lo, hi float64) axis {
 	var best cand
 	bestScore := math.Inf(1)
 	for e := e0 - 1; e <= e0+2; e++ {
+		if integer && e < 0 {
+			continue
+		}
 		for _, m := range []int{1, 2, 5} {
 			step := stepOf(m, e)
 			start := math.Floor(lo/step + 1e-9)
@@ -72,7 +84,7 @@ func niceAxis(lo, hi float64) axis {
 			case n > 6:
 				score += 100 + n
 			case n < 4:
-				score += 200
+				score += 200 + 10*(4-n) // with whole steps only: 0 1 2 beats 0 5
 			}
 			if score < bestScore {
 				best, bestScore = cand{m, e, start, end}, score
@@ -83,6 +95,27 @@ func niceAxis(lo, hi float64) axis {
 	for i := best.start; i <= best.end; i++ {
 		a.Ticks = append(a.Ticks, tickValue(int64(i), best.m, best.e))
 	}
+	a.lo, a.hi = a.Ticks[0], a.Ticks[len(a.Ticks)-1]
+	return a
+}
+
+// clampTo fixes the ends of the axis that a panel's min and max set (nil
+// leaves an end as the ticks made it) and drops the ticks outside them. The
+// ends must leave a range (lo below hi); valueAxis makes sure of it.
+func (a axis) clampTo(lo, hi *float64) axis {
+	if lo != nil {
+		a.lo = *lo
+	}
+	if hi != nil {
+		a.hi = *hi
+	}
+	ticks := make([]float64, 0, len(a.Ticks))
+	for _, t := range a.Ticks {
+		if t >= a.lo && t <= a.hi {
+			ticks = append(ticks, t)
+		}
+	}
+	a.Ticks = ticks
 	return a
 }
 

@@ -198,6 +198,7 @@ func (s *Server) assets() views.Assets {
 		HTMX: static.Path("vendor/htmx.min.js"),
 		SSE:  static.Path("vendor/hx-sse.min.js"),
 		App:  static.Path("app.js"),
+		Plot: static.Path("chart.js"),
 		Poll: static.Path("poll.js"),
 		Icon: static.Path(static.Icon),
 	}
