@@ -12,15 +12,6 @@ import (
 	"github.com/livedash/dashboard/internal/panel"
 )
 
-// The charts write a clip path (for min and max), the hover data and the
-// clip reference; FuzzPanel's allowlist takes them from here, beside the
-// code that writes them.
-func init() {
-	allowedTags["clippath"] = true
-	allowedAttrs["data-hover"] = true
-	allowedAttrs["clip-path"] = true
-}
-
 func f64(v float64) *float64 { return &v }
 
 // series builds a one-column time series at minute offsets; NaN stands for
