@@ -96,7 +96,7 @@ func TestPanelKinds(t *testing.T) {
 		check func(t *testing.T, nodes []*html.Node, out string)
 	}{
 		{panel.Stat, panel.Options{Delta: true, Sparkline: true}, func(t *testing.T, nodes []*html.Node, out string) {
-			if got := text(find(nodes, "p", "stat-value")[0]); got != "12.3k" {
+			if got := text(find(nodes, "text", "stat-value")[0]); got != "12.3k" {
 				t.Errorf("stat value: got %q, want %q", got, "12.3k")
 			}
 			d := find(nodes, "p", "stat-delta")
@@ -387,7 +387,7 @@ func TestEmptyStates(t *testing.T) {
 			nodes := parseFragment(t, out)
 			if k == panel.Stat && i == 2 {
 				// A null value is a value: shown as a dash.
-				if v := find(nodes, "p", "stat-value"); len(v) != 1 || !hasClass(v[0], "null") {
+				if v := find(nodes, "text", "stat-value"); len(v) != 1 || !hasClass(v[0], "null") {
 					t.Errorf("stat null: got %q", out)
 				}
 				continue
@@ -575,7 +575,7 @@ func TestStatOptions(t *testing.T) {
 			r.Rows = append(r.Rows, []panel.Value{num(f)})
 		}
 		nodes := parseFragment(t, render(t, def(panel.Stat, tt.o), r))
-		if got := text(find(nodes, "p", "stat-value")[0]); got != tt.value {
+		if got := text(find(nodes, "text", "stat-value")[0]); got != tt.value {
 			t.Errorf("%v %+v: value got %q, want %q", tt.rows, tt.o, got, tt.value)
 		}
 		got := ""
