@@ -29,10 +29,6 @@ func cellOf(v panel.Value, col string, o panel.Options, loc *time.Location) cell
 		c.Class, c.Datetime = "time", isoTime(v.Time)
 	case panel.Bool:
 		c.Class = "bool"
-	case panel.Text:
-		if utf8.RuneCountInString(c.Text) > longText {
-			c.Class = "long"
-		}
 	}
 	return c
 }
@@ -161,6 +157,9 @@ func tableOf(d *panel.Def, r *panel.Result, loc *time.Location) tableView {
 				o.Decimals = nil // a tiny value keeps its significant digits
 			}
 			c := cellOf(v, r.Columns[i], o, loc)
+			if v.Kind == panel.Text && utf8.RuneCountInString(c.Text) > longText {
+				c.Class = "long"
+			}
 			if v.Kind == panel.Number && col.thresholds != nil {
 				l := levelOf(col.thresholds, v.Num, stepFormat(col.opts, false), false)
 				c.Class, c.Cue = classes(c.Class, l.Class), l.Cue
