@@ -78,17 +78,18 @@ func deltaText(cur, prev float64, o panel.Options) (text, dir string) {
 // without measuring anything in the browser. The geometry depends on the
 // text only, so every viewer gets the same bytes.
 type statFit struct {
-	ViewBox  string // "0 0 W 130"
+	ViewBox  string // "0 0 W 136"
 	Width    string // W, the text's length
 	Baseline string // the y of the baseline
 }
 
 // The vertical layout of a stat value: a 100-unit font whose ascent and
-// descent (about 0.95 and 0.25 of the size in common fonts) fit with a
-// little room above the baseline and below.
+// descent fit above and below the baseline in the fonts a system-ui face
+// resolves to (DejaVu Sans, Roboto and San Francisco have about 0.93-0.95
+// and 0.24; Segoe UI, the tallest, 1.08 and 0.25).
 const (
-	statFontHeight = 130
-	statBaseline   = 100
+	statFontHeight = 136
+	statBaseline   = 109
 )
 
 func fitOf(s string) statFit {

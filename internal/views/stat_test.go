@@ -32,8 +32,8 @@ func TestStatFit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f := fitOf(tt.value)
-		if f.Width != tt.width || f.ViewBox != "0 0 "+tt.width+" 130" || f.Baseline != "100" {
-			t.Errorf("fitOf(%q) got %+v, want width %s in a viewBox 0 0 %s 130 with the baseline at 100", tt.value, f, tt.width, tt.width)
+		if f.Width != tt.width || f.ViewBox != "0 0 "+tt.width+" 136" || f.Baseline != "109" {
+			t.Errorf("fitOf(%q) got %+v, want width %s in a viewBox 0 0 %s 136 with the baseline at 109", tt.value, f, tt.width, tt.width)
 		}
 	}
 }
@@ -122,8 +122,8 @@ func TestStatValueGeometry(t *testing.T) {
 	if len(svg) != 1 {
 		t.Fatalf("got %d stat-fit svgs, want 1", len(svg))
 	}
-	if vb, _ := attr(svg[0], "viewBox"); vb != "0 0 "+tl+" 130" {
-		t.Errorf("viewBox %q, want 0 0 %s 130", vb, tl)
+	if vb, _ := attr(svg[0], "viewBox"); vb != "0 0 "+tl+" 136" {
+		t.Errorf("viewBox %q, want 0 0 %s 136", vb, tl)
 	}
 	if par, _ := attr(svg[0], "preserveAspectRatio"); par != "xMinYMid" {
 		t.Errorf("preserveAspectRatio %q, want xMinYMid (meet, the default: scale to fit both ways)", par)
