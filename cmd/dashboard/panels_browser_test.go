@@ -229,7 +229,8 @@ func TestBrowserStatThresholds(t *testing.T) {
 // TestBrowserTableKeepsScrollAndFocus: a long table scrolls inside its
 // panel under a sticky header, and an update that arrives over the stream
 // morphs the table in place: the position the viewer scrolled to, the
-// focus and the nodes themselves survive it.
+// focus and the nodes themselves survive it, and survive a change of the
+// dashboard's layout (the grid's partial) too.
 func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, amount numeric NOT NULL)`)
@@ -295,6 +296,19 @@ func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	last := eval[string](t, ctx, `[...document.querySelectorAll('#panel-list tbody tr:last-child td')].map((td) => td.textContent).join('|')`)
 	if last != "201|late customer|$12.50" {
 		t.Errorf("new row: got %q, want 201|late customer|$12.50", last)
+	}
+
+	// A new panel changes the layout: the heading and the whole grid come
+	// in their partials, and are morphed too, so the table survives with
+	// its position and the focus.
+	s.exec(t, `INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position)
+		SELECT id, 'count', 'Orders', 'stat', 'SELECT count(*) FROM orders', 1 FROM dashboard.dashboards WHERE slug = 'orders'`)
+	waitStat(t, ctx, "count", "201")
+	if !eval[bool](t, ctx, `(() => {
+		const w = document.querySelector('#panel-list .table-wrap');
+		return w.__marker === 1 && w.scrollTop === 600 && document.activeElement === w;
+	})()`) {
+		t.Errorf("after a layout change, the table lost its scroll position or the focus")
 	}
 }
 
