@@ -162,7 +162,7 @@ func TestBrowserStatValueFits(t *testing.T) {
 			const d = document.querySelector('#panel-trend .stat-delta');
 			const sp = document.querySelector('#panel-trend .spark').getBoundingClientRect();
 			const r = d.getBoundingClientRect();
-			return parseFloat(getComputedStyle(d).fontSize) >= 14 && r.bottom <= body.bottom + 0.5 && r.right <= body.right + 0.5 &&
+			return parseFloat(getComputedStyle(d).fontSize) >= 16 && r.bottom <= body.bottom + 0.5 && r.right <= body.right + 0.5 &&
 				sp.height >= 16 && sp.bottom <= body.bottom + 0.5;
 		})()`)
 		if !ok {

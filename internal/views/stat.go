@@ -64,7 +64,14 @@ func deltaText(cur, prev float64, o panel.Options) (text, dir string) {
 	text = arrow + formatNumber(diff, o, true)
 	if prev != 0 {
 		pct := diff / math.Abs(prev) * 100
-		text += " (" + sign + groupThousands(noNegZero(trimZeros(strconv.FormatFloat(pct, 'f', 1, 64)))) + "%)"
+		p := groupThousands(noNegZero(trimZeros(strconv.FormatFloat(pct, 'f', 1, 64))))
+		if p == "0" {
+			// A change too small to show in tenths of a percent is still
+			// a change: "+0%" beside a rise would read as none.
+			text += " (<0.1%)"
+		} else {
+			text += " (" + sign + p + "%)"
+		}
 	}
 	return text, dir
 }

@@ -135,8 +135,8 @@ func TestTableAlignment(t *testing.T) {
 
 // TestTableThresholds: a number cell of a column with thresholds takes the
 // class of the step it reaches; a cell that reached a step says so in
-// words beside the value (its label, or ≥ and the step's value with the
-// column's prefix); cells below every step, text, NULLs and columns
+// words before the value (its label, or ≥ and the step's value with the
+// column's prefix), so that the numbers stay aligned; cells below every step, text, NULLs and columns
 // without thresholds get neither.
 func TestTableThresholds(t *testing.T) {
 	t.Parallel()
@@ -158,8 +158,8 @@ func TestTableThresholds(t *testing.T) {
 	rows, classes, _ := tableCells(t, o, r)
 	want := []struct{ text, class string }{
 		{"a", ""}, {"10%", "num th-green"}, {"$5.00", "num th-green"},
-		{"b", ""}, {"85%≥ 80%", "num th-orange"}, {"$150.00≥ $100", "num th-purple"},
-		{"c", ""}, {"99%high", "num th-red"}, {"", "null"},
+		{"b", ""}, {"≥ 80%85%", "num th-orange"}, {"≥ $100$150.00", "num th-purple"},
+		{"c", ""}, {"high99%", "num th-red"}, {"", "null"},
 	}
 	for i, w := range want {
 		row, col := i/3, i%3

@@ -568,6 +568,8 @@ func TestStatOptions(t *testing.T) {
 		{[]float64{100, 100}, panel.Options{Delta: true}, "100", "= 0"},
 		{[]float64{0, 5}, panel.Options{Delta: true, Unit: " ms"}, "5 ms", "▲ +5 ms"},
 		{[]float64{-12345}, panel.Options{Prefix: "$"}, "-$12.3k", ""},
+		{[]float64{1540000.5, 1540321.25}, panel.Options{Prefix: "$", Decimals: &two, Delta: true}, "$1,540,321.25", "▲ +$320.75 (<0.1%)"},
+		{[]float64{1e6, 1e6 - 1}, panel.Options{Delta: true}, "1M", "▼ -1 (<0.1%)"},
 	}
 	for _, tt := range tests {
 		r := &panel.Result{Columns: []string{"v"}}
