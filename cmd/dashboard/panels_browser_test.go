@@ -126,7 +126,8 @@ func TestBrowserStatValueFits(t *testing.T) {
 		fixturePanel{"money", "stat", "SELECT amount FROM fit_values ORDER BY id DESC LIMIT 1", 1, 1, `{"prefix": "$", "decimals": 2}`},
 		fixturePanel{"label", "stat", "SELECT label FROM fit_values ORDER BY id DESC LIMIT 1", 1, 1, `{}`},
 		fixturePanel{"trend", "stat", "SELECT amount FROM fit_values ORDER BY id", 1, 1,
-			`{"prefix": "$", "decimals": 2, "delta": true, "sparkline": true}`},
+			`{"prefix": "$", "decimals": 2, "delta": true, "sparkline": true,
+			  "thresholds": {"steps": [{"value": 100000000, "color": "red", "label": "over budget"}]}}`},
 	)
 	ctx := newBrowser(t)
 	navigate(t, ctx, s, "/d/fit")
@@ -155,18 +156,20 @@ func TestBrowserStatValueFits(t *testing.T) {
 				t.Errorf("%s, panel %s: value %v px high, want at least 16", sc.name, p, h)
 			}
 		}
-		// The delta and the sparkline beside the value stay in the panel
-		// and readable.
+		// The threshold cue, the delta and the sparkline beside the value
+		// stay in the panel and readable.
 		ok := eval[bool](t, ctx, `(() => {
 			const body = document.querySelector('#panel-trend .panel-body').getBoundingClientRect();
-			const d = document.querySelector('#panel-trend .stat-delta');
 			const sp = document.querySelector('#panel-trend .spark').getBoundingClientRect();
-			const r = d.getBoundingClientRect();
-			return parseFloat(getComputedStyle(d).fontSize) >= 16 && r.bottom <= body.bottom + 0.5 && r.right <= body.right + 0.5 &&
-				sp.height >= 16 && sp.bottom <= body.bottom + 0.5;
+			const texts = ['.stat-delta', '.stat-level'].map((c) => document.querySelector('#panel-trend ' + c));
+			return texts.every((e) => {
+				const r = e.getBoundingClientRect();
+				return parseFloat(getComputedStyle(e).fontSize) >= 16 && r.height > 0 &&
+					r.bottom <= body.bottom + 0.5 && r.right <= body.right + 0.5;
+			}) && texts[1].textContent === 'over budget' && sp.height >= 16 && sp.bottom <= body.bottom + 0.5;
 		})()`)
 		if !ok {
-			t.Errorf("%s: the trend panel's delta or sparkline is cut or too small: %s", sc.name,
+			t.Errorf("%s: the trend panel's cue, delta or sparkline is cut or too small: %s", sc.name,
 				eval[string](t, ctx, `document.querySelector('#panel-trend .panel-body').outerHTML`))
 		}
 	}
