@@ -248,7 +248,7 @@ func sinceText(t time.Time, loc *time.Location) string {
 type level struct {
 	Class string // "th-red"; "" for a colour that is not in the theme
 	// Cue is the step's label or, without one, "≥ " and the step's value;
-	// below every step it is "< " and the first step's value when below
+	// below every step it is "< " and the lowest step's value when below
 	// was asked for, else "".
 	Cue string
 	// Step is the index of the step reached, -1 below every step.

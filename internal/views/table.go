@@ -15,7 +15,7 @@ type cell struct {
 	Class    string // kind ("num", "null", "time", "bool" or ""), then alignment, length and threshold classes
 	Datetime string // set for times
 	Column   string
-	Cue      string // the threshold cue beside a number that reached a step
+	Cue      string // the threshold cue before a number that reached a step
 }
 
 func cellOf(v panel.Value, col string, o panel.Options, loc *time.Location) cell {
@@ -87,7 +87,9 @@ func columnsOf(o panel.Options, r *panel.Result) []column {
 				c.numeric = false
 				continue
 			}
-			if v := row[i].Num; !isInteger(v) && !math.IsNaN(v) {
+			// NaN and the infinities are no fraction: they leave a
+			// column of whole numbers whole.
+			if v := row[i].Num; !isInteger(v) && !math.IsNaN(v) && !math.IsInf(v, 0) {
 				integers = false
 				need = max(need, decimalsNeeded(v))
 			}

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -36,7 +37,8 @@ func tableCells(t *testing.T, o panel.Options, r *panel.Result) (rows [][]string
 // not 17.00); a column with fractions gets it; options.columns sets unit,
 // prefix, decimals (even on whole numbers, because the operator asked for
 // that column) and alignment; without any decimals a column's numbers all
-// get the decimals its most precise value needs, up to two.
+// get the decimals its most precise value needs, up to two. NaN and
+// infinities do not make a column of whole numbers one of fractions.
 func TestTableColumnFormats(t *testing.T) {
 	t.Parallel()
 	one, two, zero := 1, 2, 0
@@ -46,6 +48,7 @@ func TestTableColumnFormats(t *testing.T) {
 			{num(17), num(12.5), num(0.26), txt("alpha"), num(1200)},
 			{num(1234), num(3), num(0.004), txt("beta"), num(5)},
 			{num(-2), null(), num(1), txt("gamma"), num(70)},
+			{{Kind: panel.Number, Num: math.Inf(1), Text: "Infinity"}, num(1), num(1), txt("delta"), {Kind: panel.Number, Num: math.NaN(), Text: "NaN"}},
 		},
 	}
 	tests := []struct {
@@ -59,6 +62,7 @@ func TestTableColumnFormats(t *testing.T) {
 				{"17", "12.5", "0.26", "alpha", "1,200"},
 				{"1,234", "3.0", "0.004", "beta", "5"},
 				{"-2", "", "1.00", "gamma", "70"},
+				{"∞", "1.0", "1.00", "delta", "NaN"},
 			}},
 		{"panel-wide decimals skip integer columns",
 			panel.Options{Decimals: &one},
@@ -66,6 +70,7 @@ func TestTableColumnFormats(t *testing.T) {
 				{"17", "12.5", "0.3", "alpha", "1,200"},
 				{"1,234", "3.0", "0.0", "beta", "5"},
 				{"-2", "", "1.0", "gamma", "70"},
+				{"∞", "1.0", "1.0", "delta", "NaN"},
 			}},
 		{"columns set unit, prefix and decimals",
 			panel.Options{Decimals: &one, Columns: []panel.Column{
@@ -78,6 +83,7 @@ func TestTableColumnFormats(t *testing.T) {
 				{"17", "$12.50", "0%", "alpha", "1,200.00 ¢"},
 				{"1,234", "$3.00", "0%", "beta", "5.00 ¢"},
 				{"-2", "", "1%", "gamma", "70.00 ¢"},
+				{"∞", "$1.00", "1%", "delta", "NaN ¢"},
 			}},
 		{"a column's format without decimals keeps automatic ones",
 			panel.Options{Columns: []panel.Column{{Name: "id", Prefix: "#"}, {Name: "price", Unit: " EUR"}}},
@@ -85,6 +91,7 @@ func TestTableColumnFormats(t *testing.T) {
 				{"#17", "12.5 EUR", "0.26", "alpha", "1,200"},
 				{"#1,234", "3.0 EUR", "0.004", "beta", "5"},
 				{"-#2", "", "1.00", "gamma", "70"},
+				{"#∞", "1.0 EUR", "1.00", "delta", "NaN"},
 			}},
 	}
 	for _, tt := range tests {
