@@ -622,7 +622,7 @@ func TestBrowserNoScript(t *testing.T) {
 	navigate(t, ctx, s, "/d/nojs")
 	text := func() string {
 		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#panel-a .stat-value")))
+		v, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS("#panel-a .stat-value")))
 		if err != nil {
 			t.Fatalf("reading panel a: %v", err)
 		}

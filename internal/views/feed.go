@@ -22,7 +22,10 @@ func feedOf(d *panel.Def, r *panel.Result, loc *time.Location) []feedItem {
 	if limit <= 0 {
 		limit = defaultFeedLimit
 	}
-	o := tableOpts(d.Options)
+	// A feed's columns are different measures, so of the panel's options
+	// only decimals apply, and only to numbers with a fraction: an id or a
+	// count never gets decimals.
+	o := panel.Options{Decimals: d.Options.Decimals}
 	rows := r.Rows
 	if len(rows) > limit {
 		rows = rows[:limit]
@@ -36,7 +39,11 @@ func feedOf(d *panel.Def, r *panel.Result, loc *time.Location) []feedItem {
 			if i < len(r.Columns) {
 				col = r.Columns[i]
 			}
-			c := cellOf(v, col, o, loc)
+			vo := o
+			if v.Kind == panel.Number && isInteger(v.Num) {
+				vo.Decimals = nil
+			}
+			c := cellOf(v, col, vo, loc)
 			switch {
 			case i == 0 && v.Kind == panel.Time:
 				if !isDate(v) { // a date keeps its cell text

@@ -2,6 +2,7 @@ package views
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -240,3 +241,61 @@ func coord(f float64) string {
 func sinceText(t time.Time, loc *time.Location) string {
 	return t.In(zoneOr(loc)).Format("2006-01-02 15:04:05 MST")
 }
+
+// level is where a number stands against thresholds: the class that
+// colours it (th-<colour>, see dashboard.css) and the words that say the
+// same without colour, so that colour is never the only cue.
+type level struct {
+	Class string // "th-red"; "" for a colour that is not in the theme
+	// Cue is the step's label or, without one, "≥ " and the step's value;
+	// below every step it is "< " and the lowest step's value when below
+	// was asked for, else "".
+	Cue string
+	// Step is the index of the step reached, -1 below every step.
+	Step int
+}
+
+// levelOf places v against t (nil means no thresholds: the zero level).
+// format writes a step's value as the panel writes its numbers, so that
+// "≥ $95" reads like the value beside it. A NaN reaches no level.
+func levelOf(t *panel.Thresholds, v float64, format func(float64) string, below bool) level {
+	if t == nil || math.IsNaN(v) {
+		return level{Step: -1}
+	}
+	step, color := t.Level(v)
+	l := level{Step: step}
+	if slices.Contains(panel.Colors, color) {
+		l.Class = "th-" + color
+	}
+	switch {
+	case step >= 0 && t.Steps[step].Label != "":
+		l.Cue = t.Steps[step].Label
+	case step >= 0:
+		l.Cue = "≥ " + format(t.Steps[step].Value)
+	case below && len(t.Steps) > 0:
+		l.Cue = "< " + format(lowestStep(t))
+	}
+	return l
+}
+
+// stepFormat writes a threshold step's value in a cue with the prefix
+// and unit of the numbers it is beside, but automatic decimals: a step at
+// 95 reads "≥ $95", not "≥ $95.00".
+func stepFormat(o panel.Options, compact bool) func(float64) string {
+	o.Decimals = nil
+	return func(v float64) string { return formatNumber(v, o, compact) }
+}
+
+// lowestStep is the smallest step value: a value below every step is
+// below this one, whatever order the steps were written in.
+func lowestStep(t *panel.Thresholds) float64 {
+	lo := math.Inf(1)
+	for _, s := range t.Steps {
+		lo = min(lo, s.Value)
+	}
+	return lo
+}
+
+// isInteger reports whether v is a whole number: such numbers are never
+// given decimals by a panel-wide decimals option.
+func isInteger(v float64) bool { return !math.IsInf(v, 0) && v == math.Trunc(v) }

@@ -109,5 +109,5 @@ var (
 	geometryAttrs = set("points", "cx", "cy", "x1", "x2", "y1", "y2", "x", "y", "width", "height", "viewbox")
 	allowedAttrs  = set("id", "class", "style", "aria-labelledby", "role", "viewbox", "preserveaspectratio",
 		"aria-hidden", "points", "cx", "cy", "r", "scope", "datetime", "aria-label", "x1", "x2", "y1", "y2", "x", "y",
-		"width", "height", "title", "href", "data-hover", "clip-path")
+		"width", "height", "title", "href", "data-hover", "clip-path", "textlength", "lengthadjust", "tabindex")
 )

@@ -168,13 +168,21 @@ const (
 	GridID    = "grid"
 )
 
-// writePartial wraps c in an htmx 4 <hx-partial> that replaces the element
-// target selects. target is built from ids the code controls (slugs are
-// [a-z0-9-]), so it needs no escaping.
+// writePartial wraps c in an htmx 4 <hx-partial> that morphs the element
+// target selects into c (hx-swap="outerMorph"): htmx changes only the
+// nodes, attributes and text that differ and keeps the rest, so a table
+// the viewer scrolled keeps its scroll position, a focused element keeps
+// the focus, and a panel that did not change is not touched. Replacing the
+// HTML instead would reset both on every update. target is built from ids
+// the code controls (slugs are [a-z0-9-]), so it needs no escaping.
+//
+// Morphing matches elements with ids across the old and new markup and
+// creates a new element with an id as an HTML element, so the markup inside
+// a panel's SVG must not carry ids.
 func writePartial(ctx context.Context, buf *bytes.Buffer, target string, c templ.Component) error {
 	buf.WriteString(`<hx-partial hx-target="`)
 	buf.WriteString(target)
-	buf.WriteString(`" hx-swap="outerHTML">`)
+	buf.WriteString(`" hx-swap="outerMorph">`)
 	if err := c.Render(ctx, buf); err != nil {
 		return err
 	}

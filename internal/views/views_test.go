@@ -96,7 +96,7 @@ func TestPanelKinds(t *testing.T) {
 		check func(t *testing.T, nodes []*html.Node, out string)
 	}{
 		{panel.Stat, panel.Options{Delta: true, Sparkline: true}, func(t *testing.T, nodes []*html.Node, out string) {
-			if got := text(find(nodes, "p", "stat-value")[0]); got != "12.3k" {
+			if got := text(find(nodes, "text", "stat-value")[0]); got != "12.3k" {
 				t.Errorf("stat value: got %q, want %q", got, "12.3k")
 			}
 			d := find(nodes, "p", "stat-delta")
@@ -387,7 +387,7 @@ func TestEmptyStates(t *testing.T) {
 			nodes := parseFragment(t, out)
 			if k == panel.Stat && i == 2 {
 				// A null value is a value: shown as a dash.
-				if v := find(nodes, "p", "stat-value"); len(v) != 1 || !hasClass(v[0], "null") {
+				if v := find(nodes, "text", "stat-value"); len(v) != 1 || !hasClass(v[0], "null") {
 					t.Errorf("stat null: got %q", out)
 				}
 				continue
@@ -568,6 +568,8 @@ func TestStatOptions(t *testing.T) {
 		{[]float64{100, 100}, panel.Options{Delta: true}, "100", "= 0"},
 		{[]float64{0, 5}, panel.Options{Delta: true, Unit: " ms"}, "5 ms", "▲ +5 ms"},
 		{[]float64{-12345}, panel.Options{Prefix: "$"}, "-$12.3k", ""},
+		{[]float64{1540000.5, 1540321.25}, panel.Options{Prefix: "$", Decimals: &two, Delta: true}, "$1,540,321.25", "▲ +$320.75 (<0.1%)"},
+		{[]float64{1e6, 1e6 - 1}, panel.Options{Delta: true}, "1M", "▼ -1 (<0.1%)"},
 	}
 	for _, tt := range tests {
 		r := &panel.Result{Columns: []string{"v"}}
@@ -575,7 +577,7 @@ func TestStatOptions(t *testing.T) {
 			r.Rows = append(r.Rows, []panel.Value{num(f)})
 		}
 		nodes := parseFragment(t, render(t, def(panel.Stat, tt.o), r))
-		if got := text(find(nodes, "p", "stat-value")[0]); got != tt.value {
+		if got := text(find(nodes, "text", "stat-value")[0]); got != tt.value {
 			t.Errorf("%v %+v: value got %q, want %q", tt.rows, tt.o, got, tt.value)
 		}
 		got := ""
