@@ -337,8 +337,10 @@
         reopen();
       } else if (conn && !delivering && t - openedAt > CONNECT_TIMEOUT) {
         // A response began but no event came through: something between
-        // here and the server holds the stream back.
+        // here and the server holds the stream back. The long-poll stands
+        // in at once, since the server is there.
         failed('silent stream', true);
+        fallback('silent stream');
         drop();
       } else if (conn && delivering) {
         const quiet = t - lastSignal;

@@ -72,6 +72,10 @@ type DashboardPage struct {
 	Time    *TimePicker
 }
 
+// isoMillis is the form of the last change's time on the page: RFC 3339 in
+// UTC with milliseconds, the one form ES5's Date.parse must read.
+const isoMillis = "2006-01-02T15:04:05.000Z"
+
 // snapshotText is what the status label says before the scripts run, and
 // for good without JavaScript: the page is a snapshot, not live.
 func snapshotText(refresh int) string {

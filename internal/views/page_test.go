@@ -110,7 +110,7 @@ func TestDashboardPageSSE(t *testing.T) {
 	if v, _ := attr(age, "data-version"); v != p.Version {
 		t.Errorf("data-age version: got %q, want %q", v, p.Version)
 	}
-	if got, _ := attr(age, "datetime"); got != "2026-03-14T11:03:04.5Z" {
+	if got, _ := attr(age, "datetime"); got != "2026-03-14T11:03:04.500Z" {
 		t.Errorf("data-age datetime: got %q, want the time in UTC, 2026-03-14T11:03:04.5Z", got)
 	}
 	grid := byID(doc, "grid")
