@@ -353,9 +353,10 @@
       }
     }, 1000);
 
+    // transport says what delivers updates now: 'sse', 'poll' (forced, or
+    // standing in for the stream) or 'gone'.
     window.DashboardApp = {
       transport: () => (mode === 'sse' && poll.running() ? 'poll' : mode),
-      settings: () => ({HEARTBEAT, STALE_AFTER, DROP_AFTER, CONNECT_TIMEOUT, RETRY_MAX, PROBE_MAX}),
     };
 
     if (forced) {
