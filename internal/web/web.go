@@ -367,7 +367,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 
 // noScriptRefresh is how often, in seconds, a page reloads itself in a
 // browser without JavaScript: often enough for a wall screen to follow, and
-// a full page load (one render, no query) per viewer at most twice a minute.
+// at most two page loads a minute per such viewer.
 const noScriptRefresh = 30
 
 // headEvents is HEAD /d/{slug}/events: access is checked as for GET and
