@@ -34,10 +34,10 @@
 // failed attempts, or a first request that did not become a stream (hx-sse
 // never retries that one; this script opens a new one), the long-poll runs
 // alongside the attempts and stops as soon as the stream delivers again.
-// Once FALLBACK_AFTER attempts since the stream last delivered were answered without a working
-// stream (an error status, or a stream that stays silent: a buffering proxy),
-// the next ones back off to PROBE_MAX instead, since the long-poll serves
-// meanwhile.
+// Once FALLBACK_AFTER attempts since the stream last delivered were answered
+// without a working stream (an error status, or a stream that stays silent:
+// a buffering proxy), the next ones back off to PROBE_MAX instead, since the
+// long-poll serves meanwhile.
 //
 // How the stream is closed: removing the hx-sse:connect attribute and calling
 // htmx.process(live, true) makes htmx tear the element down, which runs
