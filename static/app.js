@@ -1,6 +1,6 @@
-// app.js keeps a live dashboard on its SSE stream (htmx 4 + hx-sse) and falls
-// back to the long-poll in poll.js (window.DashboardPoll) when the stream
-// fails or goes quiet, trying the stream again after five minutes of polling.
+// app.js keeps a live dashboard on its SSE stream (htmx 4 + hx-sse), says
+// truthfully in #status whether it is, and lets the long-poll in poll.js
+// (window.DashboardPoll) stand in while the stream cannot be had.
 //
 // Loaded with defer after hx-sse.min.js; htmx.min.js is a classic script at
 // the end of the body, so it has run by then and starts itself at
@@ -12,234 +12,367 @@
 // Page contract:
 //   <div id="live" hx-sse:connect="/d/{slug}/events?lastEventId=V" hx-swap="none"
 //        data-poll-url="/d/{slug}/poll" data-version="V" data-transport="sse|poll">
-//   <span id="status" data-state="..."> and <time id="data-age">
+//   <span id="status" data-state="snapshot" data-heartbeat="15000"> (the
+//   stream's heartbeat interval in ms) and <time id="data-age" datetime="...">
+//   (when the data last changed; poll.js shows it)
+//
+// The status label (docs/architecture.md, "The status label"):
+//   connecting    the first stream is being opened
+//   live          the stream delivers: its opening heartbeat, an update or a
+//                 heartbeat arrived within the heartbeat interval plus a margin
+//   stale         the stream is open but nothing arrived for longer than that
+//   reconnecting  the stream is lost and being reopened (and the long-poll,
+//                 if it stands in, gets no answer either)
+//   polling       the long-poll stands in and gets answers
+//   gone          the dashboard was deleted
+//
+// Every stream opens with a heartbeat event, so "live" follows a
+// (re)connection at once and means that bytes arrive, not only that a
+// response began. hx-sse reconnects by itself (with Last-Event-ID) after a
+// stream ends; this script caps its backoff at RETRY_MAX, so the page is live
+// again within a few seconds of the server's return. After FALLBACK_AFTER
+// failed attempts, or a first request that did not become a stream (hx-sse
+// never retries that one; this script opens a new one), the long-poll runs
+// alongside the attempts and stops as soon as the stream delivers again.
+// Once FALLBACK_AFTER attempts since the stream last delivered were answered
+// without a working stream (an error status, or a stream that stays silent:
+// a buffering proxy), the next ones back off to PROBE_MAX instead, since the
+// long-poll serves meanwhile.
 //
 // How the stream is closed: removing the hx-sse:connect attribute and calling
 // htmx.process(live, true) makes htmx tear the element down, which runs
 // hx-sse's htmx_before_cleanup hook: it cancels the stream reader, aborts the
-// fetch, cancels a pending reconnect delay and fires htmx:sse:close. hx-sse's
-// loop would still try to reconnect (the element is still in the page), so
-// while polling this script cancels htmx:sse:before:connection, which ends the
-// loop, and aborts any connection that completes anyway.
-// The pickers form (#pickers) is a plain GET form with an Apply button; a
-// new choice in a single-valued select applies at once. Multi-valued selects
-// wait for Apply, so that several values can be picked. A query variable
-// whose options depend on an earlier one (data-depends) is left out of the
-// next request once an earlier field changed, so it takes its default among
-// its new options instead of keeping a value they may no longer offer.
-document.addEventListener('change', (e) => {
-  const el = e.target;
-  const form = el.form;
-  if (!form || form.id !== 'pickers') return;
-  let after = false;
-  for (const f of form.elements) {
-    if (f === el) after = true;
-    else if (after && f.hasAttribute('data-depends')) f.disabled = true;
-  }
-  if (el.tagName === 'SELECT' && !el.multiple) form.requestSubmit();
-});
+// fetch, cancels a pending reconnect delay and fires htmx:sse:close.
+//
+// Everything is inside one function, so that no name leaks into the global
+// scope that other classic scripts share.
+(() => {
+  const CONNECT_TIMEOUT = 10_000; // ms from a request to the stream's opening heartbeat
+  const RETRY_MAX = 3000; // ms, longest pause between attempts while the server is unreachable
 
-((main) => {
-  // Deferred scripts run while readyState is already 'interactive', before
-  // DOMContentLoaded.
-  if (window.DashboardPoll || document.readyState === 'complete') main();
-  else document.addEventListener('DOMContentLoaded', main);
-})(() => {
-  'use strict';
-
-  const live = document.getElementById('live');
-  const poll = window.DashboardPoll;
-  // Without htmx (or poll.js) there is no stream to watch: poll.js has
-  // already started the long-poll by itself.
-  if (!live || !poll || !window.htmx) return;
-  const htmx = window.htmx;
-
-  const CONNECT_TIMEOUT = 10_000; // ms to wait for a (re)connection
-  const MAX_ERRORS = 3; // consecutive errors without a connection
-  const SILENCE = 45_000; // ms without a message or heartbeat (heartbeats every 15 s)
-  const POLL_PERIOD = 5 * 60_000; // ms of polling before trying the stream again
-  const ATTRS = ['hx-sse:connect', 'data-hx-sse:connect'];
-
-  const connectAttr = ATTRS.find((a) => live.hasAttribute(a)) || ATTRS[0];
-  const connectURL = live.getAttribute(connectAttr) || '';
-  const forced = live.getAttribute('data-transport') === 'poll' || !connectURL;
-
-  let mode = 'sse'; // 'sse' while the stream is (to be) used, 'poll' otherwise
-  let connected = false;
-  let errors = 0;
-  let deadline = Date.now() + CONNECT_TIMEOUT; // when !connected, give up at
-  let lastSignal = Date.now(); // last connection, message or heartbeat
-  let pollSince = 0;
-
-  const isLive = (e) => e.target === live;
-
-  function announce(transport, reason) {
-    live.dispatchEvent(new CustomEvent('dashboard:transport', {detail: {transport, reason}}));
+  // Every stream connection, first or reconnect, has at most CONNECT_TIMEOUT
+  // to answer, and hx-sse's reconnect backoff stops at RETRY_MAX. Set before
+  // DOMContentLoaded, when htmx opens the first stream (htmx, a classic script
+  // at the end of the body, has run before this deferred one).
+  if (window.htmx) {
+    window.htmx.config.sse = {...window.htmx.config.sse, connectTimeout: CONNECT_TIMEOUT, reconnectMaxDelay: RETRY_MAX};
   }
 
-  // closeStream stops hx-sse on #live for good (see the header comment).
-  function closeStream() {
-    // A request that has not turned into a stream yet sits in #live's htmx
-    // request queue; htmx:abort aborts it so it cannot block the next one.
-    live.dispatchEvent(new CustomEvent('htmx:abort'));
-    for (const a of ATTRS) live.removeAttribute(a);
-    htmx.process(live, true); // cleanup -> hx-sse htmx_before_cleanup -> cleanup()
-  }
+  // The pickers form (#pickers) is a plain GET form with an Apply button; a
+  // new choice in a single-valued select applies at once. Multi-valued selects
+  // wait for Apply, so that several values can be picked. A query variable
+  // whose options depend on an earlier one (data-depends) is left out of the
+  // next request once an earlier field changed, so it takes its default among
+  // its new options instead of keeping a value they may no longer offer.
+  document.addEventListener('change', (e) => {
+    const el = e.target;
+    const form = el.form;
+    if (!form || form.id !== 'pickers') return;
+    let after = false;
+    for (const f of form.elements) {
+      if (f === el) after = true;
+      else if (after && f.hasAttribute('data-depends')) f.disabled = true;
+    }
+    if (el.tagName === 'SELECT' && !el.multiple) form.requestSubmit();
+  });
 
-  function toPoll(reason) {
-    if (mode !== 'sse') return;
-    mode = 'poll';
-    connected = false;
-    pollSince = Date.now();
-    closeStream();
-    poll.start({url: live.getAttribute('data-poll-url')});
-    announce('poll', reason);
-  }
+  ((main) => {
+    // Deferred scripts run while readyState is already 'interactive', before
+    // DOMContentLoaded.
+    if (window.DashboardPoll || document.readyState === 'complete') main();
+    else document.addEventListener('DOMContentLoaded', main);
+  })(() => {
+    'use strict';
 
-  function toStream() {
-    if (mode !== 'poll' || forced) return;
-    const u = new URL(connectURL, location.href);
-    const v = poll.version();
-    if (v) u.searchParams.set('lastEventId', v);
-    mode = 'sse';
-    connected = false;
-    errors = 0;
-    deadline = Date.now() + CONNECT_TIMEOUT;
-    live.setAttribute(connectAttr, u.pathname + u.search);
-    // The poller keeps running until the stream is confirmed, so a failed
-    // attempt leaves no gap; htmx:sse:after:connection stops it.
-    htmx.process(live, true);
-    announce('sse', 'retry');
-  }
+    const live = document.getElementById('live');
+    const poll = window.DashboardPoll;
+    // Without htmx (or poll.js) there is no stream to watch: poll.js has
+    // already started the long-poll by itself.
+    if (!live || !poll || !window.htmx) return;
+    const htmx = window.htmx;
 
-  // hx-sse's reconnect delay for this attempt, at its jittered maximum.
-  function reconnectDelay(conn) {
-    const cfg = conn?.config || {};
-    const base = htmx.parseInterval(cfg.reconnectDelay) ?? 500;
-    const max = htmx.parseInterval(cfg.reconnectMaxDelay) ?? 60_000;
-    const d = Math.min(base * 2 ** Math.max(0, (conn?.attempt || 1) - 1), max);
-    return d * (1 + (cfg.reconnectJitter ?? 0.3));
-  }
+    const beat = Number(document.getElementById('status')?.getAttribute('data-heartbeat'));
+    const HEARTBEAT = beat > 0 ? beat : 15_000; // ms between heartbeats on a quiet stream
+    // The server sends a heartbeat once a stream was quiet for HEARTBEAT, and
+    // checks at most a second late; the margin covers that and the network.
+    const STALE_AFTER = HEARTBEAT + Math.max(HEARTBEAT / 2, 2000);
+    // A stream stale for this long more is taken for dead (a half-open
+    // connection, a laptop that slept) and reopened.
+    const DROP_AFTER = STALE_AFTER + Math.max(HEARTBEAT, 5000);
+    const PROBE_MAX = 30_000; // ms, the same while it answers without a working stream
+    const FALLBACK_AFTER = 3; // failed attempts before the long-poll stands in
+    const ATTRS = ['hx-sse:connect', 'data-hx-sse:connect'];
 
-  live.addEventListener('htmx:sse:before:connection', (e) => {
-    if (!isLive(e)) return;
-    const conn = e.detail?.connection;
-    if (mode !== 'sse') {
-      // Cancelling a reconnect ends hx-sse's loop. The first connection
-      // (attempt 0) is not cancelled here: hx-sse would then never release
-      // the htmx request; it is aborted in after:connection instead.
-      if (conn && conn.attempt > 0) e.preventDefault();
+    const connectAttr = ATTRS.find((a) => live.hasAttribute(a)) || ATTRS[0];
+    const connectURL = live.getAttribute(connectAttr) || '';
+    // The page asked for the long-poll, or this browser cannot read a
+    // stream (poll.js has started the long-poll by itself then).
+    const forced = live.getAttribute('data-transport') === 'poll' || !connectURL ||
+      !(window.fetch && window.ReadableStream);
+
+    let mode = forced ? 'poll' : 'sse'; // 'sse', 'poll' (forced by the page) or 'gone'
+    let conn = null; // hx-sse's connection while a response is streaming
+    let openedAt = 0; // when conn's response arrived
+    let delivering = false; // conn delivered an event
+    let lastSignal = 0; // when conn last delivered one
+    let first = null; // a first request in flight: {at}
+    let attempts = 0; // consecutive attempts that did not deliver
+    let refused = 0; // of those, the ones the server answered without a working stream
+    let rearm = null; // timer for a new first request
+    let closing = false; // this script is closing the stream
+
+    const isLive = (e) => e.target === live;
+    const now = () => Date.now();
+
+    function announce(transport, reason) {
+      live.dispatchEvent(new CustomEvent('dashboard:transport', {detail: {transport, reason}}));
+    }
+
+    // show sets the label for the stream's state, unless the long-poll
+    // stands in and speaks for itself.
+    function show(state, title) {
+      if (!poll.running() || state === 'live') poll.status(state, title);
+    }
+
+    // fallback lets the long-poll stand in while the stream is down.
+    function fallback(reason) {
+      if (mode !== 'sse' || poll.running()) return;
+      poll.start({
+        url: live.getAttribute('data-poll-url'),
+        standIn: true,
+        // A reconnect of hx-sse then resumes from what the long-poll showed.
+        onUpdate: (v) => {
+          if (live._htmx?.sse && v) live._htmx.sse.lastEventId = v;
+        },
+      });
+      announce('poll', reason);
+    }
+
+    // failed counts an attempt that did not deliver; answered says whether the
+    // server (or a proxy) answered it, i.e. it is up but gives no stream.
+    function failed(reason, answered) {
+      delivering = false;
+      attempts++;
+      if (answered) refused++;
+      show('reconnecting');
+      if (attempts >= FALLBACK_AFTER) fallback(reason);
+    }
+
+    // backoff is the longest pause before the next attempt.
+    const backoff = () => (refused >= FALLBACK_AFTER ? PROBE_MAX : RETRY_MAX);
+
+    // closeStream stops hx-sse on #live (see the header comment).
+    function closeStream() {
+      // A request that has not turned into a stream yet sits in #live's htmx
+      // request queue; htmx:abort aborts it so it cannot block the next one.
+      live.dispatchEvent(new CustomEvent('htmx:abort'));
+      closing = true;
+      try {
+        for (const a of ATTRS) live.removeAttribute(a);
+        htmx.process(live, true); // cleanup -> hx-sse htmx_before_cleanup
+      } finally {
+        closing = false;
+      }
+      conn = null;
+      first = null;
+    }
+
+    // open starts a new first request for the stream, from the version the
+    // page shows.
+    function open() {
+      clearTimeout(rearm);
+      rearm = null;
+      if (mode !== 'sse') return;
+      closeStream();
+      const u = new URL(connectURL, location.href);
+      const v = poll.version();
+      if (v) u.searchParams.set('lastEventId', v);
+      live.setAttribute(connectAttr, u.pathname + u.search);
+      first = {at: now()};
+      htmx.process(live, true);
+      announce('sse', 'open');
+    }
+
+    // reopen schedules open after the backoff, with jitter, so that many
+    // pages that lost the same server do not come back in step.
+    function reopen() {
+      if (mode !== 'sse' || rearm) return;
+      const d = backoff();
+      rearm = setTimeout(open, d / 2 + Math.random() * d / 2);
+    }
+
+    // drop ends the current stream's response; hx-sse then reconnects after
+    // its backoff, with Last-Event-ID.
+    function drop() {
+      const c = conn;
+      conn = null;
+      delivering = false;
+      if (c?.reader) c.reader.cancel().catch(() => {});
+      else c?.abortController?.abort();
+    }
+
+    live.addEventListener('htmx:sse:before:connection', (e) => {
+      if (!isLive(e)) return;
+      const c = e.detail?.connection;
+      if (mode !== 'sse') {
+        // Cancelling a reconnect ends hx-sse's loop. The first connection
+        // (attempt 0) is not cancelled here: hx-sse would then never release
+        // the htmx request; it is aborted in after:connection instead.
+        if (c && c.attempt > 0) e.preventDefault();
+        return;
+      }
+      if (c && c.attempt > 0) {
+        // The stream ended or an attempt failed; hx-sse waits, then tries
+        // again. The pause after this one follows what failed so far.
+        if (c.config) c.config.reconnectMaxDelay = backoff();
+        conn = null;
+        delivering = false;
+        show('reconnecting');
+      }
+    });
+
+    live.addEventListener('htmx:sse:after:connection', (e) => {
+      if (!isLive(e)) return;
+      const c = e.detail?.connection;
+      if (mode !== 'sse') {
+        c?.abortController?.abort();
+        return;
+      }
+      if (c?.config) c.config.reconnectMaxDelay = backoff();
+      conn = c;
+      first = null;
+      openedAt = now();
+      delivering = false;
+    });
+
+    live.addEventListener('htmx:sse:before:message', (e) => {
+      if (isLive(e) && mode !== 'sse') e.preventDefault();
+    });
+
+    live.addEventListener('htmx:sse:after:message', (e) => {
+      if (!isLive(e) || mode !== 'sse') return;
+      const m = e.detail?.message || {};
+      if (m.event === 'reconnect') {
+        // The server is going away; hx-sse reconnects when the stream ends.
+        delivering = false;
+        show('reconnecting');
+        return;
+      }
+      conn = e.detail?.connection || conn;
+      delivering = true;
+      lastSignal = now();
+      attempts = 0;
+      refused = 0;
+      if (conn?.config) conn.config.reconnectMaxDelay = RETRY_MAX;
+      if (poll.running()) {
+        poll.stop();
+        announce('sse', 'delivering');
+      }
+      poll.status('live');
+      // An update (an unnamed message) carries the new version as its id.
+      if (!m.event && m.id && m.id !== poll.version()) {
+        poll.setVersion(m.id);
+        poll.changed();
+      }
+      poll.syncTitle();
+    });
+
+    // The dashboard was deleted ("event: gone"): say so and stop, rather than
+    // reconnect to an address that now answers 404.
+    live.addEventListener('gone', () => {
+      if (mode !== 'sse') return;
+      mode = 'gone';
+      clearTimeout(rearm);
+      closeStream();
+      poll.gone();
+      announce('none', 'gone');
+    });
+
+    live.addEventListener('htmx:sse:error', (e) => {
+      if (!isLive(e) || mode !== 'sse') return;
+      conn = null;
+      failed('stream error', e.detail?.status != null);
+    });
+
+    // hx-sse fires close when its loop ends for good; it will not reconnect,
+    // so open a new stream after the backoff.
+    live.addEventListener('htmx:sse:close', (e) => {
+      if (!isLive(e) || mode !== 'sse' || closing) return;
+      conn = null;
+      failed('closed', false);
+      reopen();
+    });
+
+    // The events endpoint answered without becoming a stream (an error status,
+    // a login page) or not at all (a network failure, a timeout): hx-sse
+    // never retries that first request, so open another after the backoff.
+    const requestFailed = (e) => {
+      if (!isLive(e) || mode !== 'sse' || !first) return;
+      first = null;
+      failed('request failed', e.type === 'htmx:after:request');
+      fallback('request failed');
+      reopen();
+    };
+    live.addEventListener('htmx:after:request', requestFailed);
+    live.addEventListener('htmx:error', requestFailed);
+
+    // hx-sse pauses the stream while the tab is hidden and reconnects when it is
+    // shown; neither is a failure.
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && mode === 'sse') {
+        lastSignal = now();
+        openedAt = now();
+        if (first) first.at = now();
+      }
+    });
+
+    // The watchdog.
+    setInterval(() => {
+      if (mode !== 'sse' || document.hidden) return;
+      const t = now();
+      if (first && t - first.at > CONNECT_TIMEOUT + 5000) {
+        // htmx's own timeout should have ended it; do not wait for ever.
+        first = null;
+        failed('connect timeout', false);
+        fallback('connect timeout');
+        reopen();
+      } else if (conn && !delivering && t - openedAt > CONNECT_TIMEOUT) {
+        // A response began but no event came through: something between
+        // here and the server holds the stream back. The long-poll stands
+        // in at once, since the server is there.
+        failed('silent stream', true);
+        fallback('silent stream');
+        drop();
+      } else if (conn && delivering) {
+        const quiet = t - lastSignal;
+        if (quiet > DROP_AFTER) {
+          failed('silent', false);
+          drop();
+        } else if (quiet > STALE_AFTER) {
+          show('stale', 'no update or heartbeat for ' + Math.round(quiet / 1000) + ' s');
+        }
+      }
+    }, 1000);
+
+    // transport says what delivers updates now: 'sse', 'poll' (forced, or
+    // standing in for the stream) or 'gone'.
+    window.DashboardApp = {
+      transport: () => (mode === 'sse' && poll.running() ? 'poll' : mode),
+    };
+
+    if (forced) {
+      closeStream();
+      poll.start({url: live.getAttribute('data-poll-url')});
+      announce('poll', 'forced');
       return;
     }
-    if (conn && conn.attempt > 0) {
-      connected = false;
-      deadline = Date.now() + reconnectDelay(conn) + CONNECT_TIMEOUT;
-      poll.status('reconnecting');
+    poll.status('connecting');
+    first = {at: now()};
+    // htmx may have connected before this script ran.
+    if (live._htmx?.sse) {
+      conn = live._htmx.sse;
+      first = null;
+      openedAt = now();
     }
   });
-
-  live.addEventListener('htmx:sse:after:connection', (e) => {
-    if (!isLive(e)) return;
-    if (mode !== 'sse') {
-      e.detail?.connection?.abortController?.abort();
-      return;
-    }
-    connected = true;
-    errors = 0;
-    lastSignal = Date.now();
-    if (poll.running()) poll.stop();
-    poll.status('live');
-    poll.touch();
-  });
-
-  live.addEventListener('htmx:sse:before:message', (e) => {
-    if (isLive(e) && mode !== 'sse') e.preventDefault();
-  });
-
-  live.addEventListener('htmx:sse:after:message', (e) => {
-    if (!isLive(e) || mode !== 'sse') return;
-    const id = e.detail?.message?.id;
-    if (id) poll.setVersion(id);
-    poll.syncTitle();
-    connected = true;
-    lastSignal = Date.now();
-    poll.status('live');
-    poll.touch();
-  });
-
-  // The server's heartbeat is a named SSE event ("event: heartbeat"), which
-  // hx-sse dispatches as a DOM event on #live; comments never surface.
-  live.addEventListener('heartbeat', () => {
-    if (mode !== 'sse') return;
-    lastSignal = Date.now();
-    poll.touch();
-  });
-
-  // The dashboard was deleted ("event: gone"): say so and stop, rather than
-  // reconnect to an address that now answers 404.
-  live.addEventListener('gone', () => {
-    if (mode !== 'sse') return;
-    mode = 'gone';
-    closeStream();
-    poll.gone();
-    announce('none', 'gone');
-  });
-
-  live.addEventListener('htmx:sse:error', (e) => {
-    if (!isLive(e) || mode !== 'sse') return;
-    connected = false;
-    errors++;
-    poll.status('reconnecting');
-    if (errors >= MAX_ERRORS) toPoll('errors');
-  });
-
-  // hx-sse fires close when its loop ends for good; it will not reconnect.
-  live.addEventListener('htmx:sse:close', (e) => {
-    if (!isLive(e) || mode !== 'sse') return;
-    toPoll('closed');
-  });
-
-  // The events endpoint answered without becoming a stream (an error status,
-  // a login page, a network failure): hx-sse never retries that first
-  // request, so do not wait for the watchdog.
-  const requestFailed = (e) => {
-    if (isLive(e) && mode === 'sse' && !connected) toPoll('request failed');
-  };
-  live.addEventListener('htmx:after:request', requestFailed);
-  live.addEventListener('htmx:error', requestFailed);
-
-  // hx-sse pauses the stream while the tab is hidden and reconnects when it is
-  // shown; neither is a failure.
-  document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && mode === 'sse') {
-      lastSignal = Date.now();
-      if (!connected) deadline = Date.now() + CONNECT_TIMEOUT;
-    }
-  });
-
-  // The watchdog.
-  setInterval(() => {
-    if (poll.isGone()) return;
-    const now = Date.now();
-    if (mode === 'sse') {
-      if (document.hidden) return;
-      if (!connected && now > deadline) toPoll('connect timeout');
-      else if (connected && now - lastSignal > SILENCE) toPoll('silent');
-    } else if (!forced && now - pollSince >= POLL_PERIOD) {
-      toStream();
-    }
-  }, 1000);
-
-  window.DashboardApp = {transport: () => mode, toPoll, toStream};
-
-  if (forced) {
-    toPoll('forced');
-    return;
-  }
-  // htmx may have connected before this script ran.
-  if (live._htmx?.sse?.status != null) {
-    connected = true;
-    lastSignal = Date.now();
-    poll.status('live');
-  }
-});
+})();

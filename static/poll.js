@@ -1,6 +1,6 @@
 /*
- * poll.js: the long-poll transport of a live dashboard, and the status and
- * data-age display shared with app.js.
+ * poll.js: the long-poll transport of a live dashboard, and the status label
+ * and "last change" display shared with app.js.
  *
  * Strict ES5 on purpose (no let/const, arrows, fetch, Promise or template
  * strings; XMLHttpRequest only) so it runs on kiosk browsers that cannot run
@@ -14,6 +14,16 @@
  * 200: the body is a sequence of <hx-partial hx-target="#panel-x"
  * hx-swap="outerHTML">...</hx-partial>, and ETag is the new version.
  * Anything else: back off 1 s doubling to 30 s, with jitter.
+ *
+ * Status (#status, data-state and text): "polling" while the long-poll gets
+ * answers, "stale" when none came for longer than a held poll may take
+ * (wait plus STALE_MARGIN), "reconnecting" while requests fail, "gone" when
+ * the dashboard was deleted. app.js sets the stream's states through
+ * setStatus. "Last change" (#data-age) is when the data on screen last
+ * changed: the server's time for the first paint (the datetime attribute),
+ * then the moment this page received an update that changed the version.
+ * It is formatted here, in the viewer's time zone, and never sent in a
+ * shared fragment.
  */
 (function (window, document) {
   'use strict';
@@ -27,6 +37,18 @@
   var MAX_BACKOFF = 30000; // ms
   var MIN_INTERVAL_304 = 1000; // ms between polls that end in 304
   var GUARD = 15000; // ms added to wait before a silent request is abandoned
+  var STALE_MARGIN = 5000; // ms past wait without an answer before "stale"
+
+  // What the status label says in each state.
+  var LABELS = {
+    snapshot: 'snapshot',
+    connecting: 'connecting',
+    live: 'live',
+    reconnecting: 'reconnecting',
+    polling: 'polling',
+    stale: 'stale',
+    gone: 'dashboard deleted'
+  };
 
   var poller = {
     running: false,
@@ -34,17 +56,28 @@
     wait: DEFAULT_WAIT,
     onUpdate: null,
     xhr: null,
+    quick: false, // the next request asks for an answer at once (wait=0)
     seq: 0, // bumped to invalidate the callbacks of an abandoned request
     timer: null,
     guard: null,
     failures: 0
   };
-  var updatedAt = now(); // the page was rendered with current data
+  var answeredAt = now(); // when the long-poll last got an answer
+  var changedAt = initialChange(); // when the data on screen last changed
   var gone = false; // the dashboard was deleted: nothing more will come
   var ticker = null;
 
   function now() {
     return new Date().getTime();
+  }
+
+  // initialChange is the time of the last change the server put on the
+  // page (#data-age's datetime, RFC 3339), or now when it gave none or the
+  // browser cannot parse it.
+  function initialChange() {
+    var el = document.getElementById('data-age');
+    var t = el ? Date.parse(el.getAttribute('datetime') || '') : NaN;
+    return isNaN(t) ? now() : t;
   }
 
   function byId(id) {
@@ -75,14 +108,31 @@
     }
   }
 
-  // setStatus shows state ("live", "reconnecting", "polling" or "gone") in
-  // #status, as its data-state attribute (for styling) and its text.
-  function setStatus(state) {
+  // setStatus shows state (a key of LABELS) in #status, as its data-state
+  // attribute (for styling) and its text; title, if given, says more on
+  // hover.
+  function setStatus(state, title) {
     var el = byId('status');
-    if (el && el.getAttribute('data-state') !== state) {
-      el.setAttribute('data-state', state);
-      setText(el, state === 'gone' ? 'dashboard deleted' : state);
+    if (!el) {
+      return;
     }
+    if (el.getAttribute('data-state') !== state) {
+      el.setAttribute('data-state', state);
+      setText(el, LABELS[state] || state);
+    }
+    title = title || '';
+    if ((el.getAttribute('title') || '') !== title) {
+      if (title) {
+        el.setAttribute('title', title);
+      } else {
+        el.removeAttribute('title');
+      }
+    }
+  }
+
+  function getStatus() {
+    var el = byId('status');
+    return (el && el.getAttribute('data-state')) || '';
   }
 
   // markGone stops every update for good: the server said the dashboard was
@@ -103,46 +153,61 @@
     }
   }
 
-  function ageText(ms) {
-    var s = Math.floor(ms / 1000);
-    if (s < 0) {
-      s = 0;
-    }
-    if (s < 60) {
-      return 'updated ' + s + ' s ago';
-    }
-    if (s < 3600) {
-      return 'updated ' + Math.floor(s / 60) + ' min ago';
-    }
-    return 'updated ' + Math.floor(s / 3600) + ' h ago';
+  function pad(n) {
+    return (n < 10 ? '0' : '') + n;
   }
 
-  function renderAge() {
+  // changeText is the "last change" text for the instant at (ms since the
+  // epoch) as seen at nowMs, in the browser's time zone: the time of day,
+  // with the date in front when it was not today.
+  function changeText(at, nowMs) {
+    var d = new Date(at);
+    var n = new Date(nowMs);
+    var text = pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+    if (d.getFullYear() !== n.getFullYear() || d.getMonth() !== n.getMonth() || d.getDate() !== n.getDate()) {
+      text = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + text;
+    }
+    return 'last change ' + text;
+  }
+
+  function renderChange() {
     var el = byId('data-age');
     if (el) {
-      setText(el, ageText(now() - updatedAt));
+      var text = changeText(changedAt, now());
+      if ((el.textContent || el.innerText || '') !== text) {
+        setText(el, text);
+      }
     }
   }
 
-  // touch records that the data on screen was confirmed current just now:
-  // an update arrived, or the server said nothing changed.
-  function touch() {
-    updatedAt = now();
+  // markChanged records that the data on screen changed just now: an update
+  // with a new version arrived, on either transport.
+  function markChanged() {
+    changedAt = now();
     var el = byId('data-age');
     if (el) {
       try {
-        el.setAttribute('datetime', new Date(updatedAt).toISOString());
+        el.setAttribute('datetime', new Date(changedAt).toISOString());
       } catch (e) {
         // toISOString is missing before IE9; the text still updates.
       }
     }
-    renderAge();
+    renderChange();
+  }
+
+  // tick redraws "last change" (its date appears at midnight) and calls a
+  // long-poll stale when no answer came for longer than a held poll takes.
+  function tick() {
+    renderChange();
+    if (poller.running && getStatus() === 'polling' && now() - answeredAt > poller.wait * 1000 + STALE_MARGIN) {
+      setStatus('stale', 'no answer from the server for ' + Math.round((now() - answeredAt) / 1000) + ' s');
+    }
   }
 
   function startTicker() {
     if (ticker === null) {
-      renderAge();
-      ticker = window.setInterval(renderAge, 1000);
+      renderChange();
+      ticker = window.setInterval(tick, 1000);
     }
   }
 
@@ -315,7 +380,9 @@
     }
     var seq = ++poller.seq;
     var started = now();
-    var url = poller.url + (poller.url.indexOf('?') < 0 ? '?' : '&') + 'wait=' + encodeURIComponent(poller.wait);
+    var wait = poller.quick ? 0 : poller.wait;
+    poller.quick = false;
+    var url = poller.url + (poller.url.indexOf('?') < 0 ? '?' : '&') + 'wait=' + encodeURIComponent(wait);
     var xhr;
     try {
       xhr = new window.XMLHttpRequest();
@@ -370,6 +437,7 @@
       if (!version || version !== getVersion()) {
         applyPartials(xhr.responseText || '');
         setVersion(version);
+        markChanged();
         if (poller.onUpdate) {
           try {
             poller.onUpdate(version);
@@ -379,14 +447,14 @@
         }
       }
       poller.failures = 0;
-      touch();
+      answeredAt = now();
       setStatus('polling');
       schedule(0);
       return;
     }
     if (status === 304) {
       poller.failures = 0;
-      touch();
+      answeredAt = now();
       setStatus('polling');
       // Loop at once, but never spin if something answers 304 immediately.
       var elapsed = now() - started;
@@ -407,7 +475,10 @@
 
   // start begins the long-poll loop, or updates its options if it runs.
   // opts.url defaults to #live's data-poll-url, opts.wait to 25 seconds;
-  // opts.onUpdate(version) is called after each applied update.
+  // opts.onUpdate(version) is called after each applied update. With
+  // opts.standIn (app.js, while the stream is down) the label is left as it
+  // is until the server answers, and the first request asks for an answer
+  // at once, so that "polling" is said only once it is true.
   function start(opts) {
     if (gone) {
       return false;
@@ -429,7 +500,11 @@
     }
     poller.running = true;
     poller.failures = 0;
-    setStatus('polling');
+    answeredAt = now();
+    poller.quick = !!opts.standIn;
+    if (!opts.standIn) {
+      setStatus('polling');
+    }
     request();
     return true;
   }
@@ -450,12 +525,14 @@
     version: getVersion,
     setVersion: setVersion,
     status: setStatus,
+    state: getStatus,
     gone: markGone,
     isGone: function () {
       return gone;
     },
     syncTitle: syncTitle,
-    touch: touch,
+    changed: markChanged,
+    changeText: changeText,
     parseETag: parseETag,
     applyPartials: applyPartials
   };

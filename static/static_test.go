@@ -274,3 +274,108 @@ func TestFavicon(t *testing.T) {
 		t.Errorf("GET /favicon.ico with its ETag: got %d, want 304", rec.Code)
 	}
 }
+
+// jsCode returns src with its comments, strings and regular expression
+// literals blanked out, so that a scan sees only code. It knows enough of
+// JavaScript for the page scripts: a slash starts a regular expression
+// where an operand is expected.
+func jsCode(src string) string {
+	out := []byte(src)
+	blank := func(from, to int) {
+		for k := from; k < to && k < len(out); k++ {
+			if out[k] != '\n' {
+				out[k] = ' '
+			}
+		}
+	}
+	prev := byte('(') // the last code character before i
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case c == '/' && i+1 < len(src) && src[i+1] == '/':
+			end := strings.IndexByte(src[i:], '\n')
+			if end < 0 {
+				end = len(src) - i
+			}
+			blank(i, i+end)
+			i += end - 1
+		case c == '/' && i+1 < len(src) && src[i+1] == '*':
+			end := strings.Index(src[i+2:], "*/")
+			if end < 0 {
+				end = len(src) - i - 2
+			}
+			blank(i, i+end+4)
+			i += end + 3
+		case c == '\'' || c == '"' || c == '`' || (c == '/' && strings.IndexByte("(,=:[!&|?{};+-*%<>~^", prev) >= 0):
+			j := i + 1
+			for j < len(src) && src[j] != c && src[j] != '\n' {
+				if src[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			blank(i+1, j)
+			out[i] = '"' // a string is an operand, whatever quote it had
+			if j < len(out) {
+				out[j] = '"'
+			}
+			i = j
+			prev = '"'
+		case c != ' ' && c != '\t' && c != '\n' && c != '\r':
+			prev = c
+		}
+	}
+	return string(out)
+}
+
+// TestPollScriptIsES5: poll.js is the fallback for kiosk browsers that
+// cannot run htmx 4, so it must stay strict ES5: no let or const, arrow
+// functions, template strings, classes, calls of fetch or Promises.
+func TestPollScriptIsES5(t *testing.T) {
+	t.Parallel()
+	code := jsCode(readFile(t, "poll.js"))
+	for _, tt := range []struct{ name, re string }{
+		{"let or const", `\b(let|const)\s`},
+		{"an arrow function", `=>`},
+		{"a template string", "`"},
+		{"a class", `\bclass\s`},
+		{"a call of fetch (testing for it is fine)", `\bfetch\s*\(`},
+		{"a Promise", `\bPromise\b`},
+		{"async or await", `\b(async|await)\b`},
+		{"spread or rest", `\.\.\.`},
+	} {
+		if loc := regexp.MustCompile(tt.re).FindStringIndex(code); loc != nil {
+			line := strings.Count(code[:loc[0]], "\n") + 1
+			t.Errorf("poll.js line %d: %s, want ES5 only", line, tt.name)
+		}
+	}
+	// The scan must see code: it finds what it looks for outside comments
+	// and strings, and nothing inside them.
+	if got := jsCode("var a = 1; // let x\nvar b = '=>'; /* const */ var r = /`/; f(() => 1)"); strings.Contains(got, "let") ||
+		strings.Contains(got, "const") || strings.Count(got, "=>") != 1 || strings.Contains(got, "`") {
+		t.Errorf("jsCode kept comments or strings, or lost code: %q", got)
+	}
+}
+
+// TestStatusStatesStyled: every state the scripts put on the status label
+// (the LABELS of poll.js) has its own rule in the stylesheet, so that no
+// state falls back to another's colour; the text says the state in any case.
+func TestStatusStatesStyled(t *testing.T) {
+	t.Parallel()
+	src := readFile(t, "poll.js")
+	start := strings.Index(src, "var LABELS = {")
+	end := strings.Index(src[max(start, 0):], "};")
+	if start < 0 || end < 0 {
+		t.Fatal("no LABELS table in poll.js")
+	}
+	states := regexp.MustCompile(`(?m)^\s*(\w+):`).FindAllStringSubmatch(src[start:start+end], -1)
+	if len(states) < 7 {
+		t.Fatalf("got states %v from poll.js, want at least the seven of docs/architecture.md", states)
+	}
+	css := readFile(t, "dashboard.css")
+	for _, m := range states {
+		if rule := `#status[data-state="` + m[1] + `"]`; !strings.Contains(css, rule) {
+			t.Errorf("dashboard.css has no rule for %s", rule)
+		}
+	}
+}

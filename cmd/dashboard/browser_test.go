@@ -603,7 +603,9 @@ func TestBrowserLongPoll(t *testing.T) {
 }
 
 // TestBrowserNoScript: with JavaScript disabled the page shows the data,
-// carries the <noscript> meta refresh, and a reload shows a new write.
+// says it is a snapshot that reloads itself (never that it is live),
+// carries the <noscript> meta refresh at the interval it names, and a
+// reload shows a new write.
 func TestBrowserNoScript(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	id := setupCounts(t, s, "nojs", 2, "a")
@@ -634,8 +636,19 @@ func TestBrowserNoScript(t *testing.T) {
 	refresh, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`head noscript meta[http-equiv="refresh"]`), "content"))
 	if err != nil || !refresh.Exists {
 		t.Errorf("no <noscript> meta refresh in the head (%v)", err)
-	} else if n, err := strconv.Atoi(refresh.Value); err != nil || n <= 0 {
-		t.Errorf("meta refresh content: got %q, want a positive number of seconds", refresh.Value)
+	} else if n, err := strconv.Atoi(refresh.Value); err != nil || n < 5 || n > 300 {
+		t.Errorf("meta refresh content: got %q, want a number of seconds between 5 and 300", refresh.Value)
+	}
+	label, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status")))
+	if err != nil {
+		t.Fatalf("reading the status label: %v", err)
+	}
+	if want := "snapshot, reloads every " + refresh.Value + " s"; label != want {
+		t.Errorf("status label: got %q, want %q", label, want)
+	}
+	if header, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("header.top"))); err != nil ||
+		strings.Contains(strings.ToLower(header), "live") {
+		t.Errorf("the page header says %q (%v), want no claim that it is live", header, err)
 	}
 	board := s.hub.Board(panel.ViewKey{Dashboard: id})
 	before := board.Version()

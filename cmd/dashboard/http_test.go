@@ -481,10 +481,19 @@ func TestHTTPContract(t *testing.T) {
 		}
 	})
 
+	// A current client hears a heartbeat event at once (the opening, so the
+	// page knows bytes get through) and then one every interval.
 	t.Run("heartbeat", func(t *testing.T) {
 		c := openSSE(t, nil, events, "Last-Event-ID", currentVersion(t, s.testServer, "ops").String())
 		c.hello(t)
 		m, err := c.nextWithin(contractWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.event != "heartbeat" || m.retry == "" || m.hasID {
+			t.Fatalf("got %q, want the opening's retry and `event: heartbeat` without id", m.lines)
+		}
+		m, err = c.nextWithin(contractWait)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -128,8 +128,11 @@ type Board struct {
 	frags   map[int64][]byte // each panel's <hx-partial>, as views renders it
 	layout  uint64
 	version Version
-	removed bool
-	changed chan struct{}
+	// changedAt is when the board moved to version: when this server first
+	// drew what the version shows. Pages start their "last change" from it.
+	changedAt time.Time
+	removed   bool
+	changed   chan struct{}
 	// recent[i] lists the panels that changed to reach versions[i]; nil
 	// means the whole grid changed.
 	versions []Version
@@ -173,6 +176,16 @@ func (b *Board) Page() (*panel.Dashboard, map[int64]*panel.Result, Version) {
 		results[k] = v
 	}
 	return b.dash, results, b.version
+}
+
+// ChangedAt returns when the board moved to its current version, by this
+// server's clock: the time the shown data last changed, as far as this
+// server knows (a board made after a restart knows no earlier change). It
+// is not part of what a version covers and goes into no shared fragment.
+func (b *Board) ChangedAt() time.Time {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.changedAt
 }
 
 // Dashboard returns the board's dashboard definition.
@@ -424,6 +437,7 @@ func (b *Board) advance(changed []int64) {
 		h.Write(b.frags[p.ID])
 	}
 	copy(b.version[:], h.Sum(nil))
+	b.changedAt = time.Now()
 	b.versions = append(b.versions, b.version)
 	b.recent = append(b.recent, changed)
 	if len(b.versions) > recentChanges {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/livedash/dashboard/internal/catalog"
@@ -406,4 +407,28 @@ func TestZoneChangeRedraws(t *testing.T) {
 	if got, want := b.Version(), h2.Board(view).Version(); got != want {
 		t.Errorf("same zone again: got version %s, want %s", got, want)
 	}
+}
+
+// TestChangedAt: the time of the last change moves with the version and
+// only with it: a publish of equal data leaves it where it was. The test
+// runs on synctest's clock, so the times are exact.
+func TestChangedAt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, d, b := testBoard(t)
+		opened := b.ChangedAt()
+		if !opened.Equal(time.Now()) {
+			t.Fatalf("got %v for a new board, want the time it was made, %v", opened, time.Now())
+		}
+		time.Sleep(time.Minute)
+		h.Publish(viewOf(d.Panels[0]), d.Panels[0], result("a"), time.Time{})
+		changed := b.ChangedAt()
+		if want := opened.Add(time.Minute); !changed.Equal(want) {
+			t.Fatalf("got %v after a change, want %v", changed, want)
+		}
+		time.Sleep(time.Minute)
+		h.Publish(viewOf(d.Panels[0]), d.Panels[0], result("a"), time.Time{})
+		if got := b.ChangedAt(); !got.Equal(changed) {
+			t.Errorf("got %v after publishing equal data, want it unchanged at %v", got, changed)
+		}
+	})
 }

@@ -46,8 +46,19 @@ type DashboardPage struct {
 	Transport string
 	Assets    Assets
 	// NoScriptRefresh is the meta refresh interval in seconds for browsers
-	// without JavaScript; zero or less leaves it out.
+	// without JavaScript; zero or less leaves it out. The status label says
+	// the page is a snapshot that reloads this often, until the scripts
+	// replace it with the state of the stream.
 	NoScriptRefresh int
+	// Heartbeat is the stream's heartbeat interval. The page calls a stream
+	// that sent neither an update nor a heartbeat for longer than this (plus
+	// a margin) stale; zero leaves the page's own default (15 s).
+	Heartbeat time.Duration
+	// ChangedAt is when the data the page shows last changed, as the server
+	// knows it (hub.Board.ChangedAt); the page shows "last change" from it
+	// until an update arrives. It goes on the status line, never into a
+	// shared fragment. Zero: unknown, and the page counts from its load.
+	ChangedAt time.Time
 	// Query is the canonical query string of the view the page shows
 	// (variables and time range, without "?"); the stream and the long-poll
 	// ask for the same view with it.
@@ -60,6 +71,19 @@ type DashboardPage struct {
 	// declaration order; Time is the time range control, nil without one.
 	Pickers []Picker
 	Time    *TimePicker
+}
+
+// isoMillis is the form of the last change's time on the page: RFC 3339 in
+// UTC with milliseconds, the one form ES5's Date.parse must read.
+const isoMillis = "2006-01-02T15:04:05.000Z"
+
+// snapshotText is what the status label says before the scripts run, and
+// for good without JavaScript: the page is a snapshot, not live.
+func snapshotText(refresh int) string {
+	if refresh <= 0 {
+		return "snapshot"
+	}
+	return "snapshot, reloads every " + strconv.Itoa(refresh) + " s"
 }
 
 // Picker is the control of one variable: a select for list and query

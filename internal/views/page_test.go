@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/a-h/templ"
 	"golang.org/x/net/html"
@@ -39,6 +40,8 @@ func TestDashboardPageSSE(t *testing.T) {
 	t.Parallel()
 	p := samplePage()
 	delete(p.Results, 3) // a panel without a result yet
+	p.Heartbeat = 15 * time.Second
+	p.ChangedAt = time.Date(2026, 3, 14, 12, 3, 4, 500_000_000, time.FixedZone("CET", 3600))
 	out, doc := renderDoc(t, Dashboard(p))
 	if !strings.HasPrefix(out, "<!doctype html>") {
 		t.Errorf("got %q…, want a doctype first", out[:20])
@@ -90,12 +93,25 @@ func TestDashboardPageSSE(t *testing.T) {
 			t.Errorf("#live %s: got %q, want %q", k, got, want)
 		}
 	}
+	// Until the scripts run, and for good without them, the page says it
+	// is a snapshot; the scripts learn the heartbeat interval and the time
+	// of the last change from the status line (never from a fragment).
 	status := byID(doc, "status")
-	if st, _ := attr(status, "data-state"); st != "live" {
-		t.Errorf("status: got %q, want live", st)
+	if st, _ := attr(status, "data-state"); st != "snapshot" {
+		t.Errorf("status: got %q, want snapshot", st)
 	}
-	if v, _ := attr(byID(doc, "data-age"), "data-version"); v != p.Version {
+	if got, want := text(status), "snapshot, reloads every 60 s"; got != want {
+		t.Errorf("status text: got %q, want %q", got, want)
+	}
+	if got, _ := attr(status, "data-heartbeat"); got != "15000" {
+		t.Errorf("status data-heartbeat: got %q, want 15000", got)
+	}
+	age := byID(doc, "data-age")
+	if v, _ := attr(age, "data-version"); v != p.Version {
 		t.Errorf("data-age version: got %q, want %q", v, p.Version)
+	}
+	if got, _ := attr(age, "datetime"); got != "2026-03-14T11:03:04.500Z" {
+		t.Errorf("data-age datetime: got %q, want the time in UTC, 2026-03-14T11:03:04.5Z", got)
 	}
 	grid := byID(doc, "grid")
 	if grid == nil || grid.Data != "main" {
@@ -128,8 +144,14 @@ func TestDashboardPagePoll(t *testing.T) {
 	if got, _ := attr(live, "data-transport"); got != "poll" {
 		t.Errorf("data-transport: got %q, want poll", got)
 	}
-	if st, _ := attr(byID(doc, "status"), "data-state"); st != "polling" {
-		t.Errorf("status: got %q, want polling", st)
+	if st, _ := attr(byID(doc, "status"), "data-state"); st != "snapshot" {
+		t.Errorf("status: got %q, want snapshot", st)
+	}
+	if got := text(byID(doc, "status")); got != "snapshot" {
+		t.Errorf("status text without a refresh: got %q, want snapshot", got)
+	}
+	if _, ok := attr(byID(doc, "data-age"), "datetime"); ok {
+		t.Errorf("data-age: want no datetime when the time of the last change is unknown")
 	}
 	if strings.Contains(out, "noscript") {
 		t.Errorf("NoScriptRefresh 0: want no meta refresh")

@@ -361,10 +361,15 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	s.render(w, r, http.StatusOK, views.Dashboard(views.DashboardPage{
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
-		Assets: s.assets(), NoScriptRefresh: 30,
+		Assets: s.assets(), NoScriptRefresh: noScriptRefresh, Heartbeat: s.cfg.Heartbeat, ChangedAt: vw.board.ChangedAt(),
 		Query: c.sel.Query().Encode(), View: vw.key.Vars, Pickers: pickers, Time: tp,
 	}))
 }
+
+// noScriptRefresh is how often, in seconds, a page reloads itself in a
+// browser without JavaScript: often enough for a wall screen to follow, and
+// at most two page loads a minute per such viewer.
+const noScriptRefresh = 30
 
 // headEvents is HEAD /d/{slug}/events: access is checked as for GET and
 // the stream's headers are the answer. Nothing is opened or counted: no

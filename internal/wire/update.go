@@ -25,7 +25,11 @@ func NewUpdate(version string, partials []byte) (Update, error) {
 
 // Heartbeat is a comment (for proxies) followed by a named event that the
 // page's watchdog can see; hx-sse does not surface comments.
-var Heartbeat = []byte(": heartbeat\nevent: heartbeat\ndata:\n\n")
+var Heartbeat = []byte(": heartbeat\n" + heartbeatEvent)
+
+// heartbeatEvent is the part of a heartbeat a page sees: a named event
+// without an id, so it never moves the client's last event ID.
+const heartbeatEvent = "event: heartbeat\ndata:\n\n"
 
 // reconnect ends a stream on shutdown. It is a named event, so that hx-sse
 // applies the short retry sent with it.
@@ -42,9 +46,14 @@ func Goodbye() []byte {
 }
 
 // Opening is what a stream sends as soon as its response head is out: a
-// comment, which proxies and browsers flush at once, and the retry field,
-// which EventSource applies at once. retryMs should carry per-connection
+// comment, which proxies and browsers flush at once, the retry field, and a
+// heartbeat event. EventSource applies the retry at once, hx-sse with the
+// heartbeat it arrives with. The heartbeat tells the page that bytes get
+// through at once: a page whose version is current would otherwise hear
+// nothing until the first periodic heartbeat, and could not say "live"
+// within moments of a reconnect, nor tell a stream that a buffering proxy
+// holds back from one that delivers. retryMs should carry per-connection
 // jitter, so that reconnects after a restart are spread out.
 func Opening(retryMs int) []byte {
-	return AppendRetry(AppendComment(nil, "connected"), retryMs)
+	return append(AppendRetry(AppendComment(nil, "connected"), retryMs), heartbeatEvent...)
 }
