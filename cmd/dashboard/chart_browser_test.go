@@ -12,7 +12,8 @@ import (
 // setupCharts creates the chart fixture: a table of samples a minute
 // apart with a NULL at 12:02 and a stretch missing between 12:05 and
 // 12:20, a table of queue lengths, and a dashboard "charts" with a time
-// series of the samples in dollars and a bar chart of the queues with thresholds.
+// series of the samples in dollars, a bar chart of the queues with thresholds
+// and the samples again with the value axis capped at 10.
 func setupCharts(t *testing.T, s *testServer) {
 	t.Helper()
 	s.exec(t, `CREATE TABLE samples (at timestamptz PRIMARY KEY, v numeric)`)
@@ -30,7 +31,8 @@ func setupCharts(t *testing.T, s *testServer) {
 		FROM d, (VALUES
 			('ts', 'Samples', 'timeseries', 'SELECT at, v FROM samples ORDER BY at', 0, '{"prefix": "$"}'),
 			('queues', 'Queues', 'bar', 'SELECT name, jobs FROM queues ORDER BY name', 1,
-			 '{"thresholds": {"base": "green", "steps": [{"value": 100, "color": "red", "label": "backlog"}]}}')
+			 '{"thresholds": {"base": "green", "steps": [{"value": 100, "color": "red", "label": "backlog"}]}}'),
+			('capped', 'Samples up to 10', 'timeseries', 'SELECT at, v FROM samples ORDER BY at', 2, '{"max": 10}')
 		) AS p(slug, title, kind, sql, pos, options)`)
 	awaitDashboard(t, s, "charts", "samples", "queues")
 }
@@ -87,6 +89,33 @@ func TestBrowserChartGapsAndHover(t *testing.T) {
 	// Leaving the chart hides the tooltip and the guide.
 	call(t, ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: 5, Y: 5})
 	waitJS(t, ctx, "the tooltip to hide", `document.querySelector('.chart-tip').hidden && !document.querySelector('line.guide')`)
+}
+
+// TestBrowserChartClipSurvivesUpdates: a chart with max cuts its marks off
+// at the top of the plot, and still does after updates, which htmx morphs
+// into the page: the marks stay SVG, drawn and inside the plot.
+func TestBrowserChartClipSurvivesUpdates(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	setupCharts(t, s)
+	ctx := newBrowser(t)
+	call(t, ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 1600, Height: 900, DeviceScaleFactor: 1})
+	navigate(t, ctx, s, "/d/charts")
+	clipped := `(() => {
+		const box = document.querySelector('#panel-capped svg.marks');
+		const lines = document.querySelectorAll('#panel-capped svg.marks polyline.line');
+		if (!(box instanceof SVGSVGElement) || lines.length !== 3) return false;
+		const b = box.getBoundingClientRect();
+		return [...lines].every((l) => l instanceof SVGPolylineElement && l.getBBox().width > 0) &&
+			b.height > 0 && getComputedStyle(box).overflow !== 'visible';
+	})()`
+	waitJS(t, ctx, "the capped chart's marks in a clipping svg", clipped)
+	middle := `document.querySelectorAll('#panel-capped polyline.line')[1].getAttribute('points')`
+	for i, v := range []string{"2", "9", "4321"} {
+		before := eval[string](t, ctx, middle)
+		s.exec(t, `UPDATE samples SET v = `+v+` WHERE at = '2026-03-14 12:04Z'`)
+		waitJS(t, ctx, "the capped chart to redraw for "+v, middle+` !== `+strconv.Quote(before))
+		waitJS(t, ctx, "the marks still SVG, drawn and clipped after update "+strconv.Itoa(i+1), clipped)
+	}
 }
 
 // TestBrowserChartTap: on a phone (390x844, touch), tapping a point shows

@@ -64,7 +64,11 @@ type lineSeg struct{ X1, Y1, X2, Y2 string }
 // because Text is shortened.
 type svgText struct{ X, Y, Text, Title string }
 
-type clipRect struct{ ID, X, Y, W, H string }
+type clipRect struct{ X, Y, W, H string }
+
+// ViewBox maps the clip box onto the chart's own coordinates, so that
+// what it holds is drawn where it would be without it.
+func (r *clipRect) ViewBox() string { return r.X + " " + r.Y + " " + r.W + " " + r.H }
 
 type polyline struct{ Class, Points string }
 
@@ -123,11 +127,9 @@ func (f frame) yAxis(c *chart, a axis, labels []string) {
 }
 
 // clip is the plot area with room for a line's width, which the marks of a
-// chart with a fixed min or max are cut to. Its id is the panel's, so that
-// it is unique in the page.
-func (f frame) clip(def *panel.Def) *clipRect {
+// chart with a fixed min or max are cut to.
+func (f frame) clip() *clipRect {
 	return &clipRect{
-		ID: def.DOMID() + "-clip",
 		X:  coord(f.left - 4), Y: coord(f.top - 2), W: coord(f.right - f.left + 8), H: coord(f.bottom - f.top + 2),
 	}
 }
@@ -207,7 +209,7 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	f := newFrame(def, labels)
 	f.yAxis(&c, ya, labels)
 	if o.Min != nil || o.Max != nil {
-		c.Clip = f.clip(def)
+		c.Clip = f.clip()
 	}
 
 	// The x axis spans the data exactly; a single instant sits in the middle.
@@ -786,7 +788,7 @@ func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 		c.Zero = &lineSeg{coord(f.left), y, coord(f.right), y}
 	}
 	if o.Min != nil || o.Max != nil {
-		c.Clip = f.clip(def)
+		c.Clip = f.clip()
 	}
 	c.Note = note
 

@@ -104,10 +104,10 @@ func set(s ...string) map[string]bool {
 var (
 	allowedTags = set("section", "header", "h2", "div", "p", "strong", "footer", "svg", "polyline", "circle",
 		"table", "thead", "tbody", "tr", "th", "td", "time", "g", "line", "text", "rect", "title", "ul", "li", "i",
-		"ol", "span", "a", "clippath")
+		"ol", "span", "a")
 	voidTags      = set()
 	geometryAttrs = set("points", "cx", "cy", "x1", "x2", "y1", "y2", "x", "y", "width", "height", "viewbox")
 	allowedAttrs  = set("id", "class", "style", "aria-labelledby", "role", "viewbox", "preserveaspectratio",
 		"aria-hidden", "points", "cx", "cy", "r", "scope", "datetime", "aria-label", "x1", "x2", "y1", "y2", "x", "y",
-		"width", "height", "title", "href", "data-hover", "clip-path", "textlength", "lengthadjust", "tabindex")
+		"width", "height", "title", "href", "data-hover", "textlength", "lengthadjust", "tabindex")
 )
