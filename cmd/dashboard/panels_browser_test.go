@@ -45,9 +45,9 @@ type fixturePanel struct {
 	options         string // jsonb
 }
 
-// createFixture adds a public dashboard with panels, in one transaction,
+// createPanels adds a public dashboard with panels, in one transaction,
 // and waits until the catalog holds it with all of them.
-func createFixture(t *testing.T, s *testServer, slug string, panels ...fixturePanel) {
+func createPanels(t *testing.T, s *testServer, slug string, panels ...fixturePanel) {
 	t.Helper()
 	ctx := context.Background()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -122,7 +122,7 @@ func TestBrowserStatValueFits(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE fit_values (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount numeric, label text)`)
 	s.exec(t, `INSERT INTO fit_values (amount, label) VALUES (123456789.5, 'WMWMWMWMWMWMWMW'), (123456789.25, 'WMWMWMWMWMWMWMW')`)
-	createFixture(t, s, "fit",
+	createPanels(t, s, "fit",
 		fixturePanel{"money", "stat", "SELECT amount FROM fit_values ORDER BY id DESC LIMIT 1", 1, 1, `{"prefix": "$", "decimals": 2}`},
 		fixturePanel{"label", "stat", "SELECT label FROM fit_values ORDER BY id DESC LIMIT 1", 1, 1, `{}`},
 		fixturePanel{"trend", "stat", "SELECT amount FROM fit_values ORDER BY id", 1, 1,
@@ -181,7 +181,7 @@ func TestBrowserStatThresholds(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE load_samples (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int NOT NULL)`)
 	s.exec(t, `INSERT INTO load_samples (v) VALUES (50)`)
-	createFixture(t, s, "levels",
+	createPanels(t, s, "levels",
 		fixturePanel{"load", "stat", "SELECT sum(v) AS load FROM load_samples", 1, 1,
 			`{"unit": "%", "thresholds": {"base": "green", "steps": [{"value": 80, "color": "orange"}, {"value": 95, "color": "red", "label": "high"}]}}`},
 	)
@@ -238,7 +238,7 @@ func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, amount numeric NOT NULL)`)
 	s.exec(t, `INSERT INTO orders (customer, amount) SELECT 'customer ' || i, i * 1.5 FROM generate_series(1, 200) AS i`)
-	createFixture(t, s, "orders",
+	createPanels(t, s, "orders",
 		fixturePanel{"list", "table", "SELECT id, customer, amount FROM orders ORDER BY id", 2, 2,
 			`{"decimals": 2, "columns": [{"name": "amount", "prefix": "$"}]}`},
 	)
@@ -324,7 +324,7 @@ func TestBrowserPhoneNoSideScroll(t *testing.T) {
 	s.exec(t, `INSERT INTO events (host, message, at)
 		SELECT 'host-with-a-rather-long-name-' || i, repeat('a long message without end ', 8), '2026-03-14 12:00:00+00'::timestamptz + i * interval '1 minute'
 		FROM generate_series(1, 30) AS i`)
-	createFixture(t, s, "phone",
+	createPanels(t, s, "phone",
 		fixturePanel{"wide", "table", "SELECT id, host, message, at, id * 1000 AS big, host AS again FROM events ORDER BY id", 4, 2, `{}`},
 		fixturePanel{"total", "stat", "SELECT count(*) FROM events", 1, 1, `{}`},
 	)

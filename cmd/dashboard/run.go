@@ -28,7 +28,9 @@ Usage:
                                print or switch the database's change feed mode
                                (servers must run with the same DASHBOARD_FEED)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION] [--var NAME=VALUE...]
-                               a kiosk link; --var fixes a variable for its holders
+                         [--kiosk] [--theme dark|light] [--view QUERY]
+                               a kiosk link; --var fixes a variable for its holders;
+                               --kiosk, --theme and --view go into the link
   dashboard token list | token revoke ID
   dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
   dashboard export [SLUG...] -o DIR

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/internal/web"
 )
 
 // tokenCommand is `dashboard token create|list|revoke`.
@@ -35,6 +37,9 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		all := fs.Bool("all", false, "valid for every dashboard")
 		vars := varFlag{}
 		fs.Var(vars, "var", "fix a variable, name=value (repeat for several values or variables): the token's holders cannot choose another")
+		kiosk := fs.Bool("kiosk", false, "print a link that opens the dashboard in kiosk mode, for a wall screen (docs/screens.md)")
+		theme := fs.String("theme", "", "print a link that forces a theme: dark or light")
+		view := fs.String("view", "", "print a link that opens this view, as the dashboard's address has it after ?, e.g. var-region=Europe&from=now-6h")
 		// Accept the dashboard before or after the flags.
 		var dashboard string
 		if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -52,6 +57,10 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		if *ttl < 0 {
 			return fmt.Errorf("token create: --ttl must not be negative")
 		}
+		query, err := linkQuery(dashboard, *kiosk, *theme, *view)
+		if err != nil {
+			return fmt.Errorf("token create: %w", err)
+		}
 		run = func(pool *pgxpool.Pool) error {
 			secret, t, err := access.Create(ctx, pool, dashboard, *label, *ttl, vars)
 			if err != nil {
@@ -61,8 +70,8 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 			if dashboard != "" {
 				path = "/d/" + dashboard
 			}
-			fmt.Fprintf(stdout, "token %d created for %s; it is shown only now:\n  %s%s?token=%s\n",
-				t.ID, scope(t.Dashboard), cfg.PublicBase(), path, secret)
+			fmt.Fprintf(stdout, "token %d created for %s; it is shown only now:\n  %s%s?%stoken=%s\n",
+				t.ID, scope(t.Dashboard), cfg.PublicBase(), path, query, secret)
 			return nil
 		}
 	case "list":
@@ -115,6 +124,47 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		return err
 	}
 	return run(pool)
+}
+
+// linkQuery is the part of a token's link before token=: the screen options
+// and the view, each followed by "&", or "". The page's exchange of the
+// token for a cookie redirects to the same address without the token, so
+// a kiosk keeps them. The view is checked for its form only (variables and
+// a time range); whether the dashboard has those variables is the page's
+// to say.
+func linkQuery(dashboard string, kiosk bool, theme, view string) (string, error) {
+	var parts []string
+	if kiosk {
+		if dashboard == "" {
+			return "", fmt.Errorf("--kiosk needs a dashboard slug: a kiosk shows one dashboard")
+		}
+		parts = append(parts, "kiosk")
+	}
+	if view != "" {
+		if dashboard == "" {
+			return "", fmt.Errorf("--view needs a dashboard slug: a view is a dashboard's")
+		}
+		q, err := url.ParseQuery(strings.TrimPrefix(view, "?"))
+		if err != nil {
+			return "", fmt.Errorf("--view %q is not a query string: %w", view, err)
+		}
+		for key := range q {
+			if !strings.HasPrefix(key, "var-") && key != "from" && key != "to" {
+				return "", fmt.Errorf("--view sets variables (var-NAME=VALUE) and the time range (from, to), not %q", key)
+			}
+		}
+		parts = append(parts, q.Encode())
+	}
+	if theme != "" {
+		if err := web.CheckScreen(url.Values{"theme": {theme}}); err != nil {
+			return "", fmt.Errorf("--theme: %w", err)
+		}
+		parts = append(parts, "theme="+url.QueryEscape(theme))
+	}
+	if len(parts) == 0 {
+		return "", nil
+	}
+	return strings.Join(parts, "&") + "&", nil
 }
 
 func scope(dashboard string) string {

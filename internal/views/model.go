@@ -71,6 +71,23 @@ type DashboardPage struct {
 	// declaration order; Time is the time range control, nil without one.
 	Pickers []Picker
 	Time    *TimePicker
+	// Kiosk is the page mode for wall screens and TVs (?kiosk, see
+	// docs/screens.md): no pickers, no links, only the title and the
+	// status dot above the grid, type sized from the viewport, and on a
+	// landscape screen the grid's rows share the viewport's height so the
+	// whole dashboard fits without scrolling.
+	Kiosk bool
+	// Theme forces a colour theme, "dark" or "light" (?theme=); "" follows
+	// the device's setting. It is set as data-theme on <html>.
+	Theme string
+	// Panel is the slug of the panel the page shows full screen
+	// (/d/{slug}/panels/{panel}); "" shows the whole dashboard. The page
+	// still holds every panel, as the stream keeps them all up to date, and
+	// only the chosen one is shown.
+	Panel string
+	// Back is the address of the dashboard page of the same view and
+	// screen options, the way back from a full-screen panel.
+	Back string
 }
 
 // isoMillis is the form of the last change's time on the page: RFC 3339 in
@@ -85,6 +102,9 @@ func snapshotText(refresh int) string {
 	}
 	return "snapshot, reloads every " + strconv.Itoa(refresh) + " s"
 }
+
+// Themes are the values DashboardPage.Theme may force.
+var Themes = []string{"dark", "light"}
 
 // Picker is the control of one variable: a select for list and query
 // variables (multiple for a multi-valued one), a text field otherwise.
@@ -244,6 +264,25 @@ func csvURL(at Place, panelSlug string) string {
 	u := dashboardURL(at.Dashboard) + "/panels/" + url.PathEscape(panelSlug) + ".csv"
 	if at.View != "" {
 		u += "?" + at.View
+	}
+	return u
+}
+
+// panelURL is the address of a panel shown full screen in the view at.View
+// (see DashboardPage.Panel), as the panel's full-screen link has it.
+func panelURL(at Place, panelSlug string) string {
+	return WithQuery(dashboardURL(at.Dashboard)+"/panels/"+url.PathEscape(panelSlug), at.View)
+}
+
+// WithQuery appends the non-empty query strings to the address u, which
+// has none.
+func WithQuery(u string, queries ...string) string {
+	sep := "?"
+	for _, q := range queries {
+		if q != "" {
+			u += sep + q
+			sep = "&"
+		}
 	}
 	return u
 }

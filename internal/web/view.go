@@ -30,7 +30,10 @@ type choice struct {
 
 // view resolves the view a request for d asks for: the dashboard and the
 // canonical choice of its variables and time range from the address, with
-// the variables the token fixes. A choice the dashboard refuses is
+// the variables the token fixes. Only var-*, from and to make the view:
+// the screen options (kiosk, theme; see screen.go) and the transport are
+// the viewer's, so that a TV and a desk showing the same choice share one
+// view, its queries and its bytes. A choice the dashboard refuses is
 // answered 400 here, before any stream opens; a variable whose options
 // cannot be read answers 500 (its SQL is broken: the log says why) or 503
 // (the database is down).

@@ -120,7 +120,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /d/{slug}", s.page)
 	mux.HandleFunc("GET /d/{slug}/events", s.events)
 	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
-	mux.HandleFunc("GET /d/{slug}/panels/{file}", s.panelCSV)
+	mux.HandleFunc("GET /d/{slug}/panels/{file}", s.panelFile)
 	// "GET" patterns also match HEAD; these more specific ones take HEAD
 	// of the stream and the long-poll away from their GET handlers.
 	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
@@ -304,9 +304,10 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// cleanURL is the dashboard's address with the request's query string
-// minus every token parameter, the other parameters kept as they were
-// written and in their order.
+// cleanURL is the address of the request (the dashboard's page, or one of
+// its panels full screen) with its query string minus every token
+// parameter, the other parameters (the view, kiosk, theme) kept as they
+// were written and in their order.
 func cleanURL(d *panel.Dashboard, r *http.Request) string {
 	var kept []string
 	for _, p := range strings.Split(r.URL.RawQuery, "&") {
@@ -317,6 +318,9 @@ func cleanURL(d *panel.Dashboard, r *http.Request) string {
 		kept = append(kept, p)
 	}
 	clean := "/d/" + d.Slug
+	if f := r.PathValue("file"); f != "" {
+		clean += "/panels/" + url.PathEscape(f)
+	}
 	if len(kept) > 0 {
 		clean += "?" + strings.Join(kept, "&")
 	}
@@ -336,12 +340,30 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, views.Index(views.IndexPage{Dashboards: list, Assets: s.assets()}))
 }
 
+// page is GET /d/{slug}: the dashboard's page.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	s.dashboardPage(w, r, "")
+}
+
+// dashboardPage answers a dashboard's page, or with panelSlug not empty the
+// page of that panel full screen: the same page, view, stream and access
+// rules, with every other panel hidden and a link back to the dashboard at
+// the same address.
+func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, panelSlug string) {
 	if s.exchangeToken(w, r) {
 		return
 	}
 	d, grant, ok := s.dashboard(w, r)
 	if !ok {
+		return
+	}
+	if panelSlug != "" && panelBySlug(d, panelSlug) == nil {
+		s.error(w, r, http.StatusNotFound, "No such panel", "This dashboard has no panel at this address.")
+		return
+	}
+	sc, err := parseScreen(r.URL.Query())
+	if err != nil {
+		s.error(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return
 	}
 	c, vw, ok := s.show(w, r, d, grant)
@@ -357,13 +379,22 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("transport") == "poll" {
 		transport = "poll"
 	}
-	pickers, tp := c.pickers(d, grant)
-	w.Header().Set("Cache-Control", "no-cache")
-	s.render(w, r, http.StatusOK, views.Dashboard(views.DashboardPage{
+	p := views.DashboardPage{
 		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
 		Assets: s.assets(), NoScriptRefresh: noScriptRefresh, Heartbeat: s.cfg.Heartbeat, ChangedAt: vw.board.ChangedAt(),
-		Query: c.sel.Query().Encode(), View: vw.key.Vars, Pickers: pickers, Time: tp,
-	}))
+		Query: c.sel.Query().Encode(), View: vw.key.Vars,
+		Kiosk: sc.kiosk, Theme: sc.theme,
+	}
+	if panelSlug != "" {
+		p.Panel = panelSlug
+		// The address as it was, on the dashboard: the same view and
+		// screen options (the token, if any, has left it already).
+		p.Back = views.WithQuery("/d/"+dash.Slug, r.URL.RawQuery)
+	} else {
+		p.Pickers, p.Time = c.pickers(d, grant)
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	s.render(w, r, http.StatusOK, views.Dashboard(p))
 }
 
 // noScriptRefresh is how often, in seconds, a page reloads itself in a
