@@ -144,10 +144,18 @@
   }
 
   // syncTitle keeps the tab's title equal to the dashboard's heading, which
-  // a rename replaces as a partial.
+  // a rename replaces as a partial; a full-screen panel's page (its body
+  // carries data-panel) is titled "Panel — Dashboard", as the server
+  // writes it.
   function syncTitle() {
-    var h = document.querySelector ? document.querySelector('#heading h1') : null;
+    if (!document.querySelector) return;
+    var h = document.querySelector('#heading h1');
     var t = h ? (h.textContent || h.innerText || '') : '';
+    var solo = document.body && document.body.getAttribute('data-panel');
+    var p = solo ? document.getElementById('panel-' + solo + '-title') : null;
+    if (t && p) {
+      t = (p.textContent || p.innerText || '') + ' \u2014 ' + t;
+    }
     if (t && document.title !== t) {
       document.title = t;
     }
