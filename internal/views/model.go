@@ -59,6 +59,9 @@ type DashboardPage struct {
 	// declaration order; Time is the time range control, nil without one.
 	Pickers []Picker
 	Time    *TimePicker
+	// Playlist is set when the page is shown as an item of a playlist:
+	// the page then loads static/playlist.js, which moves on (playlist.go).
+	Playlist *PlaylistStep
 }
 
 // Picker is the control of one variable: a select for list and query
