@@ -33,6 +33,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		label := fs.String("label", "", "where the token is used, e.g. \"lobby TV\"")
 		ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 never expires")
 		all := fs.Bool("all", false, "valid for every dashboard")
+		playlist := fs.String("playlist", "", "valid for the dashboards of this playlist (its slug), which the kiosk link rotates through")
 		vars := varFlag{}
 		fs.Var(vars, "var", "fix a variable, name=value (repeat for several values or variables): the token's holders cannot choose another")
 		// Accept the dashboard before or after the flags.
@@ -46,11 +47,26 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		if dashboard == "" && fs.NArg() > 0 {
 			dashboard = fs.Arg(0)
 		}
-		if dashboard == "" && !*all {
-			return fmt.Errorf("token create needs a dashboard slug, or --all")
+		if *playlist != "" && (dashboard != "" || *all || len(vars) > 0) {
+			return fmt.Errorf("token create: --playlist takes no dashboard, --all or --var (the playlist's items choose the variables)")
+		}
+		if dashboard == "" && !*all && *playlist == "" {
+			return fmt.Errorf("token create needs a dashboard slug, --playlist or --all")
 		}
 		if *ttl < 0 {
 			return fmt.Errorf("token create: --ttl must not be negative")
+		}
+		if *playlist != "" {
+			run = func(pool *pgxpool.Pool) error {
+				secret, t, err := access.CreateForPlaylist(ctx, pool, *playlist, *label, *ttl)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "token %d created for playlist %s; it is shown only now:\n  %s/p/%s?token=%s\n",
+					t.ID, t.Playlist, cfg.PublicBase(), t.Playlist, secret)
+				return nil
+			}
+			break
 		}
 		run = func(pool *pgxpool.Pool) error {
 			secret, t, err := access.Create(ctx, pool, dashboard, *label, *ttl, vars)
@@ -78,7 +94,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 				if t.ExpiresAt != nil {
 					exp = t.ExpiresAt.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, scope(t.Dashboard), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp,
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, tokenScope(t), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp,
 					fixes(t.Variables))
 			}
 			return tw.Flush()
@@ -115,6 +131,14 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		return err
 	}
 	return run(pool)
+}
+
+// tokenScope is what t opens, for token list.
+func tokenScope(t access.Token) string {
+	if t.Playlist != "" {
+		return "playlist " + t.Playlist
+	}
+	return scope(t.Dashboard)
 }
 
 func scope(dashboard string) string {
