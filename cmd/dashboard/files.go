@@ -240,12 +240,17 @@ func applyCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 	})
 }
 
-// schemaCommand is `dashboard schema`.
+// schemaCommand is `dashboard schema [playlist]`: the JSON Schema of a
+// dashboard file, or of a playlist file.
 func schemaCommand(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("schema takes no arguments, got %q", args)
+	schema := provision.Schema
+	switch {
+	case len(args) == 1 && args[0] == "playlist":
+		schema = provision.PlaylistSchema
+	case len(args) > 0:
+		return fmt.Errorf("schema takes no argument, or playlist; got %q", args)
 	}
-	b, err := provision.Schema()
+	b, err := schema()
 	if err != nil {
 		return err
 	}

@@ -212,7 +212,7 @@ type Grant struct {
 	// PlaylistID, when not 0, limits the grant to the dashboards its
 	// playlist's items name (Set.Check).
 	PlaylistID int64
-	ExpiresAt   time.Time
+	ExpiresAt  time.Time
 	// Variables the token fixes (Token.Variables); nil when it fixes none.
 	Variables map[string][]string
 }
