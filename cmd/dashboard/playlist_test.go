@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -366,4 +368,49 @@ func sseClients(s *testServer) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no dashboard_sse_clients on /metrics")
+}
+
+// TestPlaylistFileApplied: `dashboard apply` of a folder with a playlist
+// file reaches a running server at once (the playlist tables notify),
+// `diff --exit-code` then finds nothing, and `export` writes the playlist
+// back as <slug>.playlist.yaml.
+func TestPlaylistFileApplied(t *testing.T) {
+	cfg := testConfig(t)
+	s := startServer(t, cfg, false)
+	t.Setenv("DATABASE_URL", cfg.DatabaseURL)
+	folder := t.TempDir()
+	writeFile(t, folder, "ops.yaml", "slug: ops\ntitle: Ops\npanels:\n  - {slug: one, title: One, kind: stat, sql: SELECT 1}\n")
+	writeFile(t, folder, "wall.yaml", "playlist: wall\ntitle: Wall\ninterval: 20s\ndashboards:\n  - dashboard: ops\n")
+	if out := runOK(t, "apply", folder); !strings.Contains(out, "+ playlist wall (wall.yaml)\n") ||
+		!strings.Contains(out, ": 1 dashboards, 1 panels, 1 playlists\n") {
+		t.Errorf("apply printed %q, want the playlist added and counted", out)
+	}
+	awaitPlaylist(t, s, "wall", 1)
+	if resp, _ := getRaw(t, s, "/p/wall"); resp.Header.Get("Location") != "/d/ops?kiosk&playlist=wall&item=0" {
+		t.Errorf("GET /p/wall: got %d to %q, want the kiosk page of ops", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if out := runOK(t, "diff", "--exit-code", folder); !strings.Contains(out, "no differences") {
+		t.Errorf("diff after apply printed %q, want no differences", out)
+	}
+	out := t.TempDir()
+	runOK(t, "export", "wall", "-o", out)
+	if got := readFileText(t, out, "wall.playlist.yaml"); got != "# yaml-language-server: $schema=playlist.schema.json\nplaylist: wall\ntitle: Wall\ninterval: 20s\ndashboards:\n  - dashboard: ops\n" {
+		t.Errorf("exported playlist:\n%s", got)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFileText(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -29,6 +29,8 @@ Usage:
                                (servers must run with the same DASHBOARD_FEED)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION] [--var NAME=VALUE...]
                                a kiosk link; --var fixes a variable for its holders
+  dashboard token create --playlist SLUG --label TEXT [--ttl DURATION]
+                               a kiosk link rotating through a playlist
   dashboard token list | token revoke ID
   dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
   dashboard export [SLUG...] -o DIR
@@ -43,7 +45,7 @@ Usage:
   dashboard apply [--prune] DIR
                                make the database hold the folder's dashboards,
                                in one transaction (--prune: delete the others)
-  dashboard schema             the JSON Schema of dashboard files
+  dashboard schema [playlist]  the JSON Schema of dashboard (or playlist) files
   dashboard help               this text and every setting
 
 Settings come from the environment:
