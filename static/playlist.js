@@ -14,12 +14,18 @@
 // connections per origin. location.replace keeps the history from growing
 // on a kiosk that runs for months.
 //
-// The server may be down when the time comes (a restart, a deploy). A
-// navigation then would leave the browser's own error page, which runs no
-// script and never comes back. So the step is first asked for without
-// following its redirect; only an answer (any answer) lets the page go, and
-// a network failure keeps the current dashboard, whose own status shows the
-// outage, and tries again a few seconds later.
+// Before it goes, the script asks for the next page itself (HEAD, following
+// the redirect). That makes the server prepare the next dashboard's view, so
+// the page arrives with fresh data at once, and it tells whether the page
+// can be shown:
+//   - an answer 2xx: go;
+//   - no answer (the server is down: a restart, a deploy): stay on the current
+//     dashboard, whose own status shows the outage, and ask again after a few
+//     seconds. Going would leave the browser's own error page, which runs no
+//     script and never comes back;
+//   - an error answer (the item's variables refused, the server busy): stay
+//     too, and ask for the item after it a few seconds later, so that one
+//     broken item never stops the rotation.
 //
 // ES2017, no inline script: the page works under `script-src 'self'`.
 (() => {
@@ -37,14 +43,26 @@
   }
   const retry = 5000;
 
-  const step = async () => {
+  // after returns the step to the item after that of url.
+  const after = (url) => {
+    const u = new URL(url, location.href);
+    u.searchParams.set('item', String((Number(u.searchParams.get('item')) || 0) + 1));
+    return u.pathname + u.search;
+  };
+
+  const step = async (url) => {
+    let res;
     try {
-      await fetch(next, { method: 'HEAD', redirect: 'manual', cache: 'no-store', credentials: 'same-origin' });
+      res = await fetch(url, { method: 'HEAD', cache: 'no-store', credentials: 'same-origin' });
     } catch (e) {
-      setTimeout(step, retry);
+      setTimeout(step, retry, url);
       return;
     }
-    location.replace(next);
+    if (!res.ok) {
+      setTimeout(step, retry, after(url));
+      return;
+    }
+    location.replace(url);
   };
-  setTimeout(step, seconds * 1000);
+  setTimeout(step, seconds * 1000, next);
 })();
