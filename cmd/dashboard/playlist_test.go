@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 	"github.com/livedash/dashboard/internal/access"
 )
 
@@ -413,4 +416,161 @@ func readFileText(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestBrowserPlaylistSurvives: a kiosk keeps rotating when a dashboard is
+// deleted from under its playlist (never showing it again), shows the
+// empty playlist's message when the playlist is emptied, and comes back by
+// itself, without a script, when the playlist is filled again.
+func TestBrowserPlaylistSurvives(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PlaylistMinInterval = time.Second
+	s := startServer(t, cfg, false)
+	setupCounts(t, s, "one", 1, "a")
+	setupCounts(t, s, "two", 2, "b")
+	setupCounts(t, s, "three", 3, "c")
+	id := createPlaylist(t, s, "wall", 1, "one", "two", "three")
+
+	ctx := newBrowser(t)
+	var mu sync.Mutex
+	var shown []string // the dashboards the kiosk was sent to, in order
+	err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Type == network.ResourceTypeDocument {
+			if u, err := url.Parse(e.Request.URL); err == nil && strings.HasPrefix(u.Path, "/d/") {
+				mu.Lock()
+				shown = append(shown, strings.TrimPrefix(u.Path, "/d/"))
+				mu.Unlock()
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	navigate(t, ctx, s, "/p/wall")
+	waitLocation(t, ctx, "/d/two?")
+	s.exec(t, "DELETE FROM dashboard.dashboards WHERE slug = 'two'")
+	eventually(t, "dashboard two gone from the catalog", func() bool { return s.engine.Snapshot().Dashboard("two") == nil })
+	mu.Lock()
+	deletedAt := len(shown)
+	mu.Unlock()
+	// Round twice more: three, one, three, one.
+	for _, d := range []string{"/d/three?", "/d/one?", "/d/three?", "/d/one?"} {
+		waitLocation(t, ctx, d)
+	}
+	mu.Lock()
+	after := slices.Clone(shown[deletedAt:])
+	mu.Unlock()
+	if slices.Contains(after, "two") {
+		t.Errorf("after two was deleted the kiosk was sent to %v, want two never", after)
+	}
+
+	s.exec(t, "DELETE FROM dashboard.playlist_items WHERE playlist_id = $1", id)
+	waitAcrossLoads(t, ctx, "the empty playlist's message", `document.getElementById('playlist-empty') !== null`)
+	waitStreams(t, ctx, s, 0)
+	s.exec(t, "INSERT INTO dashboard.playlist_items (playlist_id, position, dashboard) VALUES ($1, 0, 'three')", id)
+	waitLocation(t, ctx, "/d/three?kiosk&playlist=wall&item=0")
+	waitStat(t, ctx, "c", "3")
+}
+
+// TestBrowserPlaylistServerDown: when the server is down at the moment of
+// a step, the kiosk stays on its dashboard (the same document: it never
+// lands on the browser's error page) and rotates on once a server is back
+// on the address.
+func TestBrowserPlaylistServerDown(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PlaylistMinInterval = time.Second
+	s1, stop := startStoppable(t, cfg, false)
+	setupCounts(t, s1, "one", 1, "a")
+	setupCounts(t, s1, "two", 2, "b")
+	createPlaylist(t, s1, "wall", 1, "one", "two")
+
+	ctx := newBrowser(t)
+	held := make(chan *pausedRequest, 1)
+	var holding atomic.Bool
+	holding.Store(true)
+	intercept(t, ctx, "*/p/wall?item=*", func(p *pausedRequest) bool {
+		if !holding.Load() {
+			return false
+		}
+		held <- p
+		return true
+	})
+	// The failures of requests for a step (/p/wall?item=...), not of the
+	// stream, which fails too when the server stops.
+	failed := make(chan string, 16)
+	var stepsMu sync.Mutex
+	steps := map[network.RequestID]string{}
+	err := chromedp.Listen(ctx, func(ev any) {
+		stepsMu.Lock()
+		defer stepsMu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if strings.Contains(e.Request.URL, "/p/wall?item=") {
+				steps[e.RequestID] = e.Request.URL
+			}
+		case *network.EventLoadingFailed:
+			if u, ok := steps[e.RequestID]; ok {
+				select {
+				case failed <- u + ": " + e.ErrorText:
+				default:
+				}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	navigate(t, ctx, s1, "/p/wall")
+	waitLocation(t, ctx, "/d/one?kiosk&playlist=wall&item=0")
+	waitStat(t, ctx, "a", "1")
+	eval[chromedp.Void](t, ctx, `window.__sameDocument = 1`)
+	var step *pausedRequest
+	select {
+	case step = <-held:
+	case <-time.After(waitTimeout):
+		t.Fatalf("no step to the next dashboard within %v", waitTimeout)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stopping the server: %v", err)
+	}
+	holding.Store(false)
+	close(step.resume)
+	// The step fails, and the page, still there, tries again: a page that
+	// had gone would have left the browser's error page, which asks
+	// nothing.
+	for _, what := range []string{"the step", "the step tried again"} {
+		select {
+		case e := <-failed:
+			t.Logf("%s failed as it should: %s", what, e)
+		case <-time.After(waitTimeout):
+			t.Fatalf("%s: no failed request for the next dashboard with the server down", what)
+		}
+	}
+	if !eval[bool](t, ctx, `window.__sameDocument === 1 && location.pathname === '/d/one'`) {
+		t.Fatalf("with the server down the kiosk left its dashboard: now at %s", eval[string](t, ctx, `location.href`))
+	}
+
+	cfg.Addr = s1.addr
+	s2 := startServer(t, cfg, false)
+	awaitPlaylist(t, s2, "wall", 2)
+	waitLocation(t, ctx, "/d/two?kiosk&playlist=wall&item=1")
+	waitStat(t, ctx, "b", "2")
+}
+
+// waitAcrossLoads waits until the JavaScript expression is true in the
+// tab, on whatever page it shows: unlike waitJS it tries again when the
+// tab navigates meanwhile (the empty playlist's page refreshes itself).
+func waitAcrossLoads(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.readyState === 'complete' && !!(" + expr + ")"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s (%s): timed out after %v (%v)", what, expr, waitTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
