@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -234,8 +235,24 @@ func TestPlaylistToken(t *testing.T) {
 		t.Errorf("index with the playlist's token: want one and two listed, not three:\n%s", body)
 	}
 
-	// Edited: two leaves the playlist, three joins it.
+	// Edited: two leaves the playlist, three joins it. The stream open on
+	// two ends, and the token opens three and no longer two.
+	stream := openSSE(t, nil, s.URL+"/d/two/events", "Cookie", "dashboard_token="+secret)
+	if stream.resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream on two with the playlist's token: got %d, want 200", stream.resp.StatusCode)
+	}
+	stream.nextUpdate(t)
 	s.exec(t, "UPDATE dashboard.playlist_items SET dashboard = 'three' WHERE dashboard = 'two'")
+	// Heartbeats keep coming while it is open: bound the whole wait.
+	for deadline := time.Now().Add(contractWait); ; {
+		_, err := stream.line(time.Until(deadline))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("stream on two after two left the playlist: got %v, want it closed", err)
+		}
+	}
 	eventually(t, "the token to follow the playlist", func() bool { return status("/d/three") == 200 })
 	if got := status("/d/two"); got != 404 {
 		t.Errorf("GET /d/two after it left the playlist: got %d, want 404", got)
@@ -564,7 +581,7 @@ func waitAcrossLoads(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.readyState === 'complete' && !!(" + expr + ")"))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.readyState === 'complete' && !!("+expr+")"))
 		if err == nil && ok {
 			return
 		}

@@ -330,6 +330,21 @@ func (s *Set) covers(g Grant, dashboardID int64) bool {
 	return true
 }
 
+// Opens reports whether the grant with id is still in the set and still
+// opens dashboardID: an open stream asks it at every reload, so that a
+// playlist's token stops showing a dashboard taken out of the playlist.
+func (s *Set) Opens(id, dashboardID int64) bool {
+	if s == nil {
+		return false
+	}
+	for _, g := range s.grants {
+		if g.ID == id {
+			return s.covers(g, dashboardID)
+		}
+	}
+	return false
+}
+
 // Has reports whether the grant with id is still in the set.
 func (s *Set) Has(id int64) bool {
 	if s == nil {

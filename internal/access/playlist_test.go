@@ -201,3 +201,33 @@ func TestPlaylistToken(t *testing.T) {
 		t.Errorf("after the playlist was deleted: its token is still in the set")
 	}
 }
+
+// TestSetOpens: what an open stream asks at every reload: its grant is
+// still there and still opens its dashboard.
+func TestSetOpens(t *testing.T) {
+	s := &Set{
+		grants: []Grant{
+			{ID: 1, PlaylistID: 10},
+			{ID: 2, DashboardID: 5},
+			{ID: 3},
+		},
+		members: map[int64][]int64{10: {1, 2}},
+	}
+	for _, tt := range []struct {
+		id, dashboard int64
+		want          bool
+	}{
+		{1, 1, true}, {1, 2, true}, {1, 3, false},
+		{2, 5, true}, {2, 1, false},
+		{3, 99, true},
+		{4, 1, false},
+	} {
+		if got := s.Opens(tt.id, tt.dashboard); got != tt.want {
+			t.Errorf("Opens(%d, %d): got %v, want %v", tt.id, tt.dashboard, got, tt.want)
+		}
+	}
+	var nilSet *Set
+	if nilSet.Opens(3, 1) {
+		t.Error("nil set opens a dashboard")
+	}
+}
