@@ -97,11 +97,18 @@ func notMigrated(err error) error {
 	return err
 }
 
-func countPanels(set *provision.Set) (panels int) {
+// sizes says what a folder holds: "2 dashboards, 5 panels", and its
+// playlists when it has any.
+func sizes(set *provision.Set) string {
+	panels := 0
 	for _, d := range set.Docs {
 		panels += len(d.Dashboard.Panels)
 	}
-	return panels
+	s := fmt.Sprintf("%d dashboards, %d panels", len(set.Docs), panels)
+	if n := len(set.Playlists); n > 0 {
+		s += fmt.Sprintf(", %d playlists", n)
+	}
+	return s
 }
 
 // exportCommand is `dashboard export [SLUG...] -o DIR`.
@@ -146,14 +153,14 @@ func lintCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, ar
 		return err
 	}
 	if *offline {
-		fmt.Fprintf(stdout, "%s: %d dashboards, %d panels: ok (offline: SQL not checked against a database)\n", dir, len(set.Docs), countPanels(set))
+		fmt.Fprintf(stdout, "%s: %s: ok (offline: SQL not checked against a database)\n", dir, sizes(set))
 		return nil
 	}
 	return withConn(ctx, cfg, logger, false, func(conn *pgx.Conn) error {
 		if _, err := provision.Lint(ctx, conn, set, cfg.QueryTimeout); err != nil {
 			return reportProblems(dir, err, stderr)
 		}
-		fmt.Fprintf(stdout, "%s: %d dashboards, %d panels: ok\n", dir, len(set.Docs), countPanels(set))
+		fmt.Fprintf(stdout, "%s: %s: ok\n", dir, sizes(set))
 		return nil
 	})
 }
@@ -232,7 +239,7 @@ func applyCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 				u.Table, u.Reason, strings.ReplaceAll(u.Table, "'", "''"))
 		}
 		if res.Applied {
-			fmt.Fprintf(stdout, "applied %s: %d dashboards, %d panels\n", dir, len(set.Docs), countPanels(set))
+			fmt.Fprintf(stdout, "applied %s: %s\n", dir, sizes(set))
 		} else {
 			fmt.Fprintf(stdout, "up to date: the database already holds the %d dashboards of %s\n", len(set.Docs), dir)
 		}
@@ -240,12 +247,17 @@ func applyCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 	})
 }
 
-// schemaCommand is `dashboard schema`.
+// schemaCommand is `dashboard schema [playlist]`: the JSON Schema of a
+// dashboard file, or of a playlist file.
 func schemaCommand(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("schema takes no arguments, got %q", args)
+	schema := provision.Schema
+	switch {
+	case len(args) == 1 && args[0] == "playlist":
+		schema = provision.PlaylistSchema
+	case len(args) > 0:
+		return fmt.Errorf("schema takes no argument, or playlist; got %q", args)
 	}
-	b, err := provision.Schema()
+	b, err := schema()
 	if err != nil {
 		return err
 	}

@@ -178,7 +178,7 @@ func TestFileCommands(t *testing.T) {
 	if !bytes.Equal(first, second) {
 		t.Errorf("export -> apply -> export differs:\n%s\nwant\n%s", second, first)
 	}
-	if err, _, _ := runErr(t, "export", "nosuch", "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no dashboard nosuch") {
+	if err, _, _ := runErr(t, "export", "nosuch", "-o", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no dashboard or playlist nosuch") {
 		t.Errorf("export of an unknown slug: got %v", err)
 	}
 

@@ -31,6 +31,8 @@ Usage:
                          [--kiosk] [--theme dark|light] [--view QUERY]
                                a kiosk link; --var fixes a variable for its holders;
                                --kiosk, --theme and --view go into the link
+  dashboard token create --playlist SLUG --label TEXT [--ttl DURATION]
+                               a kiosk link rotating through a playlist
   dashboard token list | token revoke ID
   dashboard psql [PSQL ARGS...] psql on the configured or the embedded database
   dashboard export [SLUG...] -o DIR
@@ -45,7 +47,7 @@ Usage:
   dashboard apply [--prune] DIR
                                make the database hold the folder's dashboards,
                                in one transaction (--prune: delete the others)
-  dashboard schema             the JSON Schema of dashboard files
+  dashboard schema [playlist]  the JSON Schema of dashboard (or playlist) files
   dashboard help               this text and every setting
 
 Settings come from the environment:

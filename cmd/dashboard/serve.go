@@ -216,6 +216,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
 		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
+		PlaylistMinInterval: cfg.PlaylistMinInterval,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
 

@@ -35,6 +35,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		label := fs.String("label", "", "where the token is used, e.g. \"lobby TV\"")
 		ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 never expires")
 		all := fs.Bool("all", false, "valid for every dashboard")
+		playlist := fs.String("playlist", "", "valid for the dashboards of this playlist (its slug), which the kiosk link rotates through")
 		vars := varFlag{}
 		fs.Var(vars, "var", "fix a variable, name=value (repeat for several values or variables): the token's holders cannot choose another")
 		kiosk := fs.Bool("kiosk", false, "print a link that opens the dashboard in kiosk mode, for a wall screen (docs/screens.md)")
@@ -51,11 +52,35 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		if dashboard == "" && fs.NArg() > 0 {
 			dashboard = fs.Arg(0)
 		}
-		if dashboard == "" && !*all {
-			return fmt.Errorf("token create needs a dashboard slug, or --all")
+		if *playlist != "" && (dashboard != "" || *all || len(vars) > 0) {
+			return fmt.Errorf("token create: --playlist takes no dashboard, --all or --var (the playlist's items choose the variables)")
+		}
+		if dashboard == "" && !*all && *playlist == "" {
+			return fmt.Errorf("token create needs a dashboard slug, --playlist or --all")
 		}
 		if *ttl < 0 {
 			return fmt.Errorf("token create: --ttl must not be negative")
+		}
+		if *playlist != "" {
+			if *view != "" {
+				return fmt.Errorf("token create: --playlist takes no --view (the playlist's items choose their views)")
+			}
+			// A playlist's link is a kiosk's already (its redirect says
+			// so); a forced theme is passed on to every item.
+			query, err := linkQuery("", false, *theme, "")
+			if err != nil {
+				return fmt.Errorf("token create: %w", err)
+			}
+			run = func(pool *pgxpool.Pool) error {
+				secret, t, err := access.CreateForPlaylist(ctx, pool, *playlist, *label, *ttl)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "token %d created for playlist %s; it is shown only now:\n  %s/p/%s?%stoken=%s\n",
+					t.ID, t.Playlist, cfg.PublicBase(), t.Playlist, query, secret)
+				return nil
+			}
+			break
 		}
 		query, err := linkQuery(dashboard, *kiosk, *theme, *view)
 		if err != nil {
@@ -87,7 +112,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 				if t.ExpiresAt != nil {
 					exp = t.ExpiresAt.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, scope(t.Dashboard), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp,
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, tokenScope(t), t.Label, t.CreatedAt.UTC().Format(time.RFC3339), exp,
 					fixes(t.Variables))
 			}
 			return tw.Flush()
@@ -165,6 +190,14 @@ func linkQuery(dashboard string, kiosk bool, theme, view string) (string, error)
 		return "", nil
 	}
 	return strings.Join(parts, "&") + "&", nil
+}
+
+// tokenScope is what t opens, for token list.
+func tokenScope(t access.Token) string {
+	if t.Playlist != "" {
+		return "playlist " + t.Playlist
+	}
+	return scope(t.Dashboard)
 }
 
 func scope(dashboard string) string {

@@ -31,7 +31,10 @@ const TokenPrefix = "dbt_"
 type Token struct {
 	ID        int64
 	Label     string
-	Dashboard string // slug; "" means every dashboard
+	Dashboard string // slug; "" means every dashboard, or the playlist's
+	// Playlist is the slug of the playlist whose dashboards the token
+	// opens; "" for a token of one dashboard or of every one.
+	Playlist  string
 	CreatedAt time.Time
 	ExpiresAt *time.Time
 	// Variables are the values the token fixes: its holders see the
@@ -74,11 +77,8 @@ const MaxLabel = 200
 // (whether the values are among its options is checked where the token is
 // used, against the options of that moment).
 func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl time.Duration, vars map[string][]string) (string, Token, error) {
-	if strings.TrimSpace(label) == "" {
-		return "", Token{}, errors.New("a token needs a --label saying where it is used")
-	}
-	if n := utf8.RuneCountInString(label); n > MaxLabel {
-		return "", Token{}, fmt.Errorf("a token's --label has at most %d characters, got %d", MaxLabel, n)
+	if err := checkLabel(label); err != nil {
+		return "", Token{}, err
 	}
 	secret := NewSecret()
 	var t Token
@@ -131,18 +131,62 @@ func Create(ctx context.Context, db *pgxpool.Pool, dashboard, label string, ttl 
 	return secret, t, nil
 }
 
+// CreateForPlaylist stores a new token scoped to the playlist with slug
+// and returns its secret, which is not kept anywhere. The token opens the
+// playlist (/p/<slug>) and the dashboards its items name, whichever they
+// are when it is used: editing the playlist changes what it opens. It
+// fixes no variables; a playlist's items choose them.
+func CreateForPlaylist(ctx context.Context, db *pgxpool.Pool, playlist, label string, ttl time.Duration) (string, Token, error) {
+	if err := checkLabel(label); err != nil {
+		return "", Token{}, err
+	}
+	var id int64
+	err := db.QueryRow(ctx, "SELECT id FROM dashboard.playlists WHERE slug = $1", playlist).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", Token{}, fmt.Errorf("no playlist %q", playlist)
+	}
+	if err != nil {
+		return "", Token{}, fmt.Errorf("finding playlist: %w", err)
+	}
+	secret := NewSecret()
+	t := Token{Label: label, Playlist: playlist, Variables: map[string][]string{}}
+	if ttl > 0 {
+		e := time.Now().Add(ttl).UTC()
+		t.ExpiresAt = &e
+	}
+	err = db.QueryRow(ctx, `
+		INSERT INTO dashboard.access_tokens (token_hash, label, playlist_id, expires_at)
+		VALUES ($1, $2, $3, $4) RETURNING id, created_at`, Hash(secret), label, id, t.ExpiresAt).Scan(&t.ID, &t.CreatedAt)
+	if err != nil {
+		return "", Token{}, fmt.Errorf("storing token: %w", err)
+	}
+	return secret, t, nil
+}
+
+// checkLabel refuses a label that is empty or too long.
+func checkLabel(label string) error {
+	if strings.TrimSpace(label) == "" {
+		return errors.New("a token needs a --label saying where it is used")
+	}
+	if n := utf8.RuneCountInString(label); n > MaxLabel {
+		return fmt.Errorf("a token's --label has at most %d characters, got %d", MaxLabel, n)
+	}
+	return nil
+}
+
 // List returns every token, newest first.
 func List(ctx context.Context, db *pgxpool.Pool) ([]Token, error) {
 	rows, err := db.Query(ctx, `
-		SELECT t.id, t.label, coalesce(d.slug, ''), t.created_at, t.expires_at, t.variables
+		SELECT t.id, t.label, coalesce(d.slug, ''), coalesce(p.slug, ''), t.created_at, t.expires_at, t.variables
 		FROM dashboard.access_tokens t LEFT JOIN dashboard.dashboards d ON d.id = t.dashboard_id
+		LEFT JOIN dashboard.playlists p ON p.id = t.playlist_id
 		ORDER BY t.id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tokens: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Token, error) {
 		var t Token
-		err := r.Scan(&t.ID, &t.Label, &t.Dashboard, &t.CreatedAt, &t.ExpiresAt, &t.Variables)
+		err := r.Scan(&t.ID, &t.Label, &t.Dashboard, &t.Playlist, &t.CreatedAt, &t.ExpiresAt, &t.Variables)
 		return t, err
 	})
 }
@@ -164,8 +208,11 @@ func Revoke(ctx context.Context, db *pgxpool.Pool, id int64) error {
 type Grant struct {
 	ID          int64
 	Hash        []byte
-	DashboardID int64 // 0: every dashboard
-	ExpiresAt   time.Time
+	DashboardID int64 // 0: every dashboard, unless PlaylistID is set
+	// PlaylistID, when not 0, limits the grant to the dashboards its
+	// playlist's items name (Set.Check).
+	PlaylistID int64
+	ExpiresAt  time.Time
 	// Variables the token fixes (Token.Variables); nil when it fixes none.
 	Variables map[string][]string
 }
@@ -174,12 +221,15 @@ type Grant struct {
 // dashboard.access_tokens changes.
 type Set struct {
 	grants []Grant
+	// members holds, by playlist id, the dashboards a playlist token
+	// opens: those its items name that exist.
+	members map[int64][]int64
 }
 
 // LoadSet reads every unexpired token.
 func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	rows, err := db.Query(ctx, `
-		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(expires_at, 'infinity'), variables
+		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(playlist_id, 0), coalesce(expires_at, 'infinity'), variables
 		FROM dashboard.access_tokens WHERE expires_at IS NULL OR expires_at > now()`)
 	if err != nil {
 		return nil, fmt.Errorf("loading tokens: %w", err)
@@ -187,7 +237,7 @@ func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
 		var g Grant
 		var exp pgtypeTime
-		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &exp, &g.Variables)
+		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &g.PlaylistID, &exp, &g.Variables)
 		g.ExpiresAt = exp.t
 		if len(g.Variables) == 0 {
 			g.Variables = nil
@@ -197,13 +247,62 @@ func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading tokens: %w", err)
 	}
-	return &Set{grants: grants}, nil
+	members, err := loadMembers(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return &Set{grants: grants, members: members}, nil
+}
+
+// loadMembers reads which dashboards each playlist's items name, by id:
+// what a token scoped to the playlist opens. An item whose dashboard does
+// not exist opens nothing.
+func loadMembers(ctx context.Context, db *pgxpool.Pool) (map[int64][]int64, error) {
+	rows, err := db.Query(ctx, `
+		SELECT DISTINCT i.playlist_id, d.id
+		FROM dashboard.playlist_items i JOIN dashboard.dashboards d ON d.slug = i.dashboard
+		ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("loading playlists of tokens: %w", err)
+	}
+	members := make(map[int64][]int64)
+	var playlist, dashboard int64
+	_, err = pgx.ForEachRow(rows, []any{&playlist, &dashboard}, func() error {
+		members[playlist] = append(members[playlist], dashboard)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading playlists of tokens: %w", err)
+	}
+	return members, nil
 }
 
 // Check returns the grant of secret if it is valid now for dashboardID.
 // Every stored hash is compared, in constant time, so timing says nothing
 // about which tokens exist.
 func (s *Set) Check(secret string, dashboardID int64, now time.Time) (Grant, bool) {
+	found, ok := s.lookup(secret)
+	if !ok || now.After(found.ExpiresAt) || !s.covers(found, dashboardID) {
+		return Grant{}, false
+	}
+	return found, true
+}
+
+// CheckPlaylist returns the grant of secret if it is valid now for the
+// playlist with id: a token of that playlist, or one of every dashboard.
+// A token of one dashboard never opens a playlist, even one of that
+// dashboard alone.
+func (s *Set) CheckPlaylist(secret string, playlistID int64, now time.Time) (Grant, bool) {
+	g, ok := s.lookup(secret)
+	if !ok || now.After(g.ExpiresAt) || g.DashboardID != 0 || (g.PlaylistID != 0 && g.PlaylistID != playlistID) {
+		return Grant{}, false
+	}
+	return g, true
+}
+
+// lookup finds the grant of secret, comparing every stored hash in
+// constant time.
+func (s *Set) lookup(secret string) (Grant, bool) {
 	if s == nil || !ValidSecret(secret) {
 		return Grant{}, false
 	}
@@ -215,10 +314,35 @@ func (s *Set) Check(secret string, dashboardID int64, now time.Time) (Grant, boo
 			found, ok = g, true
 		}
 	}
-	if !ok || now.After(found.ExpiresAt) || (found.DashboardID != 0 && found.DashboardID != dashboardID) {
-		return Grant{}, false
+	return found, ok
+}
+
+// covers reports whether g opens dashboardID: a token of every dashboard
+// opens all, a dashboard's token that one, a playlist's token those its
+// items name now.
+func (s *Set) covers(g Grant, dashboardID int64) bool {
+	switch {
+	case g.PlaylistID != 0:
+		return slices.Contains(s.members[g.PlaylistID], dashboardID)
+	case g.DashboardID != 0:
+		return g.DashboardID == dashboardID
 	}
-	return found, true
+	return true
+}
+
+// Opens reports whether the grant with id is still in the set and still
+// opens dashboardID: an open stream asks it at every reload, so that a
+// playlist's token stops showing a dashboard taken out of the playlist.
+func (s *Set) Opens(id, dashboardID int64) bool {
+	if s == nil {
+		return false
+	}
+	for _, g := range s.grants {
+		if g.ID == id {
+			return s.covers(g, dashboardID)
+		}
+	}
+	return false
 }
 
 // Has reports whether the grant with id is still in the set.

@@ -10,8 +10,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// TokensTable is the table whose changes reload the Store.
-const TokensTable = "dashboard.access_tokens"
+// Tables whose changes reload the Store: the tokens, and the playlists
+// whose items say what a playlist's token opens (catalog.PlaylistsTable
+// and catalog.PlaylistItemsTable, named here so that access does not
+// import the catalog).
+const (
+	TokensTable        = "dashboard.access_tokens"
+	playlistsTable     = "dashboard.playlists"
+	playlistItemsTable = "dashboard.playlist_items"
+	dashboardsTable    = "dashboard.dashboards"
+)
 
 // Store keeps the current token Set and reloads it when the change feed
 // says dashboard.access_tokens changed. It implements listen.Sink.
@@ -52,7 +60,10 @@ func (s *Store) Changed() <-chan struct{} {
 
 // TableChanged wakes the reload when the tokens table changed.
 func (s *Store) TableChanged(table string, _ time.Time) {
-	if table == TokensTable {
+	// A playlist's token opens the dashboards its items name by slug, so
+	// a dashboard created, renamed or deleted changes what it opens too.
+	switch table {
+	case TokensTable, playlistsTable, playlistItemsTable, dashboardsTable:
 		s.wake()
 	}
 }

@@ -34,6 +34,8 @@ const (
 // Readers share it without locks; a reload builds a new one.
 type Snapshot struct {
 	Dashboards []*panel.Dashboard // by position, then slug
+	// Playlists are the playlists, by slug (playlist.go).
+	Playlists []*Playlist
 
 	bySlug  map[string]*panel.Dashboard
 	byID    map[int64]*panel.Dashboard
@@ -113,6 +115,10 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	playlists, err := ReadPlaylists(ctx, l.Pool)
+	if err != nil {
+		return nil, err
+	}
 	deps := make(map[int64][]string)
 	notices := make(map[int64]string)
 	details := make(map[int64]string)
@@ -166,6 +172,7 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	snap := NewSnapshot(dashboards, deps, notices)
 	snap.details = details
+	snap.Playlists = playlists
 	return snap, nil
 }
 

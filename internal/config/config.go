@@ -53,6 +53,8 @@ type Config struct {
 	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User; needs DASHBOARD_TRUSTED_PROXY_CIDRS"`
 	FrameAncestors    string   `envconfig:"DASHBOARD_FRAME_ANCESTORS" default:"'none'" desc:"CSP frame-ancestors sources allowed to embed pages"`
 
+	PlaylistMinInterval time.Duration `envconfig:"DASHBOARD_PLAYLIST_MIN_INTERVAL" default:"10s" desc:"shortest time a playlist shows each dashboard; a playlist's shorter interval is raised to it (1s to 1h)"`
+
 	PublicURL   string `envconfig:"DASHBOARD_PUBLIC_URL" desc:"the address people open (for example https://dash.example.com), for the links the program prints; empty: http:// and DASHBOARD_ADDR, with this machine's name for an address that listens on every interface"`
 	MetricsAddr string `envconfig:"DASHBOARD_METRICS_ADDR" desc:"if set, serve /metrics on this address (host:port) instead of DASHBOARD_ADDR, off the public port"`
 	PprofAddr   string `envconfig:"DASHBOARD_PPROF_ADDR" desc:"if set, serve net/http/pprof on this address (keep it on loopback)"`
@@ -152,6 +154,10 @@ func (c *Config) Validate() error {
 	positive("DASHBOARD_SHUTDOWN_TIMEOUT", c.ShutdownGrace)
 	if c.ListenerPing > 10*time.Second {
 		bad("DASHBOARD_LISTENER_PING", "must be at most 10s so a dead connection is found within 15s, got %s", c.ListenerPing)
+	}
+	if c.PlaylistMinInterval < 0 || c.PlaylistMinInterval > time.Hour {
+		// Zero, in a Config literal, means the default.
+		bad("DASHBOARD_PLAYLIST_MIN_INTERVAL", "must be between 1s and 1h, got %s", c.PlaylistMinInterval)
 	}
 	if c.SafetyRefresh < 0 {
 		bad("DASHBOARD_SAFETY_REFRESH", "must not be negative, got %s", c.SafetyRefresh)

@@ -44,7 +44,10 @@ type Result struct {
 	Unwatched []Unwatched
 }
 
-// Apply makes the database hold exactly the dashboards of set: lint
+// Apply makes the database hold exactly the dashboards and playlists of
+// set (playlists as dashboards are: matched by slug, recorded with their
+// file and hash, pruned alike; an item naming a dashboard that would not
+// exist is a problem, DiffPlaylists). For the dashboards: lint
 // (catalog.Explain: every query must plan and only read), then one
 // transaction, all or nothing, under catalog.ApplyLockKey, so that servers
 // and CI jobs applying at once take turns. Dashboards are matched by slug
@@ -88,11 +91,7 @@ func Apply(ctx context.Context, db DB, set *Set, opts ApplyOptions) (*Result, er
 		opts.afterLock()
 	}
 	// Again under the lock: another apply may have written the same.
-	have, err := catalog.ReadDashboards(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	if plan, err = Diff(set, have, opts.Prune); err != nil {
+	if plan, err = readPlan(ctx, tx, set, opts.Prune); err != nil {
 		return nil, err
 	}
 	res := &Result{Plan: plan}
@@ -112,7 +111,7 @@ func Apply(ctx context.Context, db DB, set *Set, opts ApplyOptions) (*Result, er
 	return res, nil
 }
 
-// Compare reads the dashboards in a read-only transaction and returns what
+// Compare reads the dashboards and playlists in a read-only transaction and returns what
 // applying set would do: what `dashboard diff` shows.
 func Compare(ctx context.Context, db DB, set *Set, prune bool) (*Plan, error) {
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
@@ -120,11 +119,28 @@ func Compare(ctx context.Context, db DB, set *Set, prune bool) (*Plan, error) {
 		return nil, fmt.Errorf("reading dashboards: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	return readPlan(ctx, tx, set, prune)
+}
+
+// plan_ reads the dashboards and the playlists in tx and compares set
+// with them (Diff, DiffPlaylists).
+func readPlan(ctx context.Context, tx pgx.Tx, set *Set, prune bool) (*Plan, error) {
 	have, err := catalog.ReadDashboards(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
-	return Diff(set, have, prune)
+	playlists, err := catalog.ReadPlaylists(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := Diff(set, have, prune)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Playlists, err = DiffPlaylists(set, playlists, have, prune); err != nil {
+		return nil, err
+	}
+	return plan, nil
 }
 
 // watchAll watches every table some panel reads. Tables in the system
@@ -215,5 +231,5 @@ func write(ctx context.Context, tx pgx.Tx, plan *Plan) error {
 			}
 		}
 	}
-	return nil
+	return writePlaylistRows(ctx, tx, plan)
 }

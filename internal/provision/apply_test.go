@@ -111,7 +111,7 @@ func TestExportApplyExport(t *testing.T) {
 		t.Errorf("applying the same files again wrote rows:\n%s\nwas\n%s", after, before)
 	}
 
-	if _, err := Export(ctx, pool, []string{"made-in-sql", "nosuch", "nope"}, t.TempDir()); err == nil || err.Error() != "no dashboard nosuch, nope" {
+	if _, err := Export(ctx, pool, []string{"made-in-sql", "nosuch", "nope"}, t.TempDir()); err == nil || err.Error() != "no dashboard or playlist nosuch, nope" {
 		t.Errorf("Export of unknown slugs: got %v", err)
 	}
 }

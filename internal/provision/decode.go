@@ -86,6 +86,7 @@ type decoder struct {
 	file  string
 	probs []Problem
 	pos   positions
+	what  string // "dashboard" or "playlist", for messages about the whole file
 }
 
 func (d *decoder) problem(line int, format string, args ...any) {
@@ -94,37 +95,53 @@ func (d *decoder) problem(line int, format string, args ...any) {
 
 // parse reads one dashboard file.
 func parse(name string, data []byte) (*File, *positions, []Problem) {
-	d := &decoder{file: name, pos: positions{lines: map[string]int{}, blocks: map[string]int{}}}
+	f := &File{}
+	pos, probs := parseInto(name, data, f, "dashboard", "slug, title, panels")
+	if pos == nil {
+		return nil, nil, probs
+	}
+	return f, pos, probs
+}
+
+// parseInto reads one file of one YAML document, a mapping, into the
+// struct target points to; what names the kind of file and keys its usual
+// keys ("slug, title, panels"), for messages. The positions are nil when the file is not such a
+// mapping.
+func parseInto(name string, data []byte, target any, what, keys string) (*positions, []Problem) {
+	d := &decoder{file: name, pos: positions{lines: map[string]int{}, blocks: map[string]int{}}, what: what}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			d.problem(0, "empty file: want a dashboard (slug, title, panels)")
+			d.problem(0, "empty file: want a %s (%s)", what, keys)
 		} else {
 			d.syntaxError(err)
 		}
-		return nil, nil, d.probs
+		return nil, d.probs
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
-		d.problem(next.Line, "a second YAML document: one dashboard per file")
-		return nil, nil, d.probs
+		d.problem(next.Line, "a second YAML document: one %s per file", what)
+		return nil, d.probs
 	} else if !errors.Is(err, io.EOF) {
 		d.syntaxError(err)
-		return nil, nil, d.probs
+		return nil, d.probs
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	f := &File{}
 	d.pos.lines[""] = root.Line
 	if root.Kind != yaml.MappingNode {
-		d.problem(root.Line, "want a mapping with slug, title and panels, got %s", kindName(root))
-		return nil, nil, d.probs
+		and := keys
+		if i := strings.LastIndex(keys, ", "); i >= 0 {
+			and = keys[:i] + " and " + keys[i+2:]
+		}
+		d.problem(root.Line, "want a mapping with %s, got %s", and, kindName(root))
+		return nil, d.probs
 	}
-	d.value(root, reflect.ValueOf(f).Elem(), "", reflect.StructField{}, 0)
-	return f, &d.pos, d.probs
+	d.value(root, reflect.ValueOf(target).Elem(), "", reflect.StructField{}, 0)
+	return &d.pos, d.probs
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -190,6 +207,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, sf reflect.S
 			return
 		}
 		d.mapping(n, v, path, depth)
+	case reflect.Map:
+		d.mapValue(n, v, path, depth)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.problem(n.Line, "%s: want a list, got %s", path, kindName(n))
@@ -251,7 +270,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int)
 	for _, f := range fields {
 		if f.required {
 			if _, ok := d.pos.lines[join(path, f.name)]; !ok {
-				where := "the dashboard"
+				where := "the " + d.what
 				if path != "" {
 					where = path
 				}
@@ -259,6 +278,36 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, depth int)
 			}
 		}
 	}
+}
+
+// mapValue decodes a mapping with names for keys into the map v (a
+// playlist item's variables): each key once, each value decoded as the
+// map's element type.
+func (d *decoder) mapValue(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.MappingNode {
+		d.problem(n.Line, "%s: want a mapping, got %s", path, kindName(n))
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Value == "" || k.Value == "<<" {
+			d.problem(k.Line, "%s: keys must be names, got %s", join(path, "?"), kindName(k))
+			continue
+		}
+		p := join(path, k.Value)
+		if first, ok := seen[k.Value]; ok {
+			d.problem(k.Line, "%s: given twice (first at line %d)", p, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.pos.lines[p] = k.Line
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(val, e, p, reflect.StructField{}, depth+1)
+		m.SetMapIndex(reflect.ValueOf(k.Value), e)
+	}
+	v.Set(m)
 }
 
 // scalar decodes a string, whole number, number or boolean.

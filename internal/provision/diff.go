@@ -61,6 +61,9 @@ type DashboardChange struct {
 // would do, dashboard by dashboard in slug order.
 type Plan struct {
 	Dashboards []DashboardChange
+	// Playlists is what apply does to the playlists, in slug order
+	// (DiffPlaylists).
+	Playlists []PlaylistChange
 	// Prune says whether dashboards missing from the directory are removed.
 	Prune bool
 }
@@ -69,6 +72,11 @@ type Plan struct {
 func (p *Plan) Empty() bool {
 	for _, d := range p.Dashboards {
 		if d.Op != Keep {
+			return false
+		}
+	}
+	for _, c := range p.Playlists {
+		if c.Op != Keep {
 			return false
 		}
 	}
@@ -342,6 +350,7 @@ func (p *Plan) Write(w io.Writer) error {
 			}
 		}
 	}
+	writePlaylists(ew, p.Playlists)
 	return ew.err
 }
 

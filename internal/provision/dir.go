@@ -69,6 +69,8 @@ func Parse(name string, data []byte) (*Doc, error) {
 type Set struct {
 	Dir  string
 	Docs []*Doc // by File
+	// Playlists are the playlist files (playlist.go), by File.
+	Playlists []*PlaylistDoc
 	// Hash is a digest of every file's name and bytes: the Watcher compares
 	// it to know whether anything changed.
 	Hash string
@@ -86,9 +88,11 @@ func (s *Set) Doc(slug string) *Doc {
 
 // LoadDir reads every *.yaml and *.yml file under dir (subfolders too;
 // names starting with a dot are skipped, symbolic links to files are
-// followed, as Kubernetes mounts a ConfigMap). The error is Problems when
-// files are at fault: every problem of every file, and dashboards whose
-// slug is used by two files.
+// followed, as Kubernetes mounts a ConfigMap). A file with a top-level
+// playlist key is a playlist (IsPlaylist), any other a dashboard. The
+// error is Problems when files are at fault: every problem of every file,
+// dashboards or playlists whose slug is used by two files, and playlist
+// items fixing variables their dashboard in the folder does not declare.
 func LoadDir(dir string) (*Set, error) {
 	files, err := dashboardFiles(dir)
 	if err != nil {
@@ -110,6 +114,15 @@ func LoadDir(dir string) (*Set, error) {
 		binary.LittleEndian.PutUint64(n[:], uint64(len(data)))
 		h.Write(n[:])
 		h.Write(data)
+		if IsPlaylist(data) {
+			doc, err := ParsePlaylist(name, data)
+			if err != nil {
+				probs = append(probs, err.(Problems)...)
+				continue
+			}
+			set.Playlists = append(set.Playlists, doc)
+			continue
+		}
 		doc, err := Parse(name, data)
 		if err != nil {
 			probs = append(probs, err.(Problems)...)
@@ -128,6 +141,7 @@ func LoadDir(dir string) (*Set, error) {
 		}
 		first[slug] = d
 	}
+	probs = append(probs, checkPlaylistsAgainstFolder(set)...)
 	if len(probs) > 0 {
 		probs.sort()
 		return set, probs

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -92,6 +93,20 @@ func encodeValue(v reflect.Value, style string) *yaml.Node {
 				encodeValue(fv, fstyle))
 		}
 		return n
+	case reflect.Map:
+		// Keys in order, so that equal maps give equal bytes (Hash).
+		n := &yaml.Node{Kind: yaml.MappingNode}
+		if style == "flow" {
+			n.Style = yaml.FlowStyle
+		}
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			n.Content = append(n.Content,
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k.String()},
+				encodeValue(v.MapIndex(k), style))
+		}
+		return n
 	case reflect.Slice:
 		n := &yaml.Node{Kind: yaml.SequenceNode}
 		if style == "flow" {
@@ -121,7 +136,7 @@ func encodeValue(v reflect.Value, style string) *yaml.Node {
 
 // isEmpty is omitempty's test: the zero value, or an empty list.
 func isEmpty(v reflect.Value) bool {
-	if v.Kind() == reflect.Slice {
+	if v.Kind() == reflect.Slice || v.Kind() == reflect.Map {
 		return v.Len() == 0
 	}
 	return v.IsZero()

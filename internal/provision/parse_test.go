@@ -236,6 +236,7 @@ func TestFormatDuration(t *testing.T) {
 	}
 }
 
+// writeFiles writes files into dir, creating folders as needed.
 func writeFiles(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
@@ -243,7 +244,9 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		// Replaced whole, as an editor or a ConfigMap does: a Watcher
+		// polling the folder must never read a file half written.
+		if err := writeAtomic(path, []byte(content)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -30,7 +30,7 @@ type jsonSchema struct {
 	Items                *jsonSchema            `json:"items,omitempty"`
 	Properties           *properties            `json:"properties,omitempty"`
 	Required             []string               `json:"required,omitempty"`
-	AdditionalProperties *bool                  `json:"additionalProperties,omitempty"`
+	AdditionalProperties any                    `json:"additionalProperties,omitempty"` // false, or the schema of every value
 	Definitions          map[string]*jsonSchema `json:"definitions,omitempty"`
 }
 
@@ -66,13 +66,22 @@ func (p *properties) MarshalJSON() ([]byte, error) {
 // checks read too, so that an editor and `dashboard lint` agree. It is
 // what `dashboard schema` prints and docs/dashboard.schema.json holds.
 func Schema() ([]byte, error) {
+	return schemaOf(reflect.TypeOf(File{}), SchemaFile, "Dashboard",
+		"One dashboard of github.com/livedash/dashboard, as `dashboard export` writes it and `dashboard apply` reads it (docs/files.md).")
+}
+
+// schemaOf is the JSON Schema of the file type t, published as
+// docs/<file>.
+func schemaOf(t reflect.Type, file, title, description string) ([]byte, error) {
 	defs := make(map[string]*jsonSchema)
-	root := structSchema(reflect.TypeOf(File{}), defs)
+	root := structSchema(t, defs)
 	root.Schema = "http://json-schema.org/draft-07/schema#"
-	root.ID = "https://github.com/livedash/dashboard/docs/dashboard.schema.json"
-	root.Title = "Dashboard"
-	root.Description = "One dashboard of github.com/livedash/dashboard, as `dashboard export` writes it and `dashboard apply` reads it (docs/files.md)."
-	root.Definitions = defs
+	root.ID = "https://github.com/livedash/dashboard/docs/" + file
+	root.Title = title
+	root.Description = description
+	if len(defs) > 0 {
+		root.Definitions = defs
+	}
 	b, err := marshal(root)
 	if err != nil {
 		return nil, err
@@ -100,8 +109,7 @@ func marshal(v any) ([]byte, error) {
 // structSchema is the schema of a struct type; the structs it holds go to
 // defs and are referred to by name.
 func structSchema(t reflect.Type, defs map[string]*jsonSchema) *jsonSchema {
-	no := false
-	s := &jsonSchema{Type: "object", AdditionalProperties: &no, Properties: &properties{schemas: map[string]*jsonSchema{}}}
+	s := &jsonSchema{Type: "object", AdditionalProperties: false, Properties: &properties{schemas: map[string]*jsonSchema{}}}
 	for _, f := range fieldsOf(t) {
 		fs := typeSchema(f.sf.Type, defs)
 		if fs.Ref != "" {
@@ -134,6 +142,8 @@ func typeSchema(t reflect.Type, defs map[string]*jsonSchema) *jsonSchema {
 		return &jsonSchema{Ref: "#/definitions/" + name}
 	case reflect.Slice:
 		return &jsonSchema{Type: "array", Items: typeSchema(t.Elem(), defs)}
+	case reflect.Map:
+		return &jsonSchema{Type: "object", AdditionalProperties: typeSchema(t.Elem(), defs)}
 	case reflect.String:
 		return &jsonSchema{Type: "string"}
 	case reflect.Int:

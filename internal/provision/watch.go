@@ -129,7 +129,14 @@ func (w *Watcher) apply(ctx context.Context, set *Set) (*Result, error) {
 				removed++
 			}
 		}
-		w.logger().Info("applied dashboard files", "dir", w.Dir, "added", added, "changed", changed, "removed", removed)
+		playlists := 0 // added, changed or removed
+		for _, c := range res.Plan.Playlists {
+			if c.Op != Keep {
+				playlists++
+			}
+		}
+		w.logger().Info("applied dashboard files", "dir", w.Dir, "added", added, "changed", changed, "removed", removed,
+			"playlists_written", playlists)
 	}
 	return res, nil
 }

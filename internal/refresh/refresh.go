@@ -244,7 +244,7 @@ func (e *Engine) TableChanged(table string, receivedAt time.Time) {
 	// A panel that starts reading it is queried afresh when the catalog
 	// reloads, so nothing is lost.
 	if snap := e.snapshot.Load(); snap != nil && len(snap.PanelsReading(table)) == 0 &&
-		table != catalog.DashboardsTable && table != catalog.PanelsTable {
+		!catalog.Reloads(table) {
 		return
 	}
 	e.mu.Lock()
@@ -367,8 +367,10 @@ func (e *Engine) step(ctx context.Context, workers *sync.WaitGroup) time.Time {
 	}
 	e.mu.Unlock()
 
-	if dirty[catalog.DashboardsTable] != (time.Time{}) || dirty[catalog.PanelsTable] != (time.Time{}) {
-		e.reload = true
+	for table := range dirty {
+		if catalog.Reloads(table) {
+			e.reload = true
+		}
 	}
 	if e.cfg.Arms != nil && len(dirty) > 0 {
 		// News arrived: stop asking until the next query of these tables

@@ -88,6 +88,9 @@ type DashboardPage struct {
 	// Back is the address of the dashboard page of the same view and
 	// screen options, the way back from a full-screen panel.
 	Back string
+	// Playlist is set when the page is shown as an item of a playlist:
+	// the page then loads static/playlist.js, which moves on (playlist.go).
+	Playlist *PlaylistStep
 }
 
 // isoMillis is the form of the last change's time on the page: RFC 3339 in

@@ -92,12 +92,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	st := &stream.Stream{Conn: conn, Board: b, Have: have, Known: known, Prefix: retry,
 		Until: time.Now().Add(jitter(s.cfg.StreamMaxAge, 0.2)), Done: done}
 	// A stream opened with a token lives only as long as the token: it
-	// ends when the token expires or is revoked.
+	// ends when the token expires or is revoked, or no longer opens the
+	// dashboard (a playlist's token, the dashboard gone from the playlist).
 	if grant.ID != 0 {
 		if grant.ExpiresAt.Before(st.Until) {
 			st.Until = grant.ExpiresAt
 		}
-		st.Allowed = func() bool { return s.tokens.Set().Has(grant.ID) }
+		st.Allowed = func() bool { return s.tokens.Set().Opens(grant.ID, d.ID) }
 	}
 	s.pool.Add(st)
 }

@@ -50,6 +50,9 @@ type Config struct {
 	// ResumeWait bounds how long a client with a version this server does
 	// not know is held for a refresh that started after it asked. Default 2s.
 	ResumeWait time.Duration
+	// PlaylistMinInterval is the shortest time a playlist shows each
+	// dashboard; a shorter interval is raised to it. Default 10s.
+	PlaylistMinInterval time.Duration
 }
 
 // Engine is what the web side needs of the refresh engine: the current
@@ -121,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /d/{slug}/events", s.events)
 	mux.HandleFunc("GET /d/{slug}/poll", s.poll)
 	mux.HandleFunc("GET /d/{slug}/panels/{file}", s.panelFile)
+	mux.HandleFunc("GET /p/{slug}", s.playlist)
 	// "GET" patterns also match HEAD; these more specific ones take HEAD
 	// of the stream and the long-poll away from their GET handlers.
 	mux.HandleFunc("HEAD /d/{slug}/events", s.headEvents)
@@ -384,6 +388,7 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, panelSlug
 		Assets: s.assets(), NoScriptRefresh: noScriptRefresh, Heartbeat: s.cfg.Heartbeat, ChangedAt: vw.board.ChangedAt(),
 		Query: c.sel.Query().Encode(), View: vw.key.Vars,
 		Kiosk: sc.kiosk, Theme: sc.theme,
+		Playlist: s.playlistStep(r, d),
 	}
 	if panelSlug != "" {
 		p.Panel = panelSlug
