@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -269,7 +270,29 @@ func TestPlaylistToken(t *testing.T) {
 	if list := runOK(t, "token", "list"); !regexp.MustCompile(`playlist wall\s+hall TV`).MatchString(list) {
 		t.Errorf("token list printed %q, want the token's scope as playlist wall", list)
 	}
+	// A forced theme goes into the link and through the token's redirect
+	// and the playlist's to the first dashboard's kiosk page.
+	out = runOK(t, "token", "create", "--playlist", "wall", "--label", "dark TV", "--theme", "dark")
+	link := regexp.MustCompile(`http://127\.0\.0\.1:8080(/p/wall\?theme=dark&token=dbt_\S+)`).FindStringSubmatch(out)
+	if link == nil {
+		t.Fatalf("token create --playlist --theme dark printed %q, want a link to /p/wall?theme=dark&token=…", out)
+	}
+	// The server learns of the new token when its token set reloads.
+	eventually(t, "the server to know the new token", func() bool {
+		jar, _ := cookiejar.New(nil)
+		resp, err = (&http.Client{Jar: jar}).Get(s.URL + link[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusNotFound
+	})
+	if q := resp.Request.URL.Query(); resp.StatusCode != 200 || resp.Request.URL.Path != "/d/one" || q.Get("theme") != "dark" || !q.Has("kiosk") || q.Has("token") {
+		t.Errorf("the dark TV's link ended on %d %s, want 200 on /d/one (the first item) in kiosk mode with theme=dark and no token", resp.StatusCode, resp.Request.URL)
+	}
 	for _, args := range [][]string{
+		{"token", "create", "--playlist", "wall", "--label", "x", "--view", "var-a=1"},
+		{"token", "create", "--playlist", "wall", "--label", "x", "--theme", "sepia"},
 		{"token", "create", "--playlist", "nosuch", "--label", "x"},
 		{"token", "create", "one", "--playlist", "wall", "--label", "x"},
 		{"token", "create", "--all", "--playlist", "wall", "--label", "x"},
