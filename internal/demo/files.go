@@ -8,14 +8,15 @@ import (
 	"github.com/livedash/dashboard/internal/provision"
 )
 
-// files are the demo's dashboards, one YAML file each, in the format of
+// files are the demo's dashboards and its wall playlist, one YAML file each, in the format of
 // docs/files.md: the demo is applied like any team's folder of dashboards,
 // and `dashboard export` of a demo database gives these files back.
 //
 //go:embed dashboards/*.yaml
 var files embed.FS
 
-// Dashboards returns the demo's dashboard files, parsed and checked.
+// Dashboards returns the demo's dashboard and playlist files, parsed and
+// checked.
 func Dashboards() (*provision.Set, error) {
 	names, err := fs.Glob(files, "dashboards/*.yaml")
 	if err != nil {
@@ -26,6 +27,14 @@ func Dashboards() (*provision.Set, error) {
 		data, err := files.ReadFile(name)
 		if err != nil {
 			return nil, err
+		}
+		if provision.IsPlaylist(data) {
+			doc, err := provision.ParsePlaylist(name[len("dashboards/"):], data)
+			if err != nil {
+				return nil, fmt.Errorf("demo playlist %s: %w", name, err)
+			}
+			set.Playlists = append(set.Playlists, doc)
+			continue
 		}
 		doc, err := provision.Parse(name[len("dashboards/"):], data)
 		if err != nil {
