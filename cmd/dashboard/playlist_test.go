@@ -231,9 +231,14 @@ func TestPlaylistToken(t *testing.T) {
 			t.Errorf("GET %s with the playlist's token: got %d, want %d", path, got, want)
 		}
 	}
-	// The index lists what the token opens, no more.
-	if _, body := getRaw(t, s, "/", cookie); !strings.Contains(body, "/d/one") || strings.Contains(body, "/d/three") {
-		t.Errorf("index with the playlist's token: want one and two listed, not three:\n%s", body)
+	// The index lists what the token opens, no more, and the playlist;
+	// without the token it lists neither its dashboards nor the playlist.
+	if _, body := getRaw(t, s, "/", cookie); !strings.Contains(body, "/d/one") || strings.Contains(body, "/d/three") ||
+		!strings.Contains(body, `href="/p/wall"`) {
+		t.Errorf("index with the playlist's token: want one, two and the playlist listed, not three:\n%s", body)
+	}
+	if _, body := getRaw(t, s, "/"); strings.Contains(body, "/p/wall") || strings.Contains(body, "/d/one") {
+		t.Errorf("index without a token lists the private playlist or its dashboards:\n%s", body)
 	}
 
 	// Edited: two leaves the playlist, three joins it. The stream open on

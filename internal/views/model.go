@@ -25,10 +25,17 @@ type Assets struct {
 	Icon string // site icon, SVG
 }
 
-// IndexPage is the list of dashboards the caller may see.
+// IndexPage is the list of dashboards the caller may see, and of the
+// playlists that would show the caller at least one of them.
 type IndexPage struct {
 	Dashboards []*panel.Dashboard
+	Playlists  []PlaylistLink
 	Assets     Assets
+}
+
+// PlaylistLink is a playlist as the index lists it.
+type PlaylistLink struct {
+	Slug, Title string
 }
 
 // DashboardPage is a dashboard rendered with its current data, so that the
@@ -257,6 +264,9 @@ func panelClass(d *panel.Def) string {
 	}
 	return "panel kind-" + kind + " w" + strconv.Itoa(clampSpan(d.Width)) + " h" + strconv.Itoa(clampSpan(d.Height))
 }
+
+// playlistURL is the address a kiosk opens to show a playlist.
+func playlistURL(slug string) string { return "/p/" + url.PathEscape(slug) }
 
 // dashboardURL is the page of a dashboard.
 func dashboardURL(slug string) string { return "/d/" + url.PathEscape(slug) }

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -332,16 +333,27 @@ func cleanURL(d *panel.Dashboard, r *http.Request) string {
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	var list []*panel.Dashboard
+	page := views.IndexPage{Assets: s.assets()}
 	if snap := s.engine.Snapshot(); snap != nil {
 		for _, d := range snap.Dashboards {
 			if _, ok := s.allowed(r, d); ok {
-				list = append(list, d)
+				page.Dashboards = append(page.Dashboards, d)
+			}
+		}
+		// A playlist is listed when it would show the caller something:
+		// one of its dashboards exists and the caller may see it.
+		for _, pl := range snap.Playlists {
+			if slices.ContainsFunc(pl.Items, func(it catalog.PlaylistItem) bool {
+				d := snap.Dashboard(it.Dashboard)
+				_, ok := s.allowed(r, d)
+				return d != nil && ok
+			}) {
+				page.Playlists = append(page.Playlists, views.PlaylistLink{Slug: pl.Slug, Title: pl.Title})
 			}
 		}
 	}
 	w.Header().Set("Cache-Control", "no-cache")
-	s.render(w, r, http.StatusOK, views.Index(views.IndexPage{Dashboards: list, Assets: s.assets()}))
+	s.render(w, r, http.StatusOK, views.Index(page))
 }
 
 // page is GET /d/{slug}: the dashboard's page.
