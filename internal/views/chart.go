@@ -38,12 +38,16 @@ const (
 // template only copies strings: the plot's marks in its units, the labels
 // in percentages of the plot.
 type chart struct {
-	ViewBox string      // of the plot svg
+	ViewBox string // of the plot svg
+	// YWidth is the style of the chart: --yw, the characters of the
+	// longest y label, which the stylesheet sizes their column by.
+	YWidth  templ.SafeCSS
 	YLabels []chartText // value axis labels, Y set
 	Grid    string      // path of the horizontal grid lines
 	XLabels []chartText // X set
 	// XRoom is the style of the x labels' row: --w, the room of one
-	// label (the distance between two) in percent of the plot's width.
+	// label (the distance between two) in percent of the plot's width, a
+	// number as --x and --y are.
 	XRoom templ.SafeCSS
 	Axis  string // path of the bottom axis line
 	Zero  string // path of the zero line; empty for none
@@ -64,7 +68,8 @@ type chart struct {
 }
 
 // chartText is an HTML label of a chart at X (percent of the plot's
-// width from its left) and Y (percent of its height from its top);
+// width from its left, a number) and Y (percent of its height from its
+// top);
 // Title, when set, is its full text, shown on hover because Text is
 // shortened.
 type chartText struct{ X, Y, Text, Title string }
@@ -99,6 +104,7 @@ type frame struct {
 	w, h                     float64 // viewBox
 	left, right, top, bottom float64 // plot edges: 0, w, 0, h
 	room                     float64
+	yWidth                   templ.SafeCSS // the chart's --yw
 }
 
 func newFrame(def *panel.Def, yLabels []string) frame {
@@ -110,7 +116,8 @@ func newFrame(def *panel.Def, yLabels []string) frame {
 	}
 	return frame{
 		w: w, h: h, right: w, bottom: h,
-		room: w - math.Min(float64(longest*fontW+10), w/3) - padRight,
+		room:   w - math.Min(float64(longest*fontW+10), w/3) - padRight,
+		yWidth: templ.SafeCSS("--yw:" + strconv.Itoa(longest)),
 	}
 }
 
@@ -127,14 +134,15 @@ func (f frame) y(a axis, v float64) float64 {
 func (f frame) xPct(x float64) string { return pct(x / f.w) }
 func (f frame) yPct(y float64) string { return pct(y / f.h) }
 
-// pct writes a fraction as a percentage to a hundredth: a pixel on a
-// 4K screen.
+// pct writes a fraction as a percentage to a hundredth (a pixel on a 4K
+// screen), a number without the sign: the stylesheet multiplies it by 1%
+// or by 1cqw.
 func pct(v float64) string {
 	r := math.Round(v*1e4) / 100
 	if r == 0 {
 		r = 0 // no "-0"
 	}
-	return strconv.FormatFloat(r, 'f', -1, 64) + "%"
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
 // hline is the path of a horizontal line across the plot at y.
@@ -154,6 +162,7 @@ func (f frame) yAxis(c *chart, a axis, labels []string) {
 		c.Zero = f.hline(f.y(a, 0))
 	}
 	c.ViewBox = f.viewBox()
+	c.YWidth = f.yWidth
 }
 
 // xRoom is the style of the x labels' row: the smallest distance between
