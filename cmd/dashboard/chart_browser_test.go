@@ -241,18 +241,18 @@ func setupChartFit(t *testing.T, s *testServer) {
 // class (yl, xl or vl), computed font size and box, for the checks of
 // TestBrowserChartFit.
 const chartTextJS = `((id) => [...document.querySelectorAll('#' + id + ' .chart :is(.yl, .xl, .vl) > span')]
-	.filter((l) => l.getClientRects().length > 0)
+	.filter((l) => l.getClientRects().length > 0 && getComputedStyle(l).visibility === 'visible')
 	.map((l) => {
 		const r = l.getBoundingClientRect();
 		return {kind: l.parentElement.className, text: l.textContent, size: parseFloat(getComputedStyle(l).fontSize),
-			left: r.left, right: r.right};
+			left: r.left, right: r.right, top: r.top, bottom: r.bottom};
 	}))`
 
 // chartLabel is one label as chartTextJS describes it.
 type chartLabel struct {
-	Kind, Text  string
-	Size        float64
-	Left, Right float64
+	Kind, Text               string
+	Size                     float64
+	Left, Right, Top, Bottom float64
 }
 
 // plotFitJS measures how a chart's plot fills its panel: the panel
@@ -273,7 +273,7 @@ const plotFitJS = `((id) => {
 // plot stretches to its panel. On a phone (390x844) a width-3 time series
 // and a width-2 bar chart show every visible label (axes and bar values)
 // at 16 px or more, three or more on each axis, each inside its panel, and
-// no two visible x labels overlap; at 390x844, 1600x900 and in kiosk mode
+// no two visible labels of an axis overlap; at 390x844, 1600x900 and in kiosk mode
 // at 3840x2160 the plot's svg is as wide as the panel body less the y
 // labels' column and the marks span it (no letterboxing).
 func TestBrowserChartFit(t *testing.T) {
@@ -305,8 +305,7 @@ func TestBrowserChartFit(t *testing.T) {
 				const r = document.getElementById('`+id+`').getBoundingClientRect();
 				return [r.left, r.right];
 			})()`)
-			var xs []chartLabel
-			ys := 0
+			var xs, ys []chartLabel
 			for _, l := range labels {
 				if l.Size < 16 {
 					t.Errorf("%s: %s label %q at %gpx, want at least 16px", at, l.Kind, l.Text, l.Size)
@@ -318,11 +317,18 @@ func TestBrowserChartFit(t *testing.T) {
 				case "xl":
 					xs = append(xs, l)
 				case "yl":
-					ys++
+					ys = append(ys, l)
 				}
 			}
-			if len(xs) < 3 || ys < 3 {
-				t.Errorf("%s: %d x and %d y labels shown, want 3 or more of each", at, len(xs), ys)
+			if len(xs) < 3 || len(ys) < 3 {
+				t.Errorf("%s: %d x and %d y labels shown, want 3 or more of each", at, len(xs), len(ys))
+			}
+			// The y labels, lowest first.
+			for i := 1; i < len(ys); i++ {
+				if ys[i].Bottom > ys[i-1].Top+0.5 {
+					t.Errorf("%s: y labels %q (%.1f-%.1f) and %q (%.1f-%.1f) overlap", at,
+						ys[i-1].Text, ys[i-1].Top, ys[i-1].Bottom, ys[i].Text, ys[i].Top, ys[i].Bottom)
+				}
 			}
 			for i := 1; i < len(xs); i++ {
 				if xs[i].Left < xs[i-1].Right-0.5 {
