@@ -1,8 +1,10 @@
 package views
 
 import (
+	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -511,5 +513,124 @@ func TestHoverDataBounded(t *testing.T) {
 	last := strings.Split(strings.Split(h, "\n")[3], "\t")
 	if got, want := last[len(last)-1], ftoa(float64(4999%7)); got != want {
 		t.Errorf("last hover value: got %q, want %q", got, want)
+	}
+}
+
+// TestPct: label positions are percentages to a hundredth, written as
+// plain numbers (the stylesheet multiplies them by 1% or 1cqw).
+func TestPct(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		v    float64
+		want string
+	}{
+		{0, "0"}, {1, "100"}, {0.5, "50"}, {1.0 / 3, "33.33"}, {2.0 / 3, "66.67"}, {-0.000001, "0"}, {0.123456, "12.35"},
+	}
+	for _, tt := range tests {
+		if got := pct(tt.v); got != tt.want {
+			t.Errorf("pct(%v) = %q, want %q", tt.v, got, tt.want)
+		}
+	}
+}
+
+// styleVars reads the custom properties of an element's style attribute.
+func styleVars(t *testing.T, n *html.Node) map[string]float64 {
+	t.Helper()
+	st, _ := attr(n, "style")
+	out := map[string]float64{}
+	for _, decl := range strings.Split(st, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(decl), ":")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			t.Fatalf("style %q: %s is not a number", st, k)
+		}
+		out[k] = f
+	}
+	return out
+}
+
+// TestChartLabelPlaces: the HTML labels sit where the plot draws what they
+// label. Each y label's --y is its grid line's y in percent of the plot's
+// height (from the top); x labels lie on the plot (0-100) in order, no
+// closer than the room --w of the row (to the hundredth they are written
+// to); a bar's value label is at the top
+// of its bar and the middle of it; the plot's viewBox is the panel's cells
+// and the chart names its longest y label's length in --yw.
+func TestChartLabelPlaces(t *testing.T) {
+	t.Parallel()
+	ts := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), series("v", []int{0, 10, 20, 30, 40, 50, 60}, []float64{3, 1500, 7, 9, 2, 4, 6}))), "div", "chart")[0]
+	nodes := []*html.Node{ts}
+	plot := find(nodes, "svg", "plot")[0]
+	if vb, _ := attr(plot, "viewBox"); vb != "0 0 720 150" {
+		t.Fatalf("viewBox %q, want 0 0 720 150 (two cells wide, one high)", vb)
+	}
+	if ar, _ := attr(plot, "preserveAspectRatio"); ar != "none" {
+		t.Errorf("preserveAspectRatio %q, want none: the plot stretches", ar)
+	}
+	grid, _ := attr(find(nodes, "path", "gl")[0], "d")
+	var gridYs []float64
+	for _, seg := range strings.Split(strings.TrimPrefix(grid, "M"), "M") {
+		var y float64
+		if _, err := fmt.Sscanf(seg, "0 %gH720", &y); err != nil {
+			t.Fatalf("grid path %q: %v", grid, err)
+		}
+		gridYs = append(gridYs, y)
+	}
+	ys := find(find(nodes, "div", "yl"), "span", "")
+	if len(ys) != len(gridYs) || len(ys) < 3 {
+		t.Fatalf("%d y labels for %d grid lines, want one each (3 or more)", len(ys), len(gridYs))
+	}
+	longest := 0
+	for i, l := range ys {
+		if got, want := styleVars(t, l)["--y"], gridYs[i]/150*100; math.Abs(got-want) > 0.01 {
+			t.Errorf("y label %q at --y %v, want its grid line's %v", text(l), got, want)
+		}
+		longest = max(longest, len([]rune(text(l))))
+	}
+	if got := styleVars(t, ts)["--yw"]; got != float64(longest) {
+		t.Errorf("--yw %v, want the longest y label's %d characters", got, longest)
+	}
+	row := find(nodes, "div", "xl")[0]
+	room := styleVars(t, row)["--w"]
+	xs := find([]*html.Node{row}, "span", "")
+	if len(xs) < 3 || room <= 0 {
+		t.Fatalf("%d x labels with room %v, want 3 or more and a room", len(xs), room)
+	}
+	for i, l := range xs {
+		x := styleVars(t, l)["--x"]
+		if x < 0 || x > 100 {
+			t.Errorf("x label %q at %v, want on the plot (0-100)", text(l), x)
+		}
+		if i > 0 {
+			// Both are rounded to a hundredth.
+			if prev := styleVars(t, xs[i-1])["--x"]; x-prev < room-0.011 {
+				t.Errorf("x labels %q and %q %v apart, want at least the room %v", text(xs[i-1]), text(l), x-prev, room)
+			}
+		}
+	}
+
+	r := &panel.Result{Columns: []string{"k", "n"}, Rows: [][]panel.Value{{txt("a"), num(10)}, {txt("b"), num(40)}}}
+	bar := find(parseFragment(t, render(t, def(panel.Bar, panel.Options{}), r)), "div", "chart")[0]
+	if !hasClass(bar, "vals") {
+		t.Errorf("bar chart with value labels: want class vals (room above the tallest)")
+	}
+	rects := find([]*html.Node{bar}, "rect", "bar")
+	vals := find(find([]*html.Node{bar}, "div", "vl"), "span", "")
+	if len(rects) != 2 || len(vals) != 2 {
+		t.Fatalf("%d bars and %d value labels, want 2 each", len(rects), len(vals))
+	}
+	for i, b := range rects {
+		var x, y, w float64
+		for k, p := range map[string]*float64{"x": &x, "y": &y, "width": &w} {
+			v, _ := attr(b, k)
+			*p, _ = strconv.ParseFloat(v, 64)
+		}
+		at := styleVars(t, vals[i])
+		if math.Abs(at["--x"]-(x+w/2)/720*100) > 0.01 || math.Abs(at["--y"]-y/150*100) > 0.01 {
+			t.Errorf("value label %q at %v, want the top middle of its bar (%v %v %v)", text(vals[i]), at, x, y, w)
+		}
 	}
 }
