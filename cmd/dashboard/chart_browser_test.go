@@ -238,21 +238,27 @@ func setupChartFit(t *testing.T, s *testServer) {
 }
 
 // chartTextJS describes the visible labels of a chart: per label its
-// class (yl, xl or vl), computed font size and box, for the checks of
-// TestBrowserChartFit.
-const chartTextJS = `((id) => [...document.querySelectorAll('#' + id + ' .chart :is(.yl, .xl, .vl) > span')]
-	.filter((l) => l.getClientRects().length > 0 && getComputedStyle(l).visibility === 'visible')
-	.map((l) => {
-		const r = l.getBoundingClientRect();
-		return {kind: l.parentElement.className, text: l.textContent, size: parseFloat(getComputedStyle(l).fontSize),
-			left: r.left, right: r.right, top: r.top, bottom: r.bottom};
-	}))`
+// class (yl, xl or vl), computed font size, box, and for a y label how far
+// its middle is from where its grid line is drawn (its --y of the plot's
+// height), for the checks of TestBrowserChartFit.
+const chartTextJS = `((id) => {
+	const plot = document.querySelector('#' + id + ' svg.plot').getBoundingClientRect();
+	return [...document.querySelectorAll('#' + id + ' .chart :is(.yl, .xl, .vl) > span')]
+		.filter((l) => l.getClientRects().length > 0 && getComputedStyle(l).visibility === 'visible')
+		.map((l) => {
+			const r = l.getBoundingClientRect();
+			const y = plot.top + parseFloat(l.style.getPropertyValue('--y')) / 100 * plot.height;
+			return {kind: l.parentElement.className, text: l.textContent, size: parseFloat(getComputedStyle(l).fontSize),
+				left: r.left, right: r.right, top: r.top, bottom: r.bottom, off: (r.top + r.bottom) / 2 - y};
+		});
+})`
 
 // chartLabel is one label as chartTextJS describes it.
 type chartLabel struct {
 	Kind, Text               string
 	Size                     float64
 	Left, Right, Top, Bottom float64
+	Off                      float64 // a y label's middle less its grid line's y
 }
 
 // plotFitJS measures how a chart's plot fills its panel: the panel
@@ -275,7 +281,8 @@ const plotFitJS = `((id) => {
 // at 16 px or more, three or more on each axis, each inside its panel, and
 // no two visible labels of an axis overlap; at 390x844, 1600x900 and in kiosk mode
 // at 3840x2160 the plot's svg is as wide as the panel body less the y
-// labels' column and the marks span it (no letterboxing).
+// labels' column and the marks span it (no letterboxing), and each y label
+// is level with its grid line.
 func TestBrowserChartFit(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
 	setupChartFit(t, s)
@@ -297,10 +304,15 @@ func TestBrowserChartFit(t *testing.T) {
 			if fit[2] < 0.9*fit[1]-1 || fit[3] < 50 {
 				t.Errorf("%s: marks span %.1f px of a %.1fx%.1f px plot, want the plot's width", at, fit[2], fit[1], fit[3])
 			}
+			labels := eval[[]chartLabel](t, ctx, chartTextJS+`('`+id+`')`)
+			for _, l := range labels {
+				if l.Kind == "yl" && math.Abs(l.Off) > 1 {
+					t.Errorf("%s: y label %q %.1f px off its grid line, want on it", at, l.Text, l.Off)
+				}
+			}
 			if v.viewport != phone {
 				continue
 			}
-			labels := eval[[]chartLabel](t, ctx, chartTextJS+`('`+id+`')`)
 			box := eval[[]float64](t, ctx, `(() => {
 				const r = document.getElementById('`+id+`').getBoundingClientRect();
 				return [r.left, r.right];
