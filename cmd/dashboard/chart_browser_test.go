@@ -41,7 +41,7 @@ func setupCharts(t *testing.T, s *testServer) {
 // TestBrowserChartGapsAndHover: in Chromium at 1600x900, a series with a
 // NULL and a long missing stretch is drawn as three separate lines; moving
 // the mouse to a point's x shows a tooltip with that point's exact value and
-// time and a guide at the point; when the value changes in the database the
+// time and a guide at the point, the plot's height, in the stretched plot; when the value changes in the database the
 // tooltip under the still pointer shows the new value.
 func TestBrowserChartGapsAndHover(t *testing.T) {
 	s := startServer(t, testConfig(t), false)
@@ -78,9 +78,16 @@ func TestBrowserChartGapsAndHover(t *testing.T) {
 	if !strings.Contains(tip, "2026-03-14 12:04") {
 		t.Errorf("tooltip %q: want the date and time 2026-03-14 12:04", tip)
 	}
-	guide := eval[float64](t, ctx, `document.querySelector('#panel-ts line.guide').x1.baseVal.value`)
-	if d := guide - at[2]; d > 1 || d < -1 {
-		t.Errorf("guide at x %v, want the point's x %v", guide, at[2])
+	guide := eval[[]float64](t, ctx, `(() => {
+		const g = document.querySelector('#panel-ts svg.plot > line.guide');
+		const r = g.getBoundingClientRect(), p = g.ownerSVGElement.getBoundingClientRect();
+		return [g.x1.baseVal.value, r.height / p.height, getComputedStyle(g).vectorEffect === 'non-scaling-stroke' ? 1 : 0];
+	})()`)
+	if d := guide[0] - at[2]; d > 1 || d < -1 {
+		t.Errorf("guide at x %v, want the point's x %v", guide[0], at[2])
+	}
+	if guide[1] < 0.99 || guide[2] != 1 {
+		t.Errorf("guide spans %.2f of the plot's height, non-scaling stroke %v; want the whole height and a stroke that keeps its width", guide[1], guide[2] == 1)
 	}
 
 	// The panel is redrawn under the still pointer.
