@@ -27,7 +27,8 @@ const (
 	cellW = 360
 	cellH = 150
 	fontW = 7 // average glyph width of axis labels at 12 units
-	// padRight is the room the last x label overhangs the plot by.
+	// padRight is left out of the width the x labels are thinned for:
+	// the last label may reach past the plot.
 	padRight = 16
 	// paletteSize is the number of distinct series colours in the
 	// stylesheet (classes s0 … s9).
@@ -474,7 +475,7 @@ func segments(pts []point, limit float64) [][]point {
 // hoverData is what static/chart.js shows under the pointer, as one
 // attribute: lines separated by "\n", fields by "\t".
 //
-//	top bottom x0 x1 …           plot top and bottom, then each point's x (SVG units, whole)
+//	top bottom x0 x1 …           plot top and bottom, then each point's x (plot units, whole)
 //	head \t label0 \t label1 …   the x values: head (a date all share, or empty) and one label each
 //	prefix \t unit                 the panel's, written once instead of around every value
 //	name \t v0 \t v1 …            one line per series: its name and value at each x (empty: none)
@@ -485,7 +486,7 @@ func segments(pts []point, limit float64) [][]point {
 // newest, so the attribute never grows beyond the plot's width. Tabs and
 // newlines in names become spaces.
 func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.ValueKind, loc *time.Location, o panel.Options) string {
-	// Every x of every series, in order, one per whole SVG x; NULLs
+	// Every x of every series, in order, one per whole plot unit; NULLs
 	// before or after every value lie off the axis and are left out.
 	var xs []float64
 	var px []int
