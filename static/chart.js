@@ -1,15 +1,19 @@
 // chart.js shows the exact value and time under the pointer on a time
 // series: a vertical guide at the nearest point and a tooltip with the
-// point's time and each series' value. The server renders the chart (SVG,
-// no chart library) and writes what the tooltip shows into one attribute of
-// the svg, data-hover (hoverData in internal/views/chart.go): lines
-// separated by "\n", fields by "\t":
+// point's time and each series' value. The server renders the chart (HTML
+// labels around one SVG plot, no chart library) and writes what the tooltip
+// shows into one attribute of the plot's svg, data-hover (hoverData in
+// internal/views/chart.go): lines separated by "\n", fields by "\t":
 //
-//   top bottom x0 x1 …           plot top and bottom, then each point's x, in SVG units
+//   top bottom x0 x1 …           plot top and bottom, then each point's x, in the plot's units
 //   head \t label0 \t label1 …     the time (or x) of each point; head is a date all share
 //   prefix \t unit                  the panel's, once
 //   name \t v0 \t v1 …              one line per series: its value at each point ('' for none)
 //
+// The plot is stretched to its panel (preserveAspectRatio="none"), so its
+// units are not pixels: the pointer is mapped into them with the svg's
+// screen matrix, and the guide, a line of the plot, keeps its width by the
+// stylesheet's non-scaling stroke.
 // Values are already formatted as the chart formats them, but for the
 // prefix and unit, which this script puts around them as the server does
 // (a minus sign before the prefix: -$5). Listeners are on
@@ -94,6 +98,7 @@
     }
     current = { svg, src, x: clientX, y: clientY };
 
+    // The pointer in plot units (the screen matrix holds the stretch).
     const p = new DOMPoint(clientX, clientY).matrixTransform(m.inverse());
     const i = nearest(d.xs, p.x);
     let guide = svg.querySelector('line.guide');

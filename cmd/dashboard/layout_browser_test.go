@@ -157,8 +157,9 @@ func openPage(t *testing.T, ctx context.Context, s *testServer, path string) {
 // layoutPages are the pages every layout is checked on.
 var layoutPages = []string{"/d/sales", "/d/ops", "/d/" + fixtureSlug}
 
-// smallTextJS lists the rendered HTML text smaller than 16 px (SVG text
-// is drawn at the chart's scale and left out), and form controls as well.
+// smallTextJS lists the rendered HTML text smaller than 16 px, and form
+// controls as well; a chart's labels are HTML and counted. SVG text (a
+// stat's value, sized to fit its panel) is left out.
 const smallTextJS = `(() => {
 	const out = new Map(); // one example per kind of element and size
 	const check = (el, what) => {
@@ -180,7 +181,8 @@ const smallTextJS = `(() => {
 
 // TestLayoutPhone: at 390x844 the demo's pages and the fixture's have no
 // horizontal scroll (scrollWidth <= innerWidth), show one column, and no
-// text is smaller than 16 px.
+// text is smaller than 16 px, the charts' axis labels included (HTML, with
+// no SVG text in a chart).
 func TestLayoutPhone(t *testing.T) {
 	s := startServer(t, testConfig(t), true)
 	createFixture(t, s, true)
@@ -196,6 +198,9 @@ func TestLayoutPhone(t *testing.T) {
 		}
 		if small := eval[[]string](t, ctx, smallTextJS); len(small) > 0 {
 			t.Errorf("%s at 390x844: text under 16px, want none:\n%s", path, strings.Join(small, "\n"))
+		}
+		if got := eval[[]int](t, ctx, `[document.querySelectorAll('.chart :is(.xl, .yl) > span').length, document.querySelectorAll('.chart text').length]`); got[0] == 0 || got[1] > 0 {
+			t.Errorf("%s at 390x844: %d HTML axis labels and %d SVG texts in charts, want HTML labels only", path, got[0], got[1])
 		}
 		lefts := eval[[]float64](t, ctx, `[...document.querySelectorAll('#grid > .panel')].map((p) => Math.round(p.getBoundingClientRect().left))`)
 		if len(slices.Compact(slices.Clone(lefts))) != 1 {
@@ -242,13 +247,15 @@ const chromeJS = `(() => {
 // TestLayoutKiosk: with ?kiosk, each demo page and the fixture fit the
 // viewport at 1920x1080 and 3840x2160 with no scrolling, every panel inside
 // it; no chrome is shown; type is sized from the viewport (twice as large at
-// 3840x2160 as at 1920x1080); and kiosk is not part of the view: the
-// stream, the long-poll and the panels' links are those of the plain page.
+// 3840x2160 as at 1920x1080, the charts' axis labels too); and kiosk is not
+// part of the view: the stream, the long-poll and the panels' links are
+// those of the plain page.
 func TestLayoutKiosk(t *testing.T) {
 	s := startServer(t, testConfig(t), true)
 	createFixture(t, s, true)
 	ctx := newBrowser(t)
 	titleSize := map[string]map[string]float64{}
+	chartSize := map[string]map[string]float64{} // of a chart's x labels
 	for _, v := range []viewport{fullHD, tv} {
 		setViewport(t, ctx, v)
 		for _, path := range layoutPages {
@@ -264,13 +271,20 @@ func TestLayoutKiosk(t *testing.T) {
 			}
 			if titleSize[path] == nil {
 				titleSize[path] = map[string]float64{}
+				chartSize[path] = map[string]float64{}
 			}
 			titleSize[path][v.name] = eval[float64](t, ctx, `parseFloat(getComputedStyle(document.querySelector('.panel-title')).fontSize)`)
+			chartSize[path][v.name] = eval[float64](t, ctx, `parseFloat(getComputedStyle(document.querySelector('.chart .xl > span')).fontSize)`)
 		}
 	}
 	for path, sizes := range titleSize {
 		if r := sizes[tv.name] / sizes[fullHD.name]; math.Abs(r-2) > 0.1 {
 			t.Errorf("%s?kiosk: panel titles %gpx at 3840x2160 and %gpx at 1920x1080, want twice the size", path, sizes[tv.name], sizes[fullHD.name])
+		}
+	}
+	for path, sizes := range chartSize {
+		if r := sizes[tv.name] / sizes[fullHD.name]; math.Abs(r-2) > 0.1 {
+			t.Errorf("%s?kiosk: chart labels %gpx at 3840x2160 and %gpx at 1920x1080, want twice the size", path, sizes[tv.name], sizes[fullHD.name])
 		}
 	}
 

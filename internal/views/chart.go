@@ -11,40 +11,55 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/a-h/templ"
+
 	"github.com/livedash/dashboard/internal/panel"
 )
 
-// Chart geometry, in SVG user units. One grid cell of a panel is drawn as
-// cellW × cellH; the viewBox scales with CSS and keeps its aspect ratio, so
-// text stays undistorted.
+// Chart geometry. A chart is HTML around one SVG: the plot, in its own
+// units (cellW × cellH per grid cell of the panel), which CSS stretches to
+// fill the room the panel has (preserveAspectRatio="none"); its lines keep
+// their width (vector-effect: non-scaling-stroke). The text (axis and value
+// labels) is HTML placed by percentages of the plot, so it keeps the
+// stylesheet's size on a phone and on a TV. The units are about the pixels
+// of a desktop at 12 px type, which the label thinning assumes.
 const (
-	cellW     = 360
-	cellH     = 150
-	fontW     = 7 // average glyph width of axis labels at 12 units
-	padTop    = 10
-	padRight  = 16
-	padBottom = 22
+	cellW = 360
+	cellH = 150
+	fontW = 7 // average glyph width of axis labels at 12 units
+	// padRight is left out of the width the x labels are thinned for:
+	// the last label may reach past the plot.
+	padRight = 16
 	// paletteSize is the number of distinct series colours in the
 	// stylesheet (classes s0 … s9).
 	paletteSize = 10
 )
 
-// chart is everything an SVG chart draws, already in formatted coordinates
-// so that the template only copies strings.
+// chart is everything a chart draws, already formatted so that the
+// template only copies strings: the plot's marks in its units, the labels
+// in percentages of the plot.
 type chart struct {
-	ViewBox string
-	Grid    []gridLine // horizontal lines with y labels
-	XLabels []svgText
-	Axis    lineSeg // bottom axis line
-	Zero    *lineSeg
-	// Clip, when set, keeps the marks inside the plot area: a panel's min
-	// or max can cut values off.
-	Clip   *clipRect
+	ViewBox string // of the plot svg
+	// YWidth is the style of the chart: --yw, the characters of the
+	// longest y label, which the stylesheet sizes their column by.
+	YWidth  templ.SafeCSS
+	YLabels []chartText // value axis labels, Y set
+	Grid    string      // path of the horizontal grid lines
+	XLabels []chartText // X set
+	// XRoom is the style of the x labels' row: --w, the room of one
+	// label (the distance between two) in percent of the plot's width, a
+	// number as --x and --y are.
+	XRoom templ.SafeCSS
+	Axis  string // path of the bottom axis line
+	Zero  string // path of the zero line; empty for none
+	// Clip, when set, keeps the marks inside the plot: a panel's min or
+	// max can cut values off.
+	Clip   bool
 	Lines  []polyline
 	Dots   []dot
 	Bars   []rect
-	Values []svgText // value labels above bars
-	// Hover is the data-hover attribute of the svg, what static/chart.js
+	Values []chartText // value labels above bars, X and Y set
+	// Hover is the data-hover attribute of the plot, what static/chart.js
 	// shows under the pointer (see hoverData); empty for none.
 	Hover  string
 	Legend []legendItem
@@ -53,22 +68,24 @@ type chart struct {
 	Note string
 }
 
-type gridLine struct {
-	X1, X2, Y string
-	Label     svgText
+// chartText is an HTML label of a chart at X (percent of the plot's
+// width from its left, a number) and Y (percent of its height from its
+// top);
+// Title, when set, is its full text, shown on hover because Text is
+// shortened.
+type chartText struct{ X, Y, Text, Title string }
+
+// Style is the label's position as the custom properties --x and --y,
+// which the stylesheet places it by.
+func (t chartText) Style() templ.SafeCSS {
+	switch {
+	case t.X == "":
+		return templ.SafeCSS("--y:" + t.Y)
+	case t.Y == "":
+		return templ.SafeCSS("--x:" + t.X)
+	}
+	return templ.SafeCSS("--x:" + t.X + ";--y:" + t.Y)
 }
-
-type lineSeg struct{ X1, Y1, X2, Y2 string }
-
-// svgText is a label; Title, when set, is its full text, shown on hover
-// because Text is shortened.
-type svgText struct{ X, Y, Text, Title string }
-
-type clipRect struct{ X, Y, W, H string }
-
-// ViewBox maps the clip box onto the chart's own coordinates, so that
-// what it holds is drawn where it would be without it.
-func (r *clipRect) ViewBox() string { return r.X + " " + r.Y + " " + r.W + " " + r.H }
 
 type polyline struct{ Class, Points string }
 
@@ -81,10 +98,14 @@ type legendItem struct{ Class, Name string }
 // seriesClass is the colour class of the i-th series.
 func seriesClass(i int) string { return "s" + strconv.Itoa(i%paletteSize) }
 
-// frame is the plot area inside the viewBox.
+// frame is the plot: its viewBox, whose edges are the plot's edges, and
+// room, its width in units less the y labels' column, for thinning the x
+// labels.
 type frame struct {
 	w, h                     float64 // viewBox
-	left, right, top, bottom float64 // plot edges
+	left, right, top, bottom float64 // plot edges: 0, w, 0, h
+	room                     float64
+	yWidth                   templ.SafeCSS // the chart's --yw
 }
 
 func newFrame(def *panel.Def, yLabels []string) frame {
@@ -95,9 +116,9 @@ func newFrame(def *panel.Def, yLabels []string) frame {
 		longest = max(longest, utf8.RuneCountInString(l))
 	}
 	return frame{
-		w: w, h: h,
-		left: math.Min(float64(longest*fontW+10), w/3), right: w - padRight,
-		top: padTop, bottom: h - padBottom,
+		w: w, h: h, right: w, bottom: h,
+		room:   w - math.Min(float64(longest*fontW+10), w/3) - padRight,
+		yWidth: templ.SafeCSS("--yw:" + strconv.Itoa(longest)),
 	}
 }
 
@@ -109,29 +130,51 @@ func (f frame) y(a axis, v float64) float64 {
 	return f.bottom - (v-a.Lo())/(a.Hi()-a.Lo())*(f.bottom-f.top)
 }
 
-// yAxis fills the grid lines, labels and bottom axis for a.
-func (f frame) yAxis(c *chart, a axis, labels []string) {
-	for i, t := range a.Ticks {
-		y := coord(f.y(a, t))
-		c.Grid = append(c.Grid, gridLine{
-			X1: coord(f.left), X2: coord(f.right), Y: y,
-			Label: svgText{X: coord(f.left - 6), Y: coord(f.y(a, t) + 4), Text: labels[i]},
-		})
+// xPct and yPct are a plot coordinate as a percentage of the plot's
+// width or height, for the HTML labels.
+func (f frame) xPct(x float64) string { return pct(x / f.w) }
+func (f frame) yPct(y float64) string { return pct(y / f.h) }
+
+// pct writes a fraction as a percentage to a hundredth (a pixel on a 4K
+// screen), a number without the sign: the stylesheet multiplies it by 1%
+// or by 1cqw.
+func pct(v float64) string {
+	r := math.Round(v*1e4) / 100
+	if r == 0 {
+		r = 0 // no "-0"
 	}
-	c.Axis = lineSeg{coord(f.left), coord(f.bottom), coord(f.right), coord(f.bottom)}
-	if a.Lo() < 0 && a.Hi() > 0 {
-		y := coord(f.y(a, 0))
-		c.Zero = &lineSeg{coord(f.left), y, coord(f.right), y}
-	}
-	c.ViewBox = f.viewBox()
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
-// clip is the plot area with room for a line's width, which the marks of a
-// chart with a fixed min or max are cut to.
-func (f frame) clip() *clipRect {
-	return &clipRect{
-		X:  coord(f.left - 4), Y: coord(f.top - 2), W: coord(f.right - f.left + 8), H: coord(f.bottom - f.top + 2),
+// hline is the path of a horizontal line across the plot at y.
+func (f frame) hline(y float64) string { return "M0 " + coord(y) + "H" + coord(f.w) }
+
+// yAxis fills the grid lines, labels and bottom axis for a.
+func (f frame) yAxis(c *chart, a axis, labels []string) {
+	var grid strings.Builder
+	for i, t := range a.Ticks {
+		y := f.y(a, t)
+		grid.WriteString(f.hline(y))
+		c.YLabels = append(c.YLabels, chartText{Y: f.yPct(y), Text: labels[i]})
 	}
+	c.Grid = grid.String()
+	c.Axis = f.hline(f.bottom)
+	if a.Lo() < 0 && a.Hi() > 0 {
+		c.Zero = f.hline(f.y(a, 0))
+	}
+	c.ViewBox = f.viewBox()
+	c.YWidth = f.yWidth
+}
+
+// xRoom is the style of the x labels' row: the smallest distance between
+// two labels at xs (plot units), the room of one; the plot's width for a
+// single label.
+func (f frame) xRoom(xs []float64) templ.SafeCSS {
+	room := f.w
+	for i := 1; i < len(xs); i++ {
+		room = math.Min(room, xs[i]-xs[i-1])
+	}
+	return templ.SafeCSS("--w:" + f.xPct(room))
 }
 
 func axisLabels(a axis, o panel.Options) []string {
@@ -208,9 +251,7 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	labels := axisLabels(ya, o)
 	f := newFrame(def, labels)
 	f.yAxis(&c, ya, labels)
-	if o.Min != nil || o.Max != nil {
-		c.Clip = f.clip()
-	}
+	c.Clip = o.Min != nil || o.Max != nil
 
 	// The x axis spans the data exactly; a single instant sits in the middle.
 	xspan := xhi - xlo
@@ -220,15 +261,19 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 		}
 		return f.left + (x-xlo)/xspan*(f.right-f.left)
 	}
-	maxTicks := max(2, int((f.right-f.left)/75))
-	labelY := coord(f.bottom + 16)
+	maxTicks := max(2, int(f.room/75))
+	var tickXs []float64
+	tick := func(x float64, text string) {
+		tickXs = append(tickXs, xOf(x))
+		c.XLabels = append(c.XLabels, chartText{X: f.xPct(xOf(x)), Text: text})
+	}
 	if xKind == panel.Time {
 		lo, hi := unixTime(xlo), unixTime(xhi)
 		for _, t := range timeTicks(lo, hi, maxTicks, axisLoc) {
-			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(timeUnix(t.T))), Y: labelY, Text: t.Label})
+			tick(timeUnix(t.T), t.Label)
 		}
 		if len(c.XLabels) == 0 {
-			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(xlo)), Y: labelY, Text: formatTime(lo, axisLoc)})
+			tick(xlo, formatTime(lo, axisLoc))
 		}
 	} else {
 		xa := niceAxis(xlo, xhi)
@@ -239,9 +284,10 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 			if t < xlo || t > xhi {
 				continue
 			}
-			c.XLabels = append(c.XLabels, svgText{X: coord(xOf(t)), Y: labelY, Text: xa.label(t, panel.Options{})})
+			tick(t, xa.label(t, panel.Options{}))
 		}
 	}
+	c.XRoom = f.xRoom(tickXs)
 
 	limit, err := parseGap(o.Gap, xKind == panel.Time)
 	if err != nil {
@@ -429,7 +475,7 @@ func segments(pts []point, limit float64) [][]point {
 // hoverData is what static/chart.js shows under the pointer, as one
 // attribute: lines separated by "\n", fields by "\t".
 //
-//	top bottom x0 x1 …           plot top and bottom, then each point's x (SVG units, whole)
+//	top bottom x0 x1 …           plot top and bottom, then each point's x (plot units, whole)
 //	head \t label0 \t label1 …   the x values: head (a date all share, or empty) and one label each
 //	prefix \t unit                 the panel's, written once instead of around every value
 //	name \t v0 \t v1 …            one line per series: its name and value at each x (empty: none)
@@ -440,7 +486,7 @@ func segments(pts []point, limit float64) [][]point {
 // newest, so the attribute never grows beyond the plot's width. Tabs and
 // newlines in names become spaces.
 func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.ValueKind, loc *time.Location, o panel.Options) string {
-	// Every x of every series, in order, one per whole SVG x; NULLs
+	// Every x of every series, in order, one per whole plot unit; NULLs
 	// before or after every value lie off the axis and are left out.
 	var xs []float64
 	var px []int
@@ -778,18 +824,12 @@ func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 	ya, note := valueAxis(ys, o, true)
 	labels := axisLabels(ya, o)
 	f := newFrame(def, labels)
-	if showValues {
-		f.top += 12
-	}
 	f.yAxis(&c, ya, labels)
-	if c.Zero == nil && ya.Lo() < 0 && ya.Hi() >= 0 {
+	if c.Zero == "" && ya.Lo() < 0 && ya.Hi() >= 0 {
 		// All values negative: the zero baseline is the top tick.
-		y := coord(f.y(ya, 0))
-		c.Zero = &lineSeg{coord(f.left), y, coord(f.right), y}
+		c.Zero = f.hline(f.y(ya, 0))
 	}
-	if o.Min != nil || o.Max != nil {
-		c.Clip = f.clip()
-	}
+	c.Clip = o.Min != nil || o.Max != nil
 	c.Note = note
 
 	band := (f.right - f.left) / float64(len(cats))
@@ -832,13 +872,16 @@ func barChart(def *panel.Def, r *panel.Result, loc *time.Location) chart {
 				Class: cls, X: coord(x), Y: coord(top), W: coord(barW), H: coord(h), Title: title,
 			})
 			if showValues {
-				c.Values = append(c.Values, svgText{X: coord(x + barW/2), Y: coord(math.Max(top, f.top) - 4), Text: formatNumber(p.y, o, true)})
+				c.Values = append(c.Values, chartText{X: f.xPct(x + barW/2), Y: f.yPct(math.Max(top, f.top)), Text: formatNumber(p.y, o, true)})
 			}
 		}
 	}
-	every, runes := barLabels(cats, band)
+	// Labels are fitted to the band of the nominal plot (f.room wide),
+	// the bars to the viewBox.
+	every, runes := barLabels(cats, f.room/float64(len(cats)))
+	c.XRoom = templ.SafeCSS("--w:" + f.xPct(float64(every)*band))
 	for i := 0; i < len(cats); i += every {
-		t := svgText{X: coord(f.left + (float64(i)+0.5)*band), Y: coord(f.bottom + 16), Text: ellipsis(cats[i], runes)}
+		t := chartText{X: f.xPct(f.left + (float64(i)+0.5)*band), Text: ellipsis(cats[i], runes)}
 		if t.Text != cats[i] {
 			t.Title = cats[i]
 		}

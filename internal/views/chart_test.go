@@ -1,8 +1,10 @@
 package views
 
 import (
+	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +158,7 @@ func TestTimeseriesGaps(t *testing.T) {
 		if got := len(find(nodes, "polyline", "line")); got != tt.wantLines {
 			t.Errorf("%s: got %d lines, want %d", tt.name, got, tt.wantLines)
 		}
-		if got := len(find(nodes, "circle", "dot")); got != tt.wantDots {
+		if got := len(find(nodes, "path", "dot")); got != tt.wantDots {
 			t.Errorf("%s: got %d dots, want %d", tt.name, got, tt.wantDots)
 		}
 		notes := find(nodes, "p", "chart-note")
@@ -231,7 +233,7 @@ func TestTimeseriesAxisRendered(t *testing.T) {
 	t.Parallel()
 	out := render(t, def(panel.Timeseries, panel.Options{}), series("n", []int{0, 1, 2, 3}, []float64{2, 3, 3, 2}))
 	var labels []string
-	for _, n := range find(find(parseFragment(t, out), "g", "yl"), "text", "") {
+	for _, n := range find(find(parseFragment(t, out), "div", "yl"), "span", "") {
 		labels = append(labels, text(n))
 	}
 	if want := []string{"0", "1", "2", "3"}; !reflect.DeepEqual(labels, want) {
@@ -313,16 +315,16 @@ func TestBarLabels(t *testing.T) {
 	d := def(panel.Bar, panel.Options{})
 	d.Width = 1
 	nodes := parseFragment(t, render(t, d, r))
-	labels := find(find(nodes, "g", "xl"), "text", "")
+	labels := find(find(nodes, "div", "xl"), "span", "")
 	if len(labels) != len(days) {
 		t.Fatalf("got %d labels, want all %d", len(labels), len(days))
 	}
 	for i, l := range labels {
-		titles := find([]*html.Node{l}, "title", "")
-		if len(titles) == 1 && text(titles[0]) != days[i] {
-			t.Errorf("label %d: title %q, want %q", i, text(titles[0]), days[i])
+		title, ok := attr(l, "title")
+		if ok && title != days[i] {
+			t.Errorf("label %d: title %q, want %q", i, title, days[i])
 		}
-		if len(titles) == 0 && text(l) != days[i] {
+		if !ok && text(l) != days[i] {
 			t.Errorf("label %d: %q shortened without a title", i, text(l))
 		}
 	}
@@ -375,32 +377,34 @@ func TestChartsNoRows(t *testing.T) {
 	}
 }
 
-// TestMinMaxClip: with min or max set, the marks are drawn in a nested svg,
-// which clips them to the plot without an id (a clipPath needs one, and
-// htmx's morph rebuilds SVG elements with ids as HTML); its viewBox is its
-// box, so the marks keep their coordinates.
+// TestMinMaxClip: with min or max set, the plot svg clips the marks (class
+// clip, overflow hidden in the stylesheet) without an id (a clipPath needs
+// one, and htmx's morph rebuilds SVG elements with ids as HTML); without,
+// it does not, so a line on the plot's edge is drawn whole. Either way
+// every mark is in the one plot svg, in its units.
 func TestMinMaxClip(t *testing.T) {
 	t.Parallel()
 	r := series("v", []int{0, 1, 2}, []float64{1, 50, 2})
 	out := render(t, def(panel.Timeseries, panel.Options{Max: f64(10)}), r)
 	nodes := parseFragment(t, out)
-	marks := find(nodes, "svg", "marks")
-	if len(marks) != 1 {
-		t.Fatalf("got %d clipping svgs, want 1: %s", len(marks), out)
+	plots := find(nodes, "svg", "plot")
+	if len(plots) != 1 || !hasClass(plots[0], "clip") {
+		t.Fatalf("want one plot svg of class clip: %s", out)
 	}
-	x, _ := attr(marks[0], "x")
-	y, _ := attr(marks[0], "y")
-	w, _ := attr(marks[0], "width")
-	h, _ := attr(marks[0], "height")
-	if vb, _ := attr(marks[0], "viewBox"); vb != x+" "+y+" "+w+" "+h || w == "" {
-		t.Errorf("viewBox %q, want the box %s %s %s %s", vb, x, y, w, h)
+	if n := len(find(plots, "polyline", "line")); n != 1 {
+		t.Errorf("got %d lines in the plot, want 1", n)
 	}
-	if strings.Contains(out, "clipPath") || strings.Contains(out, "url(#") {
-		t.Errorf("want no clip path and no id reference: %s", out)
+	if strings.Contains(out, "clipPath") || strings.Contains(out, "url(#") || len(find(plots, "svg", "")) != 1 {
+		t.Errorf("want no clip path, no id reference and no nested svg: %s", out)
 	}
-	nodes = parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r))
-	if len(find(nodes, "svg", "marks")) != 0 || len(find(nodes, "g", "marks")) != 1 {
-		t.Errorf("no min or max: want a plain group of marks")
+	walk(plots, func(n *html.Node) {
+		if _, ok := attr(n, "id"); ok {
+			t.Errorf("an element with an id in the plot: %s", out)
+		}
+	})
+	plots = find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "plot")
+	if len(plots) != 1 || hasClass(plots[0], "clip") {
+		t.Errorf("no min or max: want one plot svg that does not clip")
 	}
 }
 
@@ -414,7 +418,7 @@ func TestHoverData(t *testing.T) {
 		{tm(t0.Add(5 * time.Minute)), null(), num(3.25)},
 		{tm(t0.Add(10 * time.Minute)), num(7), num(4)},
 	}}
-	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{Unit: " ms"}), r)), "svg", "chart")[0]
+	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{Unit: " ms"}), r)), "svg", "plot")[0]
 	h, ok := attr(svg, "data-hover")
 	if !ok {
 		t.Fatal("no data-hover on the chart")
@@ -443,7 +447,7 @@ func TestHoverDataOnAxis(t *testing.T) {
 	t.Parallel()
 	nan := math.NaN()
 	r := series("v", []int{0, 1, 2, 3, 4}, []float64{nan, 1, 2, 3, nan})
-	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "chart")[0]
+	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "plot")[0]
 	h, _ := attr(svg, "data-hover")
 	lines := strings.Split(h, "\n")
 	if got, want := lines[1], "2026-03-14\t12:01\t12:02\t12:03"; got != want {
@@ -499,15 +503,134 @@ func TestHoverDataBounded(t *testing.T) {
 	for i := range 5000 {
 		r.Rows = append(r.Rows, []panel.Value{tm(t0.Add(time.Duration(i) * time.Second)), num(float64(i % 7))})
 	}
-	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "chart")[0]
+	svg := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r)), "svg", "plot")[0]
 	h, _ := attr(svg, "data-hover")
 	xs := strings.Fields(strings.SplitN(h, "\n", 2)[0])
-	if n := len(xs) - 2; n > 720 || n < 100 {
-		t.Errorf("got %d hover points for a 720-unit chart, want at most one per unit", n)
+	if n := len(xs) - 2; n > 721 || n < 100 {
+		t.Errorf("got %d hover points for a 720-unit chart, want at most one per whole unit (0 to 720)", n)
 	}
 	// The newest point of the last pixel is the one shown.
 	last := strings.Split(strings.Split(h, "\n")[3], "\t")
 	if got, want := last[len(last)-1], ftoa(float64(4999%7)); got != want {
 		t.Errorf("last hover value: got %q, want %q", got, want)
+	}
+}
+
+// TestPct: label positions are percentages to a hundredth, written as
+// plain numbers (the stylesheet multiplies them by 1% or 1cqw).
+func TestPct(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		v    float64
+		want string
+	}{
+		{0, "0"}, {1, "100"}, {0.5, "50"}, {1.0 / 3, "33.33"}, {2.0 / 3, "66.67"}, {-0.000001, "0"}, {0.123456, "12.35"},
+	}
+	for _, tt := range tests {
+		if got := pct(tt.v); got != tt.want {
+			t.Errorf("pct(%v) = %q, want %q", tt.v, got, tt.want)
+		}
+	}
+}
+
+// styleVars reads the custom properties of an element's style attribute.
+func styleVars(t *testing.T, n *html.Node) map[string]float64 {
+	t.Helper()
+	st, _ := attr(n, "style")
+	out := map[string]float64{}
+	for _, decl := range strings.Split(st, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(decl), ":")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			t.Fatalf("style %q: %s is not a number", st, k)
+		}
+		out[k] = f
+	}
+	return out
+}
+
+// TestChartLabelPlaces: the HTML labels sit where the plot draws what they
+// label. Each y label's --y is its grid line's y in percent of the plot's
+// height (from the top); x labels lie on the plot (0-100) in order, no
+// closer than the room --w of the row (to the hundredth they are written
+// to); a bar's value label is at the top
+// of its bar and the middle of it; the plot's viewBox is the panel's cells
+// and the chart names its longest y label's length in --yw.
+func TestChartLabelPlaces(t *testing.T) {
+	t.Parallel()
+	ts := find(parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), series("v", []int{0, 10, 20, 30, 40, 50, 60}, []float64{3, 1500, 7, 9, 2, 4, 6}))), "div", "chart")[0]
+	nodes := []*html.Node{ts}
+	plot := find(nodes, "svg", "plot")[0]
+	if vb, _ := attr(plot, "viewBox"); vb != "0 0 720 150" {
+		t.Fatalf("viewBox %q, want 0 0 720 150 (two cells wide, one high)", vb)
+	}
+	if ar, _ := attr(plot, "preserveAspectRatio"); ar != "none" {
+		t.Errorf("preserveAspectRatio %q, want none: the plot stretches", ar)
+	}
+	grid, _ := attr(find(nodes, "path", "gl")[0], "d")
+	var gridYs []float64
+	for _, seg := range strings.Split(strings.TrimPrefix(grid, "M"), "M") {
+		var y float64
+		if _, err := fmt.Sscanf(seg, "0 %gH720", &y); err != nil {
+			t.Fatalf("grid path %q: %v", grid, err)
+		}
+		gridYs = append(gridYs, y)
+	}
+	ys := find(find(nodes, "div", "yl"), "span", "")
+	if len(ys) != len(gridYs) || len(ys) < 3 {
+		t.Fatalf("%d y labels for %d grid lines, want one each (3 or more)", len(ys), len(gridYs))
+	}
+	longest := 0
+	for i, l := range ys {
+		if got, want := styleVars(t, l)["--y"], gridYs[i]/150*100; math.Abs(got-want) > 0.01 {
+			t.Errorf("y label %q at --y %v, want its grid line's %v", text(l), got, want)
+		}
+		longest = max(longest, len([]rune(text(l))))
+	}
+	if got := styleVars(t, ts)["--yw"]; got != float64(longest) {
+		t.Errorf("--yw %v, want the longest y label's %d characters", got, longest)
+	}
+	row := find(nodes, "div", "xl")[0]
+	room := styleVars(t, row)["--w"]
+	xs := find([]*html.Node{row}, "span", "")
+	if len(xs) < 3 || room <= 0 {
+		t.Fatalf("%d x labels with room %v, want 3 or more and a room", len(xs), room)
+	}
+	for i, l := range xs {
+		x := styleVars(t, l)["--x"]
+		if x < 0 || x > 100 {
+			t.Errorf("x label %q at %v, want on the plot (0-100)", text(l), x)
+		}
+		if i > 0 {
+			// Both are rounded to a hundredth.
+			if prev := styleVars(t, xs[i-1])["--x"]; x-prev < room-0.011 {
+				t.Errorf("x labels %q and %q %v apart, want at least the room %v", text(xs[i-1]), text(l), x-prev, room)
+			}
+		}
+	}
+
+	r := &panel.Result{Columns: []string{"k", "n"}, Rows: [][]panel.Value{{txt("a"), num(10)}, {txt("b"), num(40)}}}
+	bar := find(parseFragment(t, render(t, def(panel.Bar, panel.Options{}), r)), "div", "chart")[0]
+	if !hasClass(bar, "vals") {
+		t.Errorf("bar chart with value labels: want class vals (room above the tallest)")
+	}
+	rects := find([]*html.Node{bar}, "rect", "bar")
+	vals := find(find([]*html.Node{bar}, "div", "vl"), "span", "")
+	if len(rects) != 2 || len(vals) != 2 {
+		t.Fatalf("%d bars and %d value labels, want 2 each", len(rects), len(vals))
+	}
+	for i, b := range rects {
+		var x, y, w float64
+		for k, p := range map[string]*float64{"x": &x, "y": &y, "width": &w} {
+			v, _ := attr(b, k)
+			*p, _ = strconv.ParseFloat(v, 64)
+		}
+		at := styleVars(t, vals[i])
+		if math.Abs(at["--x"]-(x+w/2)/720*100) > 0.01 || math.Abs(at["--y"]-y/150*100) > 0.01 {
+			t.Errorf("value label %q at %v, want the top middle of its bar (%v %v %v)", text(vals[i]), at, x, y, w)
+		}
 	}
 }

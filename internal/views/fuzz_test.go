@@ -102,12 +102,12 @@ func set(s ...string) map[string]bool {
 // The only tags and attributes a panel may contain: what the templates
 // write. A <script>, <img> or on* attribute can only come from data.
 var (
-	allowedTags = set("section", "header", "h2", "div", "p", "strong", "footer", "svg", "polyline", "circle",
+	allowedTags = set("section", "header", "h2", "div", "p", "strong", "footer", "svg", "polyline", "circle", "path",
 		"table", "thead", "tbody", "tr", "th", "td", "time", "g", "line", "text", "rect", "title", "ul", "li", "i",
 		"ol", "span", "a")
 	voidTags      = set()
-	geometryAttrs = set("points", "cx", "cy", "x1", "x2", "y1", "y2", "x", "y", "width", "height", "viewbox")
+	geometryAttrs = set("points", "d", "cx", "cy", "x1", "x2", "y1", "y2", "x", "y", "width", "height", "viewbox")
 	allowedAttrs  = set("id", "class", "style", "aria-labelledby", "role", "viewbox", "preserveaspectratio",
-		"aria-hidden", "points", "cx", "cy", "r", "scope", "datetime", "aria-label", "x1", "x2", "y1", "y2", "x", "y",
+		"aria-hidden", "points", "d", "cx", "cy", "r", "scope", "datetime", "aria-label", "x1", "x2", "y1", "y2", "x", "y",
 		"width", "height", "title", "href", "data-hover", "textlength", "lengthadjust", "tabindex")
 )

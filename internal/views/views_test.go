@@ -136,15 +136,15 @@ func TestPanelKinds(t *testing.T) {
 			if len(legend) != 2 || text(legend[0]) != "p50" || text(legend[1]) != "p99" {
 				t.Errorf("legend: got %q, want p50, p99", out)
 			}
-			yl := find(nodes, "g", "yl")[0]
-			if n := len(find([]*html.Node{yl}, "text", "")); n < 4 || n > 6 {
+			yl := find(nodes, "div", "yl")[0]
+			if n := len(find([]*html.Node{yl}, "span", "")); n < 4 || n > 6 {
 				t.Errorf("y ticks: got %d, want 4-6", n)
 			}
-			xl := text(find(nodes, "g", "xl")[0])
+			xl := text(find(nodes, "div", "xl")[0])
 			if !strings.Contains(xl, "12:00") || !strings.Contains(xl, "12:30") {
 				t.Errorf("x labels: got %q, want 15:04 times", xl)
 			}
-			if vb, _ := attr(find(nodes, "svg", "chart")[0], "viewBox"); vb != "0 0 720 150" {
+			if vb, _ := attr(find(nodes, "svg", "plot")[0], "viewBox"); vb != "0 0 720 150" {
 				t.Errorf("viewBox: got %q, want 0 0 720 150", vb)
 			}
 		}},
@@ -152,7 +152,7 @@ func TestPanelKinds(t *testing.T) {
 			if got := len(find(nodes, "rect", "bar")); got != 6 {
 				t.Errorf("bars: got %d, want 6", got)
 			}
-			xl := text(find(nodes, "g", "xl")[0])
+			xl := text(find(nodes, "div", "xl")[0])
 			if xl != "northsoutheast" {
 				t.Errorf("category labels: got %q, want north south east", xl)
 			}
@@ -398,7 +398,7 @@ func TestEmptyStates(t *testing.T) {
 			if len(find(nodes, "p", "empty")) != 1 {
 				t.Errorf("%s %d: got %q, want an empty state", k, i, out)
 			}
-			if len(find(nodes, "svg", "chart")) != 0 {
+			if len(find(nodes, "svg", "plot")) != 0 {
 				t.Errorf("%s %d: got a chart for no data", k, i)
 			}
 		}
@@ -445,7 +445,7 @@ func TestTimeseriesNulls(t *testing.T) {
 	if !strings.HasPrefix(p0, "") || xOfPoint(p0, 0) >= xOfPoint(p0, 1) {
 		t.Errorf("points not in time order: %q", p0)
 	}
-	if n := len(find(nodes, "circle", "dot")); n != 1 {
+	if n := len(find(nodes, "path", "dot")); n != 1 {
 		t.Errorf("got %d dots, want 1 for the isolated point", n)
 	}
 }
@@ -477,7 +477,7 @@ func TestTimeseriesNumericX(t *testing.T) {
 	t.Parallel()
 	r := &panel.Result{Columns: []string{"x", "y"}, Rows: [][]panel.Value{{num(0), num(1)}, {num(50), num(3)}, {num(100), num(2)}}}
 	nodes := parseFragment(t, render(t, def(panel.Timeseries, panel.Options{}), r))
-	if got := text(find(nodes, "g", "xl")[0]); got != "020406080100" {
+	if got := text(find(nodes, "div", "xl")[0]); got != "020406080100" {
 		t.Errorf("x labels: got %q", got)
 	}
 	// A text first column cannot be an x axis.
@@ -492,13 +492,15 @@ func TestBarNegatives(t *testing.T) {
 	r := &panel.Result{Columns: []string{"team", "delta"}, Rows: [][]panel.Value{{txt("a"), num(30)}, {txt("b"), num(-20)}, {txt("c"), num(-45)}}}
 	for _, stacked := range []bool{false, true} {
 		nodes := parseFragment(t, render(t, def(panel.Bar, panel.Options{Stacked: stacked}), r))
-		zero := find(nodes, "line", "zero")
+		zero := find(nodes, "path", "zero")
 		if len(zero) != 1 {
 			t.Fatalf("stacked=%v: got %d zero lines, want 1", stacked, len(zero))
 		}
 		var zy float64
-		v, _ := attr(zero[0], "y1")
-		fmt.Sscan(v, &zy)
+		d, _ := attr(zero[0], "d")
+		if _, err := fmt.Sscanf(d, "M0 %gH", &zy); err != nil {
+			t.Fatalf("zero line %q: %v", d, err)
+		}
 		bars := find(nodes, "rect", "bar")
 		if len(bars) != 3 {
 			t.Fatalf("got %d bars, want 3", len(bars))
@@ -519,7 +521,7 @@ func TestBarNegatives(t *testing.T) {
 				t.Errorf("negative bar %d: top %v, want on zero line %v", i, y, zy)
 			}
 		}
-		labels := text(find(nodes, "g", "yl")[0])
+		labels := text(find(nodes, "div", "yl")[0])
 		if !strings.Contains(labels, "-") {
 			t.Errorf("y labels %q: want negative ticks", labels)
 		}

@@ -93,7 +93,7 @@ func TestTimeZones(t *testing.T) {
 
 			chart := draw(&panel.Def{ID: 3, Slug: "c", Kind: panel.Timeseries, Width: 2, Height: 1}, series)
 			var ticks []string
-			for _, g := range find(parseFragment(t, chart), "g", "xl") {
+			for _, g := range find(parseFragment(t, chart), "div", "xl") {
 				for c := g.FirstChild; c != nil; c = c.NextSibling {
 					ticks = append(ticks, text(c))
 				}
