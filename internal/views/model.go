@@ -247,16 +247,10 @@ func writePartial(ctx context.Context, buf *bytes.Buffer, target string, c templ
 // clampSpan keeps a panel's grid span within 1-4.
 func clampSpan(n int) int { return min(max(n, 1), 4) }
 
-// gridStyle is the panel's inline grid placement. It is built from integers
-// only, so it is safe as CSS.
-func gridStyle(d *panel.Def) templ.SafeCSS {
-	return templ.SafeCSS("grid-column: span " + strconv.Itoa(clampSpan(d.Width)) +
-		"; grid-row: span " + strconv.Itoa(clampSpan(d.Height)))
-}
-
 // panelClass is the class list of a panel section: its kind and its size
-// classes (w1-w4, h1-h4) that let the stylesheet narrow spans on small
-// screens.
+// classes (w1-w4, h1-h4), which give its grid span (the stylesheet narrows
+// them on small screens). Classes rather than an inline style: they are
+// shorter, and a panel's bytes go to every viewer on every change.
 func panelClass(d *panel.Def) string {
 	kind := "unknown"
 	if d.Kind.Valid() {

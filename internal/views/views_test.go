@@ -187,8 +187,8 @@ func TestPanelKinds(t *testing.T) {
 			if !hasClass(sec[0], "kind-"+string(tt.kind)) {
 				t.Errorf("class: want kind-%s in %q", tt.kind, out)
 			}
-			if st, _ := attr(sec[0], "style"); st != "grid-column: span 2; grid-row: span 1;" {
-				t.Errorf("style: got %q", st)
+			if st, ok := attr(sec[0], "style"); ok || !hasClass(sec[0], "w2") || !hasClass(sec[0], "h1") {
+				t.Errorf("span: got style %q and classes %q, want the size classes w2 h1 and no inline style", st, out)
 			}
 			if got := text(find(nodes, "h2", "")[0]); got != d.Title {
 				t.Errorf("title: got %q, want %q", got, d.Title)
