@@ -67,3 +67,23 @@ COMMENT ON COLUMN dashboard.access_tokens.playlist_id IS
 -- Editing a playlist reaches every server's catalog and token set at once.
 SELECT dashboard.watch('dashboard.playlists');
 SELECT dashboard.watch('dashboard.playlist_items');
+
+-- The server's role reads the dashboard tables (README, "Recommended
+-- database role": GRANT SELECT ON ALL TABLES IN SCHEMA dashboard), and that
+-- grant covered only the tables that existed when it was made. Every role
+-- that may read the dashboards may read the playlists too, so an upgrade
+-- does not leave a running deployment unable to load its catalog.
+DO $$
+DECLARE
+    reader text;
+BEGIN
+    FOR reader IN
+        SELECT DISTINCT quote_ident(r.rolname)
+        FROM pg_class c, aclexplode(c.relacl) a, pg_roles r
+        WHERE c.oid = 'dashboard.dashboards'::regclass
+          AND a.privilege_type = 'SELECT' AND a.grantee = r.oid AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT SELECT ON dashboard.playlists, dashboard.playlist_items TO %s', reader);
+    END LOOP;
+END
+$$;

@@ -116,6 +116,14 @@ func (l *Loader) Load(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	playlists, err := ReadPlaylists(ctx, l.Pool)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		// A role that may read the dashboards but not the playlists (granted
+		// before they existed) serves its dashboards; only /p/ is missing.
+		l.Logger.Warn("cannot read playlists; /p/ addresses answer 404 until the server's role may: GRANT SELECT ON dashboard.playlists, dashboard.playlist_items TO <role>",
+			"err", err)
+		playlists, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
