@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -229,5 +231,59 @@ func TestSetOpens(t *testing.T) {
 	var nilSet *Set
 	if nilSet.Opens(3, 1) {
 		t.Error("nil set opens a dashboard")
+	}
+}
+
+// TestLoadSetWithoutPlaylistGrant: a server role granted SELECT on the
+// dashboard tables before the playlists existed (the README's recipe on an
+// older release) still loads its tokens after the upgrade, and a
+// dashboard's token still opens it; only playlist tokens open nothing.
+func TestLoadSetWithoutPlaylistGrant(t *testing.T) {
+	pool := newPool(t)
+	ctx := t.Context()
+	role := fmt.Sprintf("tokens_reader_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	password := fmt.Sprintf("pw-%d", time.Now().UnixNano())
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD '"+password+"'"); err != nil {
+		t.Skipf("this test needs a user that may create roles: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, sql := range []string{"DROP OWNED BY " + role, "DROP ROLE " + role} {
+			if _, err := pool.Exec(context.Background(), sql); err != nil {
+				t.Errorf("%s: %v", sql, err)
+			}
+		}
+	})
+	for _, sql := range []string{
+		"GRANT USAGE ON SCHEMA dashboard TO " + role,
+		"GRANT SELECT ON dashboard.dashboards, dashboard.access_tokens TO " + role,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var id int64
+	if err := pool.QueryRow(ctx, "INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ('one', 'One', 'private') RETURNING id").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := Create(ctx, pool, "one", "desk", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, password
+	rolePool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rolePool.Close)
+	set, err := LoadSet(ctx, rolePool)
+	if err != nil {
+		t.Fatalf("LoadSet as a role that may not read the playlists: %v", err)
+	}
+	if _, ok := set.Check(secret, id, time.Now()); !ok {
+		t.Errorf("the dashboard's token does not open it")
 	}
 }
