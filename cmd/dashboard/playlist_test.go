@@ -106,6 +106,17 @@ func TestPlaylistRedirects(t *testing.T) {
 	setupCounts(t, s, "two", 1, "b")
 	setupCounts(t, s, "three", 1, "c")
 	createPlaylist(t, s, "wall", 1, "one", "two?var-region=eu", "three")
+	createPlaylist(t, s, "ghost", 1, "nosuch")
+	createPlaylist(t, s, "later", 1, "nosuch", "three")
+	awaitPlaylist(t, s, "later", 2)
+
+	// The index lists a playlist for what it would show: not one whose
+	// only item names no dashboard, and one whose first item does not
+	// exist (yet) for the dashboard after it.
+	if resp, body := getRaw(t, s, "/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `href="/p/later"`) ||
+		!strings.Contains(body, `href="/p/wall"`) || strings.Contains(body, `/p/ghost`) {
+		t.Errorf("index: got %d, want 200 listing /p/wall and /p/later, not /p/ghost:\n%s", resp.StatusCode, body)
+	}
 
 	location := func(path string) string {
 		t.Helper()
@@ -123,6 +134,10 @@ func TestPlaylistRedirects(t *testing.T) {
 		{"/p/wall?item=1&theme=dark", "/d/two?kiosk&theme=dark&var-region=eu&playlist=wall&item=1"},
 		{"/p/wall?item=2&var-region=us&from=now-1h", "/d/three?kiosk&playlist=wall&item=2"},
 		{"/p/wall?item=3", "/d/one?kiosk&playlist=wall&item=0"},
+		// Past the end wraps round, so that a kiosk skipping a refused
+		// last item does not land on the first one for ever.
+		{"/p/wall?item=4", "/d/two?kiosk&var-region=eu&playlist=wall&item=1"},
+		{"/p/wall?item=8", "/d/three?kiosk&playlist=wall&item=2"},
 		{"/p/wall?item=-1", "/d/one?kiosk&playlist=wall&item=0"},
 		{"/p/wall?item=x", "/d/one?kiosk&playlist=wall&item=0"},
 	} {

@@ -50,9 +50,15 @@ func (s *Server) playlist(w http.ResponseWriter, r *http.Request) {
 	if s.exchangePlaylistToken(w, r, p) {
 		return
 	}
+	// A position past the end wraps round: a kiosk that skips a refused
+	// item asks for the one after it, and must not land on the first
+	// item again and again.
 	start, _ := strconv.Atoi(r.URL.Query().Get("item"))
-	if start < 0 || start >= len(p.Items) {
+	if start < 0 {
 		start = 0
+	}
+	if len(p.Items) > 0 {
+		start %= len(p.Items)
 	}
 	hidden := false
 	for i := range p.Items {

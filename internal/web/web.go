@@ -345,8 +345,11 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		for _, pl := range snap.Playlists {
 			if slices.ContainsFunc(pl.Items, func(it catalog.PlaylistItem) bool {
 				d := snap.Dashboard(it.Dashboard)
+				if d == nil {
+					return false // deleted from under the playlist
+				}
 				_, ok := s.allowed(r, d)
-				return d != nil && ok
+				return ok
 			}) {
 				page.Playlists = append(page.Playlists, views.PlaylistLink{Slug: pl.Slug, Title: pl.Title})
 			}
