@@ -25,44 +25,66 @@
 //     script and never comes back;
 //   - an error answer (the item's variables refused, the server busy): stay
 //     too, and ask for the item after it a few seconds later, so that one
-//     broken item never stops the rotation.
+//     broken item never stops the rotation (the server wraps a position
+//     past the end round to the start).
 //
-// ES2017, no inline script: the page works under `script-src 'self'`.
-(() => {
+// ES5, like poll.js: a kiosk TV whose browser cannot run htmx 4 shows its
+// dashboards through the long-poll, and must rotate as well. No inline
+// script: the page works under `script-src 'self'`.
+(function () {
   'use strict';
-  const me = document.getElementById('playlist');
-  if (!me) {
+  var me = document.getElementById('playlist');
+  if (!me || !window.XMLHttpRequest) {
     return;
   }
-  const next = me.dataset.next || '';
-  const seconds = Number(me.dataset.seconds);
-  // Only a same-origin path: a data attribute must never send the kiosk
-  // elsewhere.
-  if (!next.startsWith('/') || next.startsWith('//') || !(seconds > 0)) {
-    return;
+  var next = me.getAttribute('data-next') || '';
+  var seconds = Number(me.getAttribute('data-seconds'));
+  var RETRY = 5000;
+
+  // resolve returns the address of path on this page's origin, or '' when
+  // it would leave it: a data attribute must never send the kiosk
+  // elsewhere (a browser reads "/\\host" as "//host", so the resolved
+  // origin is compared, not the text).
+  function resolve(path) {
+    var a = document.createElement('a');
+    a.href = path;
+    if (a.protocol !== location.protocol || a.host !== location.host) {
+      return '';
+    }
+    return a.href;
   }
-  const retry = 5000;
 
   // after returns the step to the item after that of url.
-  const after = (url) => {
-    const u = new URL(url, location.href);
-    u.searchParams.set('item', String((Number(u.searchParams.get('item')) || 0) + 1));
-    return u.pathname + u.search;
-  };
+  function after(url) {
+    var m = /([?&]item=)(\d*)/.exec(url);
+    if (!m) {
+      return url + (url.indexOf('?') < 0 ? '?' : '&') + 'item=1';
+    }
+    return url.slice(0, m.index) + m[1] + ((Number(m[2]) || 0) + 1) + url.slice(m.index + m[0].length);
+  }
 
-  const step = async (url) => {
-    let res;
-    try {
-      res = await fetch(url, { method: 'HEAD', cache: 'no-store', credentials: 'same-origin' });
-    } catch (e) {
-      setTimeout(step, retry, url);
-      return;
-    }
-    if (!res.ok) {
-      setTimeout(step, retry, after(url));
-      return;
-    }
-    location.replace(url);
-  };
-  setTimeout(step, seconds * 1000, next);
+  function step(url) {
+    var xhr = new XMLHttpRequest();
+    xhr.open('HEAD', url, true);
+    xhr.setRequestHeader('Cache-Control', 'no-store');
+    xhr.onreadystatechange = function () {
+      if (xhr.readyState !== 4) {
+        return;
+      }
+      if (xhr.status === 0) {
+        // No answer: the server is down. Stay, and ask again.
+        setTimeout(function () { step(url); }, RETRY);
+      } else if (xhr.status < 200 || xhr.status > 299) {
+        setTimeout(function () { step(after(url)); }, RETRY);
+      } else {
+        location.replace(url);
+      }
+    };
+    xhr.send();
+  }
+
+  next = resolve(next);
+  if (next && seconds > 0) {
+    setTimeout(function () { step(next); }, seconds * 1000);
+  }
 })();

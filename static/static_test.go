@@ -329,11 +329,26 @@ func jsCode(src string) string {
 }
 
 // TestPollScriptIsES5: poll.js is the fallback for kiosk browsers that
-// cannot run htmx 4, so it must stay strict ES5: no let or const, arrow
-// functions, template strings, classes, calls of fetch or Promises.
+// cannot run htmx 4, and playlist.js rotates those kiosks too, so both must
+// stay strict ES5: no let or const, arrow functions, template strings,
+// classes, calls of fetch or Promises.
 func TestPollScriptIsES5(t *testing.T) {
 	t.Parallel()
-	code := jsCode(readFile(t, "poll.js"))
+	for _, file := range []string{"poll.js", "playlist.js"} {
+		checkES5(t, file)
+	}
+	// The scan must see code: it finds what it looks for outside comments
+	// and strings, and nothing inside them.
+	if got := jsCode("var a = 1; // let x\nvar b = '=>'; /* const */ var r = /`/; f(() => 1)"); strings.Contains(got, "let") ||
+		strings.Contains(got, "const") || strings.Count(got, "=>") != 1 || strings.Contains(got, "`") {
+		t.Errorf("jsCode kept comments or strings, or lost code: %q", got)
+	}
+}
+
+// checkES5 fails when the script file uses a feature newer than ES5.
+func checkES5(t *testing.T, file string) {
+	t.Helper()
+	code := jsCode(readFile(t, file))
 	for _, tt := range []struct{ name, re string }{
 		{"let or const", `\b(let|const)\s`},
 		{"an arrow function", `=>`},
@@ -346,14 +361,8 @@ func TestPollScriptIsES5(t *testing.T) {
 	} {
 		if loc := regexp.MustCompile(tt.re).FindStringIndex(code); loc != nil {
 			line := strings.Count(code[:loc[0]], "\n") + 1
-			t.Errorf("poll.js line %d: %s, want ES5 only", line, tt.name)
+			t.Errorf("%s line %d: %s, want ES5 only", file, line, tt.name)
 		}
-	}
-	// The scan must see code: it finds what it looks for outside comments
-	// and strings, and nothing inside them.
-	if got := jsCode("var a = 1; // let x\nvar b = '=>'; /* const */ var r = /`/; f(() => 1)"); strings.Contains(got, "let") ||
-		strings.Contains(got, "const") || strings.Count(got, "=>") != 1 || strings.Contains(got, "`") {
-		t.Errorf("jsCode kept comments or strings, or lost code: %q", got)
 	}
 }
 
