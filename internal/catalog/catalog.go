@@ -280,6 +280,8 @@ func ReadDashboards(ctx context.Context, q Querier) ([]*panel.Dashboard, error) 
 		// shown with defaults. The column is jsonb, so this only fails on
 		// types that do not fit (e.g. "limit": "ten").
 		_ = json.Unmarshal([]byte(options), &p.Options)
+		// Rows written in SQL are not checked as files are.
+		p.Options.Normalize()
 		if d := byID[p.DashboardID]; d != nil {
 			d.Panels = append(d.Panels, p)
 		}

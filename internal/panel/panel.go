@@ -5,10 +5,12 @@
 package panel
 
 import (
+	"cmp"
 	"encoding/binary"
 	"hash/fnv"
 	"math"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -230,6 +232,31 @@ type Step struct {
 	Value float64 `json:"value" desc:"The value from which this step applies (inclusive)."`
 	Color string  `json:"color" enum:"green,blue,yellow,orange,red,purple,grey" desc:"A colour of the theme."`
 	Label string  `json:"label,omitempty" maxLength:"40" desc:"What the range means, shown beside the value (e.g. high); absent means the step's value."`
+}
+
+// Normalize puts options written in SQL, which no file check has seen, in
+// the form the views rely on: threshold steps in ascending order of value,
+// and no colour outside Colors (a step with another colour is dropped, an
+// unknown base colour is the default one).
+func (o *Options) Normalize() {
+	o.Thresholds = o.Thresholds.normalized()
+	for i := range o.Columns {
+		o.Columns[i].Thresholds = o.Columns[i].Thresholds.normalized()
+	}
+}
+
+func (t *Thresholds) normalized() *Thresholds {
+	if t == nil {
+		return nil
+	}
+	n := &Thresholds{Steps: slices.DeleteFunc(slices.Clone(t.Steps), func(s Step) bool {
+		return !slices.Contains(Colors, s.Color) || math.IsNaN(s.Value)
+	})}
+	if slices.Contains(Colors, t.Base) {
+		n.Base = t.Base
+	}
+	slices.SortStableFunc(n.Steps, func(a, b Step) int { return cmp.Compare(a.Value, b.Value) })
+	return n
 }
 
 // Colors are the theme's colour names that thresholds may use.

@@ -63,3 +63,24 @@ func TestThresholdsLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionsNormalize: thresholds written in SQL come out in ascending
+// order of value, without colours the theme does not have, in the panel's
+// options and in its table columns.
+func TestOptionsNormalize(t *testing.T) {
+	o := Options{
+		Thresholds: &Thresholds{Base: "pink", Steps: []Step{{Value: 95, Color: "red"}, {Value: 80, Color: "orange"}, {Value: 90, Color: "#f00"}}},
+		Columns:    []Column{{Name: "n", Thresholds: &Thresholds{Steps: []Step{{Value: 2, Color: "blue"}, {Value: 1, Color: "grey"}}}}, {Name: "m"}},
+	}
+	o.Normalize()
+	want := Options{
+		Thresholds: &Thresholds{Steps: []Step{{Value: 80, Color: "orange"}, {Value: 95, Color: "red"}}},
+		Columns:    []Column{{Name: "n", Thresholds: &Thresholds{Steps: []Step{{Value: 1, Color: "grey"}, {Value: 2, Color: "blue"}}}}, {Name: "m"}},
+	}
+	if !o.Equal(want) {
+		t.Errorf("got %+v %+v, want %+v %+v", *o.Thresholds, *o.Columns[0].Thresholds, *want.Thresholds, *want.Columns[0].Thresholds)
+	}
+	if _, color := o.Thresholds.Level(97); color != "red" {
+		t.Errorf("Level(97) = %q after Normalize, want red", color)
+	}
+}
