@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/a-h/templ"
@@ -193,11 +194,29 @@ func showsClock(r *panel.Result) bool {
 // change and sends the same bytes to every viewer, so it must be, and is,
 // deterministic.
 func PanelPartial(ctx context.Context, at Place, d *panel.Def, r *panel.Result) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := writePartial(ctx, &buf, "#"+d.DOMID(), Panel(at, d, r)); err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	if err := writePartial(ctx, buf, "#"+d.DOMID(), Panel(at, d, r)); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+// buffers hold renders while they are written: a panel is a few KB, and
+// growing a fresh buffer to that size took more of a render's time than
+// any one panel kind's drawing. The result is copied out at its exact
+// size, since the hub keeps it for as long as the panel does not change.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled is the largest buffer kept for reuse; a huge grid's buffer is
+// left to the garbage collector rather than held by the pool.
+const maxPooled = 256 << 10
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooled {
+		b.Reset()
+		buffers.Put(b)
+	}
 }
 
 // PagePartials renders what a client whose state is unknown, or whose
@@ -205,14 +224,15 @@ func PanelPartial(ctx context.Context, at Place, d *panel.Def, r *panel.Result) 
 // the whole grid, each in its <hx-partial> envelope. view is the view's key
 // (panel.ViewKey.Vars).
 func PagePartials(ctx context.Context, d *panel.Dashboard, view string, results map[int64]*panel.Result) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := writePartial(ctx, &buf, "#"+HeadingID, Heading(d)); err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	if err := writePartial(ctx, buf, "#"+HeadingID, Heading(d)); err != nil {
 		return nil, err
 	}
-	if err := writePartial(ctx, &buf, "#"+GridID, Grid(d, view, results)); err != nil {
+	if err := writePartial(ctx, buf, "#"+GridID, Grid(d, view, results)); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 // HeadingID and GridID are the ids of the page's live parts besides the
