@@ -300,19 +300,32 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 			gap = 2 * medianStep(l.pts)
 		}
 		for _, run := range segments(l.pts, gap) {
-			seg := make([]string, 0, len(run))
+			// The points as "x,y x,y …", a point on the same spot as the
+			// one before it left out.
+			pts := make([]byte, 0, len(run)*12)
+			var last []byte
+			n := 0
 			for _, p := range run {
-				xy := coord(xOf(p.x)) + "," + coord(f.y(ya, p.y))
-				if len(seg) > 0 && seg[len(seg)-1] == xy {
-					continue // same pixel as the previous point
+				start := len(pts)
+				if n > 0 {
+					pts = append(pts, ' ')
 				}
-				seg = append(seg, xy)
+				xy := len(pts)
+				pts = appendCoord(pts, xOf(p.x))
+				pts = append(pts, ',')
+				pts = appendCoord(pts, f.y(ya, p.y))
+				if n > 0 && string(pts[xy:]) == string(last) {
+					pts = pts[:start]
+					continue // same spot as the previous point
+				}
+				last = pts[xy:]
+				n++
 			}
-			if len(seg) == 1 {
-				x, y, _ := strings.Cut(seg[0], ",")
+			if n == 1 {
+				x, y, _ := strings.Cut(string(pts), ",")
 				c.Dots = append(c.Dots, dot{Class: cls, X: x, Y: y})
 			} else {
-				c.Lines = append(c.Lines, polyline{Class: cls, Points: strings.Join(seg, " ")})
+				c.Lines = append(c.Lines, polyline{Class: cls, Points: string(pts)})
 			}
 		}
 	}
@@ -533,16 +546,14 @@ func hoverData(f frame, lines []line, xOf func(float64) float64, xKind panel.Val
 		// x values belongs to the next one (the newest of its pixel).
 		j := 0
 		for _, x := range kept {
-			var v string
+			at := -1 // the newest point of l at or before x since the last kept one
 			for ; j < len(l.pts) && l.pts[j].x <= x; j++ {
-				if p := l.pts[j]; p.ok {
-					v = formatBare(p.y, o.Decimals, false)
-				} else {
-					v = ""
-				}
+				at = j
 			}
 			b.WriteByte('\t')
-			b.WriteString(v)
+			if at >= 0 && l.pts[at].ok {
+				b.WriteString(formatBare(l.pts[at].y, o.Decimals, false))
+			}
 		}
 	}
 	return b.String()

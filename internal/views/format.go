@@ -228,11 +228,31 @@ func ellipsis(s string, n int) string {
 // coord formats an SVG coordinate rounded to one decimal, the precision
 // that keeps charts sharp and frames small.
 func coord(f float64) string {
-	r := math.Round(f*10) / 10
-	if r == 0 {
-		r = 0 // no "-0"
+	var b [24]byte
+	return string(appendCoord(b[:0], f))
+}
+
+// appendCoord appends coord(f) to b. Charts write thousands of these per
+// render, so it counts tenths in an integer instead of formatting a float.
+func appendCoord(b []byte, f float64) []byte {
+	n := math.Round(f * 10)
+	if !(math.Abs(n) < 1e15) { // huge, or NaN
+		r := n / 10
+		if r == 0 {
+			r = 0 // no "-0"
+		}
+		return strconv.AppendFloat(b, r, 'f', -1, 64)
 	}
-	return strconv.FormatFloat(r, 'f', -1, 64)
+	i := int64(n)
+	if i < 0 {
+		b = append(b, '-')
+		i = -i
+	}
+	b = strconv.AppendInt(b, i/10, 10)
+	if d := i % 10; d != 0 {
+		b = append(b, '.', byte('0'+d))
+	}
+	return b
 }
 
 // sinceText is when a failure began, as the page shows it, in the

@@ -99,6 +99,7 @@ func TestDecimalsNeeded(t *testing.T) {
 		want int
 	}{
 		{12, 0}, {12.5, 1}, {12.25, 2}, {12.256, 2}, {12.001, 0}, {-0.5, 1}, {0.004, 0}, {1e6 + 0.1, 1},
+		{0.05, 2}, {9.996, 0}, {-9.9, 1}, {-9.95, 2}, {1e16, 0}, {math.NaN(), 0}, {math.Inf(1), 0},
 	}
 	for _, tt := range tests {
 		if got := decimalsNeeded(tt.v); got != tt.want {

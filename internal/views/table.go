@@ -3,6 +3,7 @@ package views
 import (
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -123,16 +124,25 @@ var fixedDecimals = [3]int{0, 1, 2}
 // v; a value below 0.01 is written with significant digits instead, so it
 // asks for none.
 func decimalsNeeded(v float64) int {
-	if a := math.Abs(v); a != 0 && a < 0.01 {
+	a := math.Abs(v)
+	if a != 0 && a < 0.01 {
 		return 0
 	}
-	s := trimZeros(strconv.FormatFloat(v, 'f', 2, 64))
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '.' {
+	if !(a < 1e15) { // beyond whole hundredths in an int64, or NaN
+		s := trimZeros(strconv.FormatFloat(v, 'f', 2, 64))
+		if i := strings.LastIndexByte(s, '.'); i >= 0 {
 			return len(s) - 1 - i
 		}
+		return 0
 	}
-	return 0
+	// In hundredths, without formatting: a table asks this of every cell.
+	switch n := int64(math.Round(a * 100)); {
+	case n%100 == 0:
+		return 0
+	case n%10 == 0:
+		return 1
+	}
+	return 2
 }
 
 func tableOf(d *panel.Def, r *panel.Result, loc *time.Location) tableView {

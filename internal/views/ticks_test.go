@@ -194,11 +194,29 @@ func TestFormatNumber(t *testing.T) {
 	}
 }
 
+// TestCoord: a coordinate is written to a tenth, without "-0", and the
+// integer arithmetic of appendCoord writes what formatting the rounded
+// float would, on a spread of values and at the edges of its range.
 func TestCoord(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[float64]string{0: "0", -0.04: "0", 1.25: "1.3", 12.345: "12.3", 100: "100", -3.06: "-3.1"} {
+	for in, want := range map[float64]string{0: "0", -0.04: "0", 1.25: "1.3", 12.345: "12.3", 100: "100", -3.06: "-3.1",
+		-0.05: "-0.1", 0.95: "1", 1e15: "1000000000000000", math.NaN(): "NaN", math.Inf(-1): "-Inf"} {
 		if got := coord(in); got != want {
 			t.Errorf("coord(%v): got %q, want %q", in, got, want)
+		}
+	}
+	want := func(f float64) string {
+		r := math.Round(f*10) / 10
+		if r == 0 {
+			r = 0
+		}
+		return strconv.FormatFloat(r, 'f', -1, 64)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		f := (rnd.Float64() - 0.5) * math.Pow(10, float64(rnd.IntN(12)))
+		if got := coord(f); got != want(f) {
+			t.Fatalf("coord(%v): got %q, want %q", f, got, want(f))
 		}
 	}
 }
