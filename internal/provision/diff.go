@@ -170,32 +170,44 @@ func Diff(want *Set, have []*panel.Dashboard, prune bool) (*Plan, error) {
 // drifted reports whether h came from a file and its content no longer has
 // the hash recorded when it was applied.
 func drifted(h *panel.Dashboard) (bool, error) {
-	if h.Source == nil || h.Source.Hash == "" {
+	return driftedFrom(h.Source, func() (string, error) { return Hash(h) })
+}
+
+// driftedFrom reports whether rows applied from a file (src, nil for rows
+// made in SQL) no longer have the hash recorded when they were applied;
+// hash computes the one they have now.
+func driftedFrom(src *panel.Source, hash func() (string, error)) (bool, error) {
+	if src == nil || src.Hash == "" {
 		return false, nil
 	}
-	hash, err := Hash(h)
+	now, err := hash()
 	if err != nil {
 		return false, err
 	}
-	return hash != h.Source.Hash, nil
+	return now != src.Hash, nil
+}
+
+// fields collects the fields that differ between what is and what a file
+// wants, for diff's report.
+type fields []Field
+
+func (fs *fields) add(name, old, new string) {
+	if old != new {
+		*fs = append(*fs, Field{Name: name, Old: old, New: new})
+	}
 }
 
 func dashboardFields(w, h *panel.Dashboard) []Field {
-	var fs []Field
-	add := func(name, old, new string) {
-		if old != new {
-			fs = append(fs, Field{Name: name, Old: old, New: new})
-		}
-	}
-	add("title", h.Title, w.Title)
-	add("description", h.Description, w.Description)
-	add("visibility", visibility(h), visibility(w))
-	add("time_zone", h.TimeZone, w.TimeZone)
-	add("refresh", refresh(h), refresh(w))
-	add("max_refresh_hz", hz(h.MaxRefreshHz), hz(w.MaxRefreshHz))
-	add("position", strconv.Itoa(h.Position), strconv.Itoa(w.Position))
-	add("time", timeRange(h.Time), timeRange(w.Time))
-	add("variables", variablesText(h.Variables), variablesText(w.Variables))
+	var fs fields
+	fs.add("title", h.Title, w.Title)
+	fs.add("description", h.Description, w.Description)
+	fs.add("visibility", visibility(h), visibility(w))
+	fs.add("time_zone", h.TimeZone, w.TimeZone)
+	fs.add("refresh", refresh(h), refresh(w))
+	fs.add("max_refresh_hz", hz(h.MaxRefreshHz), hz(w.MaxRefreshHz))
+	fs.add("position", strconv.Itoa(h.Position), strconv.Itoa(w.Position))
+	fs.add("time", timeRange(h.Time), timeRange(w.Time))
+	fs.add("variables", variablesText(h.Variables), variablesText(w.Variables))
 	return fs
 }
 
@@ -228,19 +240,14 @@ func panelChanges(want, have []*panel.Def) []PanelChange {
 }
 
 func panelFields(w, h *panel.Def) []Field {
-	var fs []Field
-	add := func(name, old, new string) {
-		if old != new {
-			fs = append(fs, Field{Name: name, Old: old, New: new})
-		}
-	}
-	add("title", h.Title, w.Title)
-	add("kind", string(h.Kind), string(w.Kind))
-	add("sql", h.SQL, w.SQL)
-	add("position", strconv.Itoa(h.Position), strconv.Itoa(w.Position))
-	add("grid", fmt.Sprintf("%dx%d", h.Width, h.Height), fmt.Sprintf("%dx%d", w.Width, w.Height))
-	add("options", optionsText(h.Options), optionsText(w.Options))
-	add("depends_on", strings.Join(h.DependsOn, ", "), strings.Join(w.DependsOn, ", "))
+	var fs fields
+	fs.add("title", h.Title, w.Title)
+	fs.add("kind", string(h.Kind), string(w.Kind))
+	fs.add("sql", h.SQL, w.SQL)
+	fs.add("position", strconv.Itoa(h.Position), strconv.Itoa(w.Position))
+	fs.add("grid", fmt.Sprintf("%dx%d", h.Width, h.Height), fmt.Sprintf("%dx%d", w.Width, w.Height))
+	fs.add("options", optionsText(h.Options), optionsText(w.Options))
+	fs.add("depends_on", strings.Join(h.DependsOn, ", "), strings.Join(w.DependsOn, ", "))
 	return fs
 }
 

@@ -408,26 +408,14 @@ func DiffPlaylists(want *Set, have []*catalog.Playlist, dashboards []*panel.Dash
 // playlistDrifted reports whether h came from a file and its content no
 // longer has the hash recorded when it was applied.
 func playlistDrifted(h *catalog.Playlist) (bool, error) {
-	if h.Source == nil || h.Source.Hash == "" {
-		return false, nil
-	}
-	hash, err := PlaylistHash(h)
-	if err != nil {
-		return false, err
-	}
-	return hash != h.Source.Hash, nil
+	return driftedFrom(h.Source, func() (string, error) { return PlaylistHash(h) })
 }
 
 func playlistFields(w, h *catalog.Playlist) []Field {
-	var fs []Field
-	add := func(name, old, new string) {
-		if old != new {
-			fs = append(fs, Field{Name: name, Old: old, New: new})
-		}
-	}
-	add("title", h.Title, w.Title)
-	add("interval", formatDuration(h.Interval), formatDuration(w.Interval))
-	add("dashboards", itemsText(h.Items), itemsText(w.Items))
+	var fs fields
+	fs.add("title", h.Title, w.Title)
+	fs.add("interval", formatDuration(h.Interval), formatDuration(w.Interval))
+	fs.add("dashboards", itemsText(h.Items), itemsText(w.Items))
 	return fs
 }
 
