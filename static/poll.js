@@ -282,10 +282,59 @@
     }
   }
 
+  // SCROLLERS selects the parts of a panel a viewer scrolls by hand.
+  var SCROLLERS = '.table-wrap, .feed';
+
+  // keepView records where the viewer scrolled the tables and feeds inside
+  // el, and which of them has the focus, keyed by panel, so that
+  // restoreView can put them back on what replaces el: the long-poll
+  // replaces panels whole, where the stream's morph keeps them in place.
+  function keepView(el) {
+    var kept = {};
+    eachScroller(el, function (key, s) {
+      kept[key] = {top: s.scrollTop, left: s.scrollLeft, focus: s === document.activeElement};
+    });
+    return kept;
+  }
+
+  function restoreView(el, kept) {
+    eachScroller(el, function (key, s) {
+      var k = kept[key];
+      if (!k) {
+        return;
+      }
+      s.scrollTop = k.top;
+      s.scrollLeft = k.left;
+      if (k.focus && s.focus) {
+        s.focus();
+      }
+    });
+  }
+
+  // eachScroller calls fn for every scroller inside el, with a key made of
+  // its panel's id and its place among that panel's scrollers.
+  function eachScroller(el, fn) {
+    if (!el.querySelectorAll) {
+      return;
+    }
+    var list = el.querySelectorAll(SCROLLERS);
+    var n = {};
+    for (var i = 0; i < list.length; i++) {
+      var panel = list[i];
+      while (panel && !(panel.id && panel.id.indexOf('panel-') === 0)) {
+        panel = panel.parentNode;
+      }
+      var id = panel ? panel.id : '';
+      n[id] = (n[id] || 0) + 1;
+      fn(id + '#' + n[id], list[i]);
+    }
+  }
+
   // applyPartials swaps every <hx-partial> of html into the page: the element
   // its hx-target names is replaced by the partial's child elements
-  // (hx-swap="outerHTML", the default) or has its content replaced
-  // (hx-swap="innerHTML").
+  // (hx-swap="outerHTML", the default, and "outerMorph", which the stream's
+  // htmx morphs and this script replaces, keeping the viewer's scroll
+  // positions and focus) or has its content replaced (hx-swap="innerHTML").
   function applyPartials(html) {
     var box = container();
     box.innerHTML = html;
@@ -309,6 +358,7 @@
         }
       }
       var added = [];
+      var kept = keepView(target);
       if (swap === 'innerHTML') {
         while (target.firstChild) {
           target.removeChild(target.firstChild);
@@ -325,6 +375,7 @@
       }
       for (j = 0; j < added.length; j++) {
         htmxProcess(added[j]);
+        restoreView(added[j], kept);
       }
     }
     syncTitle();

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/chromedp/cdproto/emulation"
@@ -233,8 +234,19 @@ func TestBrowserStatThresholds(t *testing.T) {
 // panel under a sticky header, and an update that arrives over the stream
 // morphs the table in place: the position the viewer scrolled to, the
 // focus and the nodes themselves survive it, and survive a change of the
-// dashboard's layout (the grid's partial) too.
+// dashboard's layout (the grid's partial) too. Over the long-poll
+// (poll.js, which replaces panels whole) the position and the focus
+// survive as well.
 func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
+	for _, transport := range []string{"sse", "poll"} {
+		t.Run(transport, func(t *testing.T) { testTableKeepsScrollAndFocus(t, transport) })
+	}
+}
+
+func testTableKeepsScrollAndFocus(t *testing.T, transport string) {
+	// Over the stream the very nodes survive (morph); over the long-poll
+	// they are new, in the same place.
+	sameNodes := transport == "sse"
 	s := startServer(t, testConfig(t), false)
 	s.exec(t, `CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, amount numeric NOT NULL)`)
 	s.exec(t, `INSERT INTO orders (customer, amount) SELECT 'customer ' || i, i * 1.5 FROM generate_series(1, 200) AS i`)
@@ -244,10 +256,16 @@ func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	)
 	awaitDashboard(t, s, "orders", "orders")
 	ctx := newBrowser(t)
-	navigate(t, ctx, s, "/d/orders")
-	setScreen(t, ctx, screens[1])
-	waitStreams(t, ctx, s, 1)
-	waitStatus(t, ctx, "live")
+	if sameNodes {
+		navigate(t, ctx, s, "/d/orders")
+		setScreen(t, ctx, screens[1])
+		waitStreams(t, ctx, s, 1)
+		waitStatus(t, ctx, "live")
+	} else {
+		navigate(t, ctx, s, "/d/orders?transport=poll")
+		setScreen(t, ctx, screens[1])
+		waitStatus(t, ctx, "polling")
+	}
 	const rowsJS = `document.querySelectorAll('#panel-list tbody tr').length`
 	waitJS(t, ctx, "200 rows", rowsJS+` === 200`)
 	if got := eval[string](t, ctx, `document.querySelector('#panel-list tbody tr td').textContent`); got != "1" {
@@ -290,8 +308,9 @@ func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	if err := json.Unmarshal([]byte(got), &after); err != nil {
 		t.Fatal(err)
 	}
-	if after.Top != 600 || !after.Same || !after.Focused {
-		t.Errorf("after the update: scrollTop %v (want 600), same scroll container %v, focused %v; want all kept", after.Top, after.Same, after.Focused)
+	if after.Top != 600 || after.Same != sameNodes || !after.Focused {
+		t.Errorf("after the update: scrollTop %v (want 600), same scroll container %v (want %v), focused %v; want position and focus kept",
+			after.Top, after.Same, sameNodes, after.Focused)
 	}
 	if !eval[bool](t, ctx, stickyJS) {
 		t.Errorf("after the update, the header no longer sticks to the top of the table")
@@ -309,7 +328,7 @@ func TestBrowserTableKeepsScrollAndFocus(t *testing.T) {
 	waitStat(t, ctx, "count", "201")
 	if !eval[bool](t, ctx, `(() => {
 		const w = document.querySelector('#panel-list .table-wrap');
-		return w.__marker === 1 && w.scrollTop === 600 && document.activeElement === w;
+		return (w.__marker === 1) === `+strconv.FormatBool(sameNodes)+` && w.scrollTop === 600 && document.activeElement === w;
 	})()`) {
 		t.Errorf("after a layout change, the table lost its scroll position or the focus")
 	}
