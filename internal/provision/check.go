@@ -69,6 +69,9 @@ func check(name string, f *File, pos *positions) []Problem {
 			}
 		}
 		checkThresholds(at, path+".options.thresholds", p.Options.Thresholds)
+		if err := panel.CheckGap(p.Options.Gap); err != nil {
+			at(path+".options.gap", "%v", err)
+		}
 		seen := map[string]bool{}
 		for j, c := range p.Options.Columns {
 			cp := fmt.Sprintf("%s.options.columns[%d]", path, j)

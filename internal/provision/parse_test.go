@@ -132,6 +132,8 @@ func TestParseProblems(t *testing.T) {
 				"f.yaml:9: panels[0].options.thresholds.steps[1].value: 5 must be above the step before it (10): steps go in ascending order",
 				`f.yaml:11: panels[0].options.columns[0].align: "middle" is not one of left, center, right`,
 				`f.yaml:12: panels[0].options.columns[1].name: column "n" is formatted twice`}},
+		{"bad gap", "slug: a\ntitle: A\npanels:\n  - slug: p\n    title: P\n    kind: timeseries\n    sql: SELECT 1\n    options: {gap: soon}\n",
+			[]string{`f.yaml:8: panels[0].options.gap: "soon" is not a duration such as 10m, 1h30m or 2d, a positive number, nor none`}},
 		{"empty file", "# nothing\n", []string{"f.yaml: empty file: want a dashboard (slug, title, panels)"}},
 		{"not a mapping", "- a\n", []string{"f.yaml:1: want a mapping with slug, title and panels, got a list"}},
 		{"two documents", "slug: a\ntitle: A\n---\nslug: b\ntitle: B\n", []string{"f.yaml:3: a second YAML document: one dashboard per file"}},

@@ -1,7 +1,6 @@
 package views
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -289,7 +288,7 @@ func timeseriesChart(def *panel.Def, r *panel.Result, loc *time.Location) chart 
 	}
 	c.XRoom = f.xRoom(tickXs)
 
-	limit, err := parseGap(o.Gap, xKind == panel.Time)
+	limit, err := panel.ParseGap(o.Gap, xKind == panel.Time)
 	if err != nil {
 		note = joinNotes(note, "Option "+err.Error()+"; lines break at steps over twice the median step.")
 	}
@@ -405,41 +404,6 @@ func valueAxis(s valueStats, o panel.Options, includeZero bool) (a axis, note st
 
 // ftoaPlain writes an option's number as the operator wrote it.
 func ftoaPlain(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-
-// parseGap reads the gap option: the longest step between two points that
-// a line joins, in x units (seconds on a time axis). "none" joins every
-// step (only NULLs break the line): +Inf. Empty means the default, twice
-// the median step: 0. A time axis takes a duration (90s, 10m, 1h30m, or
-// whole days as 2d), a numeric one a number.
-func parseGap(s string, timeAxis bool) (float64, error) {
-	s = strings.TrimSpace(s)
-	switch s {
-	case "":
-		return 0, nil
-	case "none":
-		return math.Inf(1), nil
-	}
-	if timeAxis {
-		var d time.Duration
-		var err error
-		if days, ok := strings.CutSuffix(s, "d"); ok {
-			var n int
-			n, err = strconv.Atoi(days)
-			d = time.Duration(n) * 24 * time.Hour
-		} else {
-			d, err = time.ParseDuration(s)
-		}
-		if err != nil || d <= 0 {
-			return 0, fmt.Errorf("gap %q is not a duration such as 10m, 1h30m or 2d, nor none", s)
-		}
-		return d.Seconds(), nil
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || !(v > 0) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("gap %q is not a positive number (the x axis is numeric), nor none", s)
-	}
-	return v, nil
-}
 
 // medianStep is the median step between consecutive x values of pts (in x
 // order), the lower of the two middle ones for an even count, counting
