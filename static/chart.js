@@ -20,6 +20,8 @@
 // document, so a chart that htmx (or the long-poll) swaps in needs no set
 // up; while a tooltip shows, a MutationObserver notices when its chart is
 // replaced or its data change, and shows the new data under the pointer.
+// A chart with hover data takes the focus (tabindex): from the keyboard,
+// the arrow keys move along its points (see the end of this file).
 // Everything the script adds (the guide line, the tooltip) is this
 // viewer's, never part of the shared rendered fragment. ES2017, no inline
 // code, so it works under `script-src 'self'`.
@@ -179,4 +181,53 @@
     if (current && !(e.relatedTarget && current.svg.contains(e.relatedTarget))) hide();
   }, { passive: true });
   window.addEventListener('scroll', hide, { passive: true, capture: true });
+
+  // From the keyboard: a focused chart shows its newest point, the arrow
+  // keys (and Home, End) move along the points, Escape or leaving the
+  // chart hides the tooltip.
+
+  // at is the client position of point i, halfway down the plot.
+  function at(svg, d, i) {
+    const m = svg.getScreenCTM();
+    return m ? new DOMPoint(d.xs[i], (d.top + d.bottom) / 2).matrixTransform(m) : null;
+  }
+
+  function showPoint(svg, i) {
+    const src = svg.getAttribute('data-hover');
+    if (!src) return;
+    const d = parse(svg, src);
+    if (d.xs.length === 0) return;
+    const p = at(svg, d, Math.max(0, Math.min(d.xs.length - 1, i)));
+    if (p) show(svg, p.x, p.y);
+  }
+
+  document.addEventListener('focusin', (e) => {
+    const svg = e.target;
+    if (!(svg instanceof SVGSVGElement) || !svg.hasAttribute('data-hover')) return;
+    // A click or tap focuses the chart too, and shows the point under the
+    // pointer: only a focus from the keyboard shows the newest point.
+    if (svg.matches && !svg.matches(':focus-visible')) return;
+    showPoint(svg, Infinity);
+  });
+  document.addEventListener('focusout', (e) => {
+    if (current && e.target === current.svg) hide();
+  });
+  document.addEventListener('keydown', (e) => {
+    const svg = e.target;
+    if (!(svg instanceof SVGSVGElement) || !svg.hasAttribute('data-hover')) return;
+    if (e.key === 'Escape') {
+      hide();
+      return;
+    }
+    const d = parse(svg, svg.getAttribute('data-hover') || '');
+    if (d.xs.length === 0) return;
+    const m = svg.getScreenCTM();
+    const here = current && current.svg === svg && m
+      ? nearest(d.xs, new DOMPoint(current.x, current.y).matrixTransform(m.inverse()).x)
+      : d.xs.length - 1;
+    const to = { ArrowLeft: here - 1, ArrowRight: here + 1, Home: 0, End: d.xs.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault(); // the page does not scroll under the chart
+    showPoint(svg, to);
+  });
 })();

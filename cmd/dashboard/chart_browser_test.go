@@ -8,6 +8,8 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // setupCharts creates the chart fixture: a table of samples a minute
@@ -126,6 +128,50 @@ func TestBrowserChartClipSurvivesUpdates(t *testing.T) {
 		waitJS(t, ctx, "the capped chart to redraw for "+v, middle+` !== `+strconv.Quote(before))
 		waitJS(t, ctx, "the marks still SVG, drawn and clipped after update "+strconv.Itoa(i+1), clipped)
 	}
+}
+
+// TestBrowserChartKeyboard: a chart takes the focus from the keyboard and
+// then shows its newest point's value; the arrow keys move along the
+// points, and Escape hides the tooltip.
+func TestBrowserChartKeyboard(t *testing.T) {
+	s := startServer(t, testConfig(t), false)
+	setupCharts(t, s)
+	ctx := newBrowser(t)
+	call(t, ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 1600, Height: 900, DeviceScaleFactor: 1})
+	navigate(t, ctx, s, "/d/charts")
+	waitJS(t, ctx, "the time series", `document.querySelector('#panel-ts svg[data-hover]')`)
+	tipShows := func(at, value string) string {
+		return `(() => {
+			const tip = document.querySelector('.chart-tip');
+			return !!tip && !tip.hidden && tip.textContent.includes(` + strconv.Quote(at) + `) && tip.textContent.includes(` + strconv.Quote(value) + `);
+		})()`
+	}
+	// Tab from the page's start to the first chart with hover data.
+	for range 40 {
+		if eval[bool](t, ctx, `document.activeElement === document.querySelector('#panel-ts svg[data-hover]')`) {
+			break
+		}
+		if _, err := chromedp.Run(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitJS(t, ctx, "the newest point, 12:21 $8, on focus", tipShows("12:21", "$8"))
+	for _, step := range []struct{ key, at, value string }{
+		{kb.ArrowLeft, "12:20", "$6"},
+		{kb.ArrowLeft, "12:05", "$4"},
+		{kb.Home, "12:00", "$3"},
+		{kb.ArrowRight, "12:01", "$5"},
+		{kb.End, "12:21", "$8"},
+	} {
+		if _, err := chromedp.Run(ctx, chromedp.KeyEvent(step.key)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "the point at "+step.at, tipShows(step.at, step.value))
+	}
+	if _, err := chromedp.Run(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "Escape to hide the tooltip", `document.querySelector('.chart-tip').hidden`)
 }
 
 // TestBrowserChartTap: on a phone (390x844, touch), tapping a point shows
