@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/views"
@@ -178,38 +177,10 @@ func (s *Server) exchangePlaylistToken(w http.ResponseWriter, r *http.Request, p
 	}
 	s.setTokenCookie(w, r, secret, g, "/")
 	clean := "/p/" + p.Slug
-	if kept := passOnAll(r.URL.RawQuery); len(kept) > 0 {
+	if kept := withoutToken(r.URL.RawQuery); len(kept) > 0 {
 		clean += "?" + strings.Join(kept, "&")
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, clean, http.StatusSeeOther)
 	return true
-}
-
-// passOnAll is rawQuery's parameters other than token, as written.
-func passOnAll(rawQuery string) []string {
-	var kept []string
-	for _, part := range strings.Split(rawQuery, "&") {
-		key, _, _ := strings.Cut(part, "=")
-		if k, err := url.QueryUnescape(key); part == "" || err == nil && k == "token" {
-			continue
-		}
-		kept = append(kept, part)
-	}
-	return kept
-}
-
-// setTokenCookie stores secret, the token of grant g, in the HttpOnly
-// token cookie for path, for as long as the token lasts (at most the 400
-// days browsers keep a cookie). SameSite Lax for the reason exchangeToken
-// gives.
-func (s *Server) setTokenCookie(w http.ResponseWriter, r *http.Request, secret string, g access.Grant, path string) {
-	maxAge := 400 * 24 * time.Hour
-	if until := time.Until(g.ExpiresAt); until < maxAge {
-		maxAge = until
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: tokenCookie, Value: secret, Path: path, MaxAge: int(maxAge.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.proxy.Scheme(r) == "https",
-	})
 }

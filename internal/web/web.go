@@ -291,7 +291,18 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 	if g.DashboardID == 0 {
 		path = "/"
 	}
-	maxAge := 400 * 24 * time.Hour // the longest browsers keep a cookie
+	s.setTokenCookie(w, r, secret, g, path)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
+	return true
+}
+
+// setTokenCookie stores secret, the token of grant g, in the HttpOnly
+// token cookie for path, for as long as the token lasts (at most the 400
+// days browsers keep a cookie). Dashboards' and playlists' links both
+// come through here.
+func (s *Server) setTokenCookie(w http.ResponseWriter, r *http.Request, secret string, g access.Grant, path string) {
+	maxAge := 400 * 24 * time.Hour
 	if until := time.Until(g.ExpiresAt); until < maxAge {
 		maxAge = until
 	}
@@ -304,9 +315,6 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 		Name: tokenCookie, Value: secret, Path: path, MaxAge: int(maxAge.Seconds()),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.proxy.Scheme(r) == "https",
 	})
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, cleanURL(d, r), http.StatusSeeOther)
-	return true
 }
 
 // cleanURL is the address of the request (the dashboard's page, or one of
@@ -314,14 +322,7 @@ func (s *Server) exchangeToken(w http.ResponseWriter, r *http.Request) bool {
 // parameter, the other parameters (the view, kiosk, theme) kept as they
 // were written and in their order.
 func cleanURL(d *panel.Dashboard, r *http.Request) string {
-	var kept []string
-	for _, p := range strings.Split(r.URL.RawQuery, "&") {
-		key, _, _ := strings.Cut(p, "=")
-		if k, err := url.QueryUnescape(key); p == "" || err == nil && k == "token" {
-			continue
-		}
-		kept = append(kept, p)
-	}
+	kept := withoutToken(r.URL.RawQuery)
 	clean := "/d/" + d.Slug
 	if f := r.PathValue("file"); f != "" {
 		clean += "/panels/" + url.PathEscape(f)
@@ -330,6 +331,20 @@ func cleanURL(d *panel.Dashboard, r *http.Request) string {
 		clean += "?" + strings.Join(kept, "&")
 	}
 	return clean
+}
+
+// withoutToken is rawQuery's parameters other than token, as written and
+// in their order.
+func withoutToken(rawQuery string) []string {
+	var kept []string
+	for _, p := range strings.Split(rawQuery, "&") {
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); p == "" || err == nil && k == "token" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
