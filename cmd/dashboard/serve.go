@@ -219,6 +219,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		PlaylistMinInterval: cfg.PlaylistMinInterval,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
+	if cfg.H2C {
+		// HTTP/2 with prior knowledge on the plain port, next to HTTP/1.1.
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		srv.Protocols = &p
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return feed.Run(gctx) })

@@ -24,6 +24,11 @@ import (
 // the default that works for the demo, and the text `dashboard help` prints.
 type Config struct {
 	DatabaseURL string `envconfig:"DATABASE_URL" desc:"PostgreSQL connection string; empty starts a private server in DASHBOARD_DATA_DIR"`
+	// ReadDatabaseURL is one or more hot standbys of DATABASE_URL, separated
+	// by white space: panel queries run there once they have replayed what
+	// the primary had when the change was heard.
+	ReadDatabaseURL string        `envconfig:"DASHBOARD_READ_DATABASE_URL" desc:"hot standbys of DATABASE_URL (postgres:// URLs separated by spaces) where panel queries run; the listener, the catalog and the change feed stay on the primary"`
+	StandbyMaxWait  time.Duration `envconfig:"DASHBOARD_STANDBY_MAX_WAIT" default:"500ms" desc:"longest a refresh waits for a standby to replay the primary's position before it queries the primary instead"`
 	Addr        string `envconfig:"DASHBOARD_ADDR" default:"127.0.0.1:8080" desc:"HTTP listen address (host:port)"`
 	DataDir     string `envconfig:"DASHBOARD_DATA_DIR" default:"./dashboard-data" desc:"folder of the private PostgreSQL used when DATABASE_URL is empty"`
 	LogLevel    string `envconfig:"DASHBOARD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -47,7 +52,11 @@ type Config struct {
 	MaxStreams    int           `envconfig:"DASHBOARD_MAX_STREAMS" default:"15000" desc:"open SSE streams at most; more get 503"`
 	MaxStreamsIP  int           `envconfig:"DASHBOARD_MAX_STREAMS_PER_IP" default:"200" desc:"open SSE streams per client address at most"`
 	MaxLongPoll   int           `envconfig:"DASHBOARD_MAX_LONGPOLL" default:"5000" desc:"waiting long-poll requests at most"`
-	ShutdownGrace time.Duration `envconfig:"DASHBOARD_SHUTDOWN_TIMEOUT" default:"10s" desc:"time given to requests to finish on shutdown"`
+	ShutdownGrace time.Duration `envconfig:"DASHBOARD_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM the server drains (readiness off, new requests 503, streams told to reconnect elsewhere) and exits within this time"`
+
+	TLSCertFile string `envconfig:"DASHBOARD_TLS_CERT_FILE" desc:"PEM certificate (chain) for HTTPS with HTTP/2 on DASHBOARD_ADDR; read again when the file changes, without a restart; needs DASHBOARD_TLS_KEY_FILE"`
+	TLSKeyFile  string `envconfig:"DASHBOARD_TLS_KEY_FILE" desc:"PEM private key of DASHBOARD_TLS_CERT_FILE"`
+	H2C         bool   `envconfig:"DASHBOARD_H2C" default:"false" desc:"also accept HTTP/2 without TLS (h2c, prior knowledge) on DASHBOARD_ADDR: for a proxy that speaks it, and for measurement"`
 
 	TrustedProxyCIDRs []string `envconfig:"DASHBOARD_TRUSTED_PROXY_CIDRS" desc:"comma-separated address ranges of reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and DASHBOARD_USER_HEADER are believed"`
 	UserHeader        string   `envconfig:"DASHBOARD_USER_HEADER" desc:"header carrying the user name set by a trusted auth proxy, e.g. X-Forwarded-User; needs DASHBOARD_TRUSTED_PROXY_CIDRS"`
@@ -152,6 +161,21 @@ func (c *Config) Validate() error {
 	positive("DASHBOARD_STREAM_MAX_AGE", c.StreamMaxAge)
 	positive("DASHBOARD_WRITE_TIMEOUT", c.WriteTimeout)
 	positive("DASHBOARD_SHUTDOWN_TIMEOUT", c.ShutdownGrace)
+	if c.StandbyMaxWait < 0 || c.StandbyMaxWait > time.Minute {
+		// Zero, in a Config literal, means the default.
+		bad("DASHBOARD_STANDBY_MAX_WAIT", "must be between 1ms and 1m, got %s", c.StandbyMaxWait)
+	}
+	for _, u := range strings.Fields(c.ReadDatabaseURL) {
+		if pu, err := parseDatabaseURL(u); err != nil || pu == nil {
+			bad("DASHBOARD_READ_DATABASE_URL", "%q is not a postgres:// URL (several are separated by spaces)", RedactURL(u))
+		}
+	}
+	if c.ReadDatabaseURL != "" && c.DatabaseURL == "" {
+		bad("DASHBOARD_READ_DATABASE_URL", "needs DATABASE_URL, the primary the standbys follow")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("DASHBOARD_TLS_CERT_FILE", "and DASHBOARD_TLS_KEY_FILE go together: set both or neither")
+	}
 	if c.ListenerPing > 10*time.Second {
 		bad("DASHBOARD_LISTENER_PING", "must be at most 10s so a dead connection is found within 15s, got %s", c.ListenerPing)
 	}
@@ -284,6 +308,11 @@ func parseDatabaseURL(s string) (*url.URL, error) {
 // as <redacted>, for logs and `dashboard help`.
 func (c Config) Redacted() Config {
 	c.DatabaseURL = RedactURL(c.DatabaseURL)
+	urls := strings.Fields(c.ReadDatabaseURL)
+	for i, u := range urls {
+		urls[i] = RedactURL(u)
+	}
+	c.ReadDatabaseURL = strings.Join(urls, " ")
 	return c
 }
 

@@ -64,6 +64,13 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DASHBOARD_PROVISION_DIR", "  ", "DASHBOARD_PROVISION_DIR"},
 		{"DASHBOARD_PROVISION_PRUNE", "true", "DASHBOARD_PROVISION_PRUNE: needs DASHBOARD_PROVISION_DIR"},
 		{"DASHBOARD_PROVISION_PRUNE", "sometimes", "DASHBOARD_PROVISION_PRUNE"},
+		{"DASHBOARD_READ_DATABASE_URL", "postgres://standby/db", "DASHBOARD_READ_DATABASE_URL: needs DATABASE_URL"},
+		{"DASHBOARD_READ_DATABASE_URL", "host=standby dbname=db", "DASHBOARD_READ_DATABASE_URL"},
+		{"DASHBOARD_STANDBY_MAX_WAIT", "-1s", "DASHBOARD_STANDBY_MAX_WAIT"},
+		{"DASHBOARD_STANDBY_MAX_WAIT", "2h", "DASHBOARD_STANDBY_MAX_WAIT"},
+		{"DASHBOARD_TLS_CERT_FILE", "/etc/cert.pem", "DASHBOARD_TLS_CERT_FILE: and DASHBOARD_TLS_KEY_FILE go together"},
+		{"DASHBOARD_TLS_KEY_FILE", "/etc/key.pem", "DASHBOARD_TLS_KEY_FILE go together"},
+		{"DASHBOARD_H2C", "maybe", "DASHBOARD_H2C"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
