@@ -29,11 +29,11 @@ type Config struct {
 	// the primary had when the change was heard.
 	ReadDatabaseURL string        `envconfig:"DASHBOARD_READ_DATABASE_URL" desc:"hot standbys of DATABASE_URL (postgres:// URLs separated by spaces) where panel queries run; the listener, the catalog and the change feed stay on the primary"`
 	StandbyMaxWait  time.Duration `envconfig:"DASHBOARD_STANDBY_MAX_WAIT" default:"500ms" desc:"longest a refresh waits for a standby to replay the primary's position before it queries the primary instead"`
-	Addr        string `envconfig:"DASHBOARD_ADDR" default:"127.0.0.1:8080" desc:"HTTP listen address (host:port)"`
-	DataDir     string `envconfig:"DASHBOARD_DATA_DIR" default:"./dashboard-data" desc:"folder of the private PostgreSQL used when DATABASE_URL is empty"`
-	LogLevel    string `envconfig:"DASHBOARD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat   string `envconfig:"DASHBOARD_LOG_FORMAT" default:"text" desc:"text or json"`
-	Migrate     bool   `envconfig:"DASHBOARD_MIGRATE" default:"true" desc:"apply migrations when serve starts"`
+	Addr            string        `envconfig:"DASHBOARD_ADDR" default:"127.0.0.1:8080" desc:"HTTP listen address (host:port)"`
+	DataDir         string        `envconfig:"DASHBOARD_DATA_DIR" default:"./dashboard-data" desc:"folder of the private PostgreSQL used when DATABASE_URL is empty"`
+	LogLevel        string        `envconfig:"DASHBOARD_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `envconfig:"DASHBOARD_LOG_FORMAT" default:"text" desc:"text or json"`
+	Migrate         bool          `envconfig:"DASHBOARD_MIGRATE" default:"true" desc:"apply migrations when serve starts"`
 
 	BatchWindow      time.Duration `envconfig:"DASHBOARD_BATCH_WINDOW" default:"25ms" desc:"changes within this window after the first are merged into one refresh"`
 	MaxRefreshHz     float64       `envconfig:"DASHBOARD_MAX_REFRESH_HZ" default:"10" desc:"most refreshes per second of one panel"`
