@@ -48,6 +48,10 @@ type serveOptions struct {
 	// release, if set, replaces the build's release identity (tests run
 	// two releases side by side).
 	release string
+	// drained, if set, is called during a drain once every stream and
+	// long-poll has been sent away and before the HTTP server stops
+	// accepting (tests hold the server there to see it refuse work).
+	drained func()
 }
 
 // running is the started program, for tests.
@@ -248,7 +252,19 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	// requests refused first, then long-polls answered and streams told to
 	// reconnect with spread-out delays, so that Shutdown does not wait for
 	// them.
-	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", site.Shutdown)
+	drain := func() {
+		site.Shutdown()
+		// Go on answering 503 for a moment: a load balancer that routes
+		// by /readyz may not have seen it turn yet, and a refusal it can
+		// retry elsewhere beats a connection reset. Then
+		// http.Server.Shutdown closes the listener, and requests that
+		// arrive on open connections after that are dropped unanswered.
+		time.Sleep(drainWindow(cfg.ShutdownGrace))
+		if opts.drained != nil {
+			opts.drained()
+		}
+	}
+	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", drain)
 	var metricsAddr string
 	if metricsLn != nil {
 		metricsAddr = metricsLn.Addr().String()
@@ -293,6 +309,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	logger.Info("dashboard stopped")
 	return err
+}
+
+// drainWindow is how long a draining server keeps accepting requests only
+// to refuse them: a tenth of DASHBOARD_SHUTDOWN_TIMEOUT, at most a second.
+func drainWindow(grace time.Duration) time.Duration {
+	return min(grace/10, time.Second)
 }
 
 // within runs f and waits for it until deadline (zero: for as long as it
