@@ -443,6 +443,10 @@
     // Equal jitter: half fixed, half random, so many kiosks that lost the
     // same server do not come back in step.
     d = d / 2 + Math.random() * (d / 2);
+    // The next request may reach another server (or this one restarted):
+    // it asks for an answer at once, so that the page learns that
+    // server's state and release without waiting out a long-poll.
+    poller.quick = true;
     setStatus('reconnecting');
     schedule(Math.round(d));
   }
@@ -547,6 +551,7 @@
     if (status === 503 || draining && status !== 200 && status !== 304) {
       // A draining or busy server: not a failure that grows the backoff.
       answeredAt = now();
+      poller.quick = true;
       setStatus('reconnecting');
       schedule(drainDelay());
       return;
@@ -570,6 +575,7 @@
       poller.failures = 0;
       answeredAt = now();
       setStatus('polling');
+      poller.quick = draining;
       schedule(draining ? drainDelay() : 0);
       return;
     }
@@ -578,6 +584,7 @@
       answeredAt = now();
       setStatus('polling');
       if (draining) {
+        poller.quick = true;
         schedule(drainDelay());
         return;
       }
