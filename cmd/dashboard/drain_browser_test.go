@@ -371,7 +371,7 @@ func waitThroughReload(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === 'complete' && !!(` + expr + `)`))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === 'complete' && !!(`+expr+`)`))
 		if err == nil && ok {
 			return
 		}
