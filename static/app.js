@@ -11,7 +11,8 @@
 //
 // Page contract:
 //   <div id="live" hx-sse:connect="/d/{slug}/events?lastEventId=V" hx-swap="none"
-//        data-poll-url="/d/{slug}/poll" data-version="V" data-transport="sse|poll">
+//        data-poll-url="/d/{slug}/poll" data-version="V" data-transport="sse|poll"
+//        data-release="R">
 //   <span id="status" data-state="snapshot" data-heartbeat="15000"> (the
 //   stream's heartbeat interval in ms) and <time id="data-age" datetime="...">
 //   (when the data last changed; poll.js shows it)
@@ -38,6 +39,14 @@
 // without a working stream (an error status, or a stream that stays silent:
 // a buffering proxy), the next ones back off to PROBE_MAX instead, since the
 // long-poll serves meanwhile.
+//
+// A draining server sends each stream a goodbye (a retry drawn from 0.5-5 s
+// and the reconnect event): that pause is honoured exactly, so the pages of
+// one server come back spread out. A 503 is "try again soon", never an
+// answer that moves the page to the slow probes. The opening heartbeat's
+// data is the server's release; a page drawn by another one reloads once
+// (poll.js, checkRelease; docs/architecture.md, "Drain" and "Rolling
+// upgrade").
 //
 // How the stream is closed: removing the hx-sse:connect attribute and calling
 // htmx.process(live, true) makes htmx tear the element down, which runs
