@@ -11,7 +11,8 @@
 //
 // Page contract:
 //   <div id="live" hx-sse:connect="/d/{slug}/events?lastEventId=V" hx-swap="none"
-//        data-poll-url="/d/{slug}/poll" data-version="V" data-transport="sse|poll">
+//        data-poll-url="/d/{slug}/poll" data-version="V" data-transport="sse|poll"
+//        data-release="R">
 //   <span id="status" data-state="snapshot" data-heartbeat="15000"> (the
 //   stream's heartbeat interval in ms) and <time id="data-age" datetime="...">
 //   (when the data last changed; poll.js shows it)
@@ -39,6 +40,14 @@
 // a buffering proxy), the next ones back off to PROBE_MAX instead, since the
 // long-poll serves meanwhile.
 //
+// A draining server sends each stream a goodbye (a retry drawn from 0.5-5 s
+// and the reconnect event): that pause is honoured exactly, so the pages of
+// one server come back spread out. A 503 is "try again soon", never an
+// answer that moves the page to the slow probes. The opening heartbeat's
+// data is the server's release; a page drawn by another one reloads once
+// (poll.js, checkRelease; docs/architecture.md, "Drain" and "Rolling
+// upgrade").
+//
 // How the stream is closed: removing the hx-sse:connect attribute and calling
 // htmx.process(live, true) makes htmx tear the element down, which runs
 // hx-sse's htmx_before_cleanup hook: it cancels the stream reader, aborts the
@@ -49,6 +58,8 @@
 (() => {
   const CONNECT_TIMEOUT = 10_000; // ms from a request to the stream's opening heartbeat
   const RETRY_MAX = 3000; // ms, longest pause between attempts while the server is unreachable
+  // hx-sse's jitter of its pauses (±30 %), as configured.
+  const JITTER = Number(window.htmx?.config?.sse?.reconnectJitter ?? 0.3);
 
   // Every stream connection, first or reconnect, has at most CONNECT_TIMEOUT
   // to answer, and hx-sse's reconnect backoff stops at RETRY_MAX. Set before
@@ -222,9 +233,14 @@
         return;
       }
       if (c && c.attempt > 0) {
-        // The stream ended or an attempt failed; hx-sse waits, then tries
-        // again. The pause after this one follows what failed so far.
-        if (c.config) c.config.reconnectMaxDelay = backoff();
+        // The stream ended or an attempt failed; hx-sse has chosen its
+        // pause and waits, then tries again. The pause after this one
+        // follows what failed so far, with hx-sse's jitter (a goodbye
+        // turned it off for the pause it chose).
+        if (c.config) {
+          c.config.reconnectMaxDelay = backoff();
+          c.config.reconnectJitter = JITTER;
+        }
         conn = null;
         delivering = false;
         show('reconnecting');
@@ -253,11 +269,27 @@
       if (!isLive(e) || mode !== 'sse') return;
       const m = e.detail?.message || {};
       if (m.event === 'reconnect') {
-        // The server is going away; hx-sse reconnects when the stream ends.
+        // The server drains. hx-sse reconnects when the stream ends, after
+        // the retry the goodbye carried (it has applied it already): each
+        // stream of the server got its own, spread over 0.5-5 s, so that
+        // they land on the other servers over seconds, not in one burst.
+        // That pause must be honoured as it is: not cut to RETRY_MAX, and
+        // without hx-sse's own jitter, which would bunch the spread's ends.
+        const c = e.detail?.connection;
+        const d = Number(c?.config?.reconnectDelay);
+        if (c?.config && d > 0) {
+          c.config.reconnectMaxDelay = Math.max(d, RETRY_MAX);
+          c.config.reconnectJitter = 0;
+        }
+        conn = null;
         delivering = false;
         show('reconnecting');
+        announce('sse', 'server draining');
         return;
       }
+      // The opening heartbeat carries the server's release: a page drawn
+      // by another release reloads once (poll.js, checkRelease).
+      if (m.event === 'heartbeat' && m.data && poll.checkRelease(String(m.data).trim())) return;
       conn = e.detail?.connection || conn;
       delivering = true;
       lastSignal = now();
@@ -288,10 +320,14 @@
       announce('none', 'gone');
     });
 
+    // A 503 is a server that drains or is busy: "try again soon", like an
+    // unreachable one, so it never moves the page to the slow probes.
+    const answeredBadly = (status) => status != null && status !== 503;
+
     live.addEventListener('htmx:sse:error', (e) => {
       if (!isLive(e) || mode !== 'sse') return;
       conn = null;
-      failed('stream error', e.detail?.status != null);
+      failed('stream error', answeredBadly(e.detail?.status));
     });
 
     // hx-sse fires close when its loop ends for good; it will not reconnect,
@@ -309,7 +345,7 @@
     const requestFailed = (e) => {
       if (!isLive(e) || mode !== 'sse' || !first) return;
       first = null;
-      failed('request failed', e.type === 'htmx:after:request');
+      failed('request failed', e.type === 'htmx:after:request' && answeredBadly(e.detail?.ctx?.response?.status ?? 0));
       fallback('request failed');
       reopen();
     };

@@ -13,7 +13,18 @@
  * If-None-Match: "<version>". 304: nothing changed, ask again at once.
  * 200: the body is a sequence of <hx-partial hx-target="#panel-x"
  * hx-swap="outerHTML">...</hx-partial>, and ETag is the new version.
+ * An answer marked X-Dashboard-Draining (the server shuts down and answered
+ * early), or a 503 (a server that drains or is busy): ask again after a
+ * delay drawn from 0.5-5 s, so that the pages of a draining server come to
+ * the others spread out, not in one burst.
  * Anything else: back off 1 s doubling to 30 s, with jitter.
+ *
+ * Release (docs/architecture.md, "Rolling upgrade"): #live's data-release
+ * is the release that drew the page; X-Dashboard-Release on an answer (and
+ * the stream's opening heartbeat, through app.js) is the server's. When
+ * they differ the page reloads, at most once a minute (a sessionStorage
+ * mark), so that two releases side by side never make a reload loop:
+ * within the minute it carries on with the full-state fragments.
  *
  * Status (#status, data-state and text): "polling" while the long-poll gets
  * answers, "stale" when none came for longer than a held poll may take
@@ -38,6 +49,9 @@
   var MIN_INTERVAL_304 = 1000; // ms between polls that end in 304
   var GUARD = 15000; // ms added to wait before a silent request is abandoned
   var STALE_MARGIN = 5000; // ms past wait without an answer before "stale"
+  var DRAIN_MIN = 500; // ms, the shortest pause after a drain's answer
+  var DRAIN_MAX = 5000; // ms, the longest
+  var RELOAD_EVERY = 60000; // ms, at most one reload for a release per page
 
   // What the status label says in each state.
   var LABELS = {
@@ -429,6 +443,10 @@
     // Equal jitter: half fixed, half random, so many kiosks that lost the
     // same server do not come back in step.
     d = d / 2 + Math.random() * (d / 2);
+    // The next request may reach another server (or this one restarted):
+    // it asks for an answer at once, so that the page learns that
+    // server's state and release without waiting out a long-poll.
+    poller.quick = true;
     setStatus('reconnecting');
     schedule(Math.round(d));
   }
@@ -487,8 +505,57 @@
     }
   }
 
+  // drainDelay is the pause before the next request after a draining
+  // server's answer, drawn uniformly from DRAIN_MIN to DRAIN_MAX.
+  function drainDelay() {
+    return Math.round(DRAIN_MIN + Math.random() * (DRAIN_MAX - DRAIN_MIN));
+  }
+
+  function reloadKey() {
+    return 'dashboard.releaseReload:' + window.location.pathname;
+  }
+
+  // checkRelease compares the release a server says it runs with the one
+  // that drew the page. When they differ it reloads the page, unless this
+  // page reloaded for that reason within RELOAD_EVERY (or the browser
+  // keeps no sessionStorage, which could not stop a loop); then it
+  // carries on. It reports whether the page is reloading.
+  function checkRelease(release) {
+    var el = live();
+    var mine = (el && el.getAttribute('data-release')) || '';
+    if (!release || !mine || release === mine) {
+      return false;
+    }
+    var t = now();
+    try {
+      var store = window.sessionStorage;
+      var last = Number(store.getItem(reloadKey()) || 0);
+      if (last > 0 && t - last < RELOAD_EVERY && t >= last) {
+        return false;
+      }
+      store.setItem(reloadKey(), String(t));
+    } catch (e) {
+      return false;
+    }
+    stop();
+    window.location.reload();
+    return true;
+  }
+
   function handle(xhr, started) {
     var status = xhr.status;
+    var draining = xhr.getResponseHeader('X-Dashboard-Draining') === '1';
+    if ((status === 200 || status === 304) && checkRelease(xhr.getResponseHeader('X-Dashboard-Release'))) {
+      return;
+    }
+    if (status === 503 || draining && status !== 200 && status !== 304) {
+      // A draining or busy server: not a failure that grows the backoff.
+      answeredAt = now();
+      poller.quick = true;
+      setStatus('reconnecting');
+      schedule(drainDelay());
+      return;
+    }
     if (status === 200) {
       var version = parseETag(xhr.getResponseHeader('ETag'));
       // A 200 for the version we already show (a cache turning our 304 into
@@ -508,13 +575,19 @@
       poller.failures = 0;
       answeredAt = now();
       setStatus('polling');
-      schedule(0);
+      poller.quick = draining;
+      schedule(draining ? drainDelay() : 0);
       return;
     }
     if (status === 304) {
       poller.failures = 0;
       answeredAt = now();
       setStatus('polling');
+      if (draining) {
+        poller.quick = true;
+        schedule(drainDelay());
+        return;
+      }
       // Loop at once, but never spin if something answers 304 immediately.
       var elapsed = now() - started;
       schedule(elapsed < MIN_INTERVAL_304 ? MIN_INTERVAL_304 - elapsed : 0);
@@ -593,6 +666,8 @@
     changed: markChanged,
     changeText: changeText,
     parseETag: parseETag,
+    checkRelease: checkRelease,
+    drainDelay: drainDelay,
     applyPartials: applyPartials
   };
 

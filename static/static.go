@@ -25,6 +25,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -174,4 +175,24 @@ func Favicon() http.Handler {
 		h.Set("ETag", a.etag)
 		http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
 	})
+}
+
+// Digest is a SHA-256 over the hashed URL of every embedded asset, in
+// order: it changes exactly when some asset's content (or the set of
+// assets) changes, and is the same for the same build on every server.
+// It is part of the release identity (web.Release).
+func Digest() [sha256.Size]byte {
+	urls := make([]string, 0, len(byURL))
+	for u := range byURL {
+		urls = append(urls, u)
+	}
+	slices.Sort(urls)
+	h := sha256.New()
+	for _, u := range urls {
+		h.Write([]byte(u))
+		h.Write([]byte{'\n'})
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
 }

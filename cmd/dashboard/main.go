@@ -12,8 +12,14 @@ import (
 )
 
 func main() {
+	// The first SIGTERM or interrupt drains (serve's shutdown, bounded by
+	// DASHBOARD_SHUTDOWN_TIMEOUT); a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		code := 1
 		var exit *exitError

@@ -45,6 +45,13 @@ type serveOptions struct {
 	// provisionPoll, if set, replaces how often DASHBOARD_PROVISION_DIR
 	// is read (tests).
 	provisionPoll time.Duration
+	// release, if set, replaces the build's release identity (tests run
+	// two releases side by side).
+	release string
+	// drained, if set, is called during a drain once every stream and
+	// long-poll has been sent away and before the HTTP server stops
+	// accepting (tests hold the server there to see it refuse work).
+	drained func()
 }
 
 // running is the started program, for tests.
@@ -58,11 +65,15 @@ type running struct {
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
 	provision   *provision.Watcher // nil without DASHBOARD_PROVISION_DIR
+	site        *web.Server
 }
 
 // serve runs the server until ctx is cancelled. It fails fast: the address
 // is bound and the database reached before anything else starts.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts serveOptions) error {
+	// stopBy is when a shutdown must be done (DASHBOARD_SHUTDOWN_TIMEOUT
+	// after it began); zero until then.
+	var stopBy time.Time
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("DASHBOARD_ADDR: %w", err)
@@ -102,7 +113,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err != nil {
 		return fmt.Errorf("connecting to database: %w", err)
 	}
-	defer pool.Close()
+	// Past the shutdown's deadline the pool's connections are left to the
+	// process's exit: Close waits for every acquired one.
+	defer func() { within(stopBy, pool.Close) }()
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = pool.Ping(pingCtx)
 	cancel()
@@ -225,7 +238,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
 		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
-		PlaylistMinInterval: cfg.PlaylistMinInterval,
+		PlaylistMinInterval: cfg.PlaylistMinInterval, Release: opts.release,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
 	scheme := "http"
@@ -253,9 +266,23 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if files != nil {
 		g.Go(func() error { return files.Run(gctx) })
 	}
-	// Streams and long-polls are told to end first, so that Shutdown does
-	// not wait for them.
-	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", site.Shutdown)
+	// The drain (docs/architecture.md, "Drain"): readiness off and new
+	// requests refused first, then long-polls answered and streams told to
+	// reconnect with spread-out delays, so that Shutdown does not wait for
+	// them.
+	drain := func() {
+		site.Shutdown()
+		// Go on answering 503 for a moment: a load balancer that routes
+		// by /readyz may not have seen it turn yet, and a refusal it can
+		// retry elsewhere beats a connection reset. Then
+		// http.Server.Shutdown closes the listener, and requests that
+		// arrive on open connections after that are dropped unanswered.
+		time.Sleep(drainWindow(cfg.ShutdownGrace))
+		if opts.drained != nil {
+			opts.drained()
+		}
+	}
+	serveHTTP(gctx, g, srv, ln, cfg.ShutdownGrace, "http", drain)
 	var metricsAddr string
 	if metricsLn != nil {
 		metricsAddr = metricsLn.Addr().String()
@@ -278,11 +305,54 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, logical: logical, hub: h, pool: pool, provision: files})
+			arms: arms, logical: logical, hub: h, pool: pool, provision: files, site: site})
 	}
-	err = g.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }()
+	select {
+	case err = <-waited:
+	case <-gctx.Done():
+		// Every part has DASHBOARD_SHUTDOWN_TIMEOUT from now, together.
+		stopBy = time.Now().Add(cfg.ShutdownGrace)
+		logger.Info("dashboard draining", "timeout", cfg.ShutdownGrace)
+		t := time.NewTimer(cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case err = <-waited:
+		case <-t.C:
+			logger.Error("shutdown: parts still running at DASHBOARD_SHUTDOWN_TIMEOUT; stopping without them",
+				"timeout", cfg.ShutdownGrace)
+			return fmt.Errorf("shutdown took longer than DASHBOARD_SHUTDOWN_TIMEOUT=%s", cfg.ShutdownGrace)
+		}
+	}
 	logger.Info("dashboard stopped")
 	return err
+}
+
+// drainWindow is how long a draining server keeps accepting requests only
+// to refuse them: a tenth of DASHBOARD_SHUTDOWN_TIMEOUT, at most a second.
+func drainWindow(grace time.Duration) time.Duration {
+	return min(grace/10, time.Second)
+}
+
+// within runs f and waits for it until deadline (zero: for as long as it
+// takes); past the deadline f is left running, for the process's exit.
+func within(deadline time.Time, f func()) {
+	if deadline.IsZero() {
+		f()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // servePprof serves the Go profiler on its own listener, so that profiles
@@ -402,9 +472,10 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 // serveHTTP serves srv on ln in g until ctx ends, over TLS if srv has a
-// TLSConfig; then it calls
-// beforeShutdown, if set, and shuts srv down within grace, closing what is
-// left after it.
+// TLSConfig; then it calls beforeShutdown, if set, and shuts srv down so
+// that it is done within grace of ctx's end, closing what is left after it.
+// A little of grace is kept for closing: the whole program must be done
+// within it.
 func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, grace time.Duration,
 	what string, beforeShutdown func()) {
 	g.Go(func() error {
@@ -420,11 +491,11 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.
 	})
 	g.Go(func() error {
 		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), grace-min(grace/5, time.Second))
+		defer cancel()
 		if beforeShutdown != nil {
 			beforeShutdown()
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			srv.Close()
 		}

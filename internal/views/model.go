@@ -46,6 +46,10 @@ type DashboardPage struct {
 	// Results holds the latest result of each panel by panel ID; a panel
 	// without one shows that it is waiting for data.
 	Results map[int64]*panel.Result
+	// Release is the server's release identity (web.Release), on #live as
+	// data-release: the page reloads once when a stream or long-poll says
+	// its server runs another release.
+	Release string
 	// Version is the dashboard version the page shows (`<lsn>-<hash>`); the
 	// stream resumes from it.
 	Version string

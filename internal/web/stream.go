@@ -79,7 +79,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			s.error(w, r, http.StatusInternalServerError, "Server error", "This server cannot stream here; reload to use polling.")
 			return
 		}
-		head := append(responseHead(h), wire.Opening(retryMs)...)
+		head := append(responseHead(h), wire.OpeningFor(retryMs, s.cfg.Release)...)
 		if err := stream.WriteWithin(conn, head, s.cfg.WriteTimeout); err != nil {
 			conn.Close()
 			done()
@@ -87,7 +87,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		w.WriteHeader(http.StatusOK)
-		if err := stream.WriteResponse(w, wire.Opening(retryMs), s.cfg.WriteTimeout); err != nil {
+		if err := stream.WriteResponse(w, wire.OpeningFor(retryMs, s.cfg.Release), s.cfg.WriteTimeout); err != nil {
 			done()
 			return
 		}
@@ -187,6 +187,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-cache")
+	// The page reloads once when its server's release differs from the
+	// one that drew it (docs/architecture.md, "Rolling upgrade").
+	w.Header().Set("X-Dashboard-Release", s.cfg.Release)
 	cond := parseIfNoneMatch(r.Header.Get("If-None-Match"))
 	if cond.any {
 		// "*" matches whatever the current state is (RFC 9110, 13.1.2).
@@ -243,6 +246,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			if !s.stillAllowed(w, r, d, b) {
 				return
 			}
+			if s.draining.Load() {
+				s.drainHeaders(w, r)
+			}
 			w.Header().Set("ETag", `"`+f.Version.String()+`"`)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(f.Body)
@@ -268,6 +274,11 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	if s.stillAllowed(w, r, d, b) {
+		if s.draining.Load() {
+			// Answered early because the server drains: the page waits
+			// a spread-out delay before asking (another server) again.
+			s.drainHeaders(w, r)
+		}
 		s.notModified(w, have)
 	}
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// PlaylistMinInterval is the shortest time a playlist shows each
 	// dashboard; a shorter interval is raised to it. Default 10s.
 	PlaylistMinInterval time.Duration
+	// Release is the release identity the pages, streams and long-polls
+	// carry; empty means Release(). Tests set it to run two releases side
+	// by side.
+	Release string
 }
 
 // Engine is what the web side needs of the refresh engine: the current
@@ -79,6 +83,7 @@ type Server struct {
 
 	tokens       *access.Store
 	proxy        *access.Proxy
+	draining     atomic.Bool // set first at shutdown: not ready, new work refused
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
 
@@ -107,6 +112,9 @@ func New(cfg Config, logger *slog.Logger, h *hub.Hub, e Engine, tokens *access.S
 	}
 	if m == nil {
 		m = NewMetrics(nil)
+	}
+	if cfg.Release == "" {
+		cfg.Release = Release()
 	}
 	s := &Server{cfg: cfg, logger: logger, hub: h, engine: e, tokens: tokens, proxy: proxy, ready: ready,
 		metrics: m, gather: metrics, shutdown: make(chan struct{}), perIP: make(map[string]int)}
@@ -137,7 +145,42 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	return s.secure(s.refuseBody(mux))
+	return s.secure(s.refuseBody(s.refuseDraining(mux)))
+}
+
+// refuseDraining answers every request but health, readiness and metrics
+// with 503 once the server drains: Retry-After, and on HTTP/1.1
+// Connection: close, so that a reverse proxy (proxy_next_upstream
+// http_503) sends it to another server and the client's connection does
+// not stay with this one. Never on HTTP/2, where net/http turns
+// Connection: close into a GOAWAY that would end every stream of the
+// connection; http.Server.Shutdown sends its own GOAWAY there.
+func (s *Server) refuseDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.draining.Load() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.metrics.drainRefused.Inc()
+		s.drainHeaders(w, r)
+		s.error(w, r, http.StatusServiceUnavailable, "Restarting",
+			"This server is restarting; the page carries on with another one in a moment.")
+	})
+}
+
+// drainHeaders marks an answer given while draining: the page waits a
+// spread-out delay before its next request (X-Dashboard-Draining), and on
+// HTTP/1.1 the connection closes after the answer.
+func (s *Server) drainHeaders(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Dashboard-Draining", "1")
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // refuseBody answers a request that carries a body (a Content-Length
@@ -175,11 +218,20 @@ func (s *Server) MetricsHandler() http.Handler {
 	return s.refuseBody(mux)
 }
 
-// Shutdown tells every open stream and long-poll to end now, so that
-// http.Server.Shutdown does not wait for them, and returns when the streams
-// are closed. Streams are told to reconnect, which lands them on another
-// replica or on this one restarted.
+// Drain is the first step of a shutdown: /readyz answers 503 from now on,
+// and so does every request but health, readiness and metrics
+// (refuseDraining). Nothing open is touched yet.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+}
+
+// Shutdown drains (Drain), then tells every waiting long-poll to answer
+// now and every open stream to reconnect after a spread-out delay
+// (wire.Goodbye), so that http.Server.Shutdown does not wait for them; it
+// returns when the streams are closed. The clients land on another server,
+// or on this one restarted, spread over seconds.
 func (s *Server) Shutdown() {
+	s.Drain()
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
 	s.pool.Close()
 }
@@ -414,7 +466,7 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, panelSlug
 		transport = "poll"
 	}
 	p := views.DashboardPage{
-		Dashboard: dash, Results: results, Version: version.String(), Transport: transport,
+		Dashboard: dash, Results: results, Version: version.String(), Transport: transport, Release: s.cfg.Release,
 		Assets: s.assets(), NoScriptRefresh: noScriptRefresh, Heartbeat: s.cfg.Heartbeat, ChangedAt: vw.board.ChangedAt(),
 		Query: c.sel.Query().Encode(), View: vw.key.Vars,
 		Kiosk: sc.kiosk, Theme: sc.theme,
@@ -504,6 +556,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready: draining (shutting down)\n"))
+		return
+	}
 	if err := s.ready(ctx); err != nil {
 		s.logger.Warn("not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -569,6 +626,7 @@ type Metrics struct {
 	limitRefused  *prometheus.CounterVec
 	badChoice     prometheus.Counter
 	csvServed     prometheus.Counter
+	drainRefused  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -592,9 +650,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests answered 400 because their variables or time range were refused."}),
 		csvServed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "csv_downloads_total",
 			Help: "Panel data served as CSV."}),
+		drainRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "drain_refused_total",
+			Help: "Requests answered 503 because the server was draining."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sseClients, m.streamsOpened, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice, m.csvServed)
+		reg.MustRegister(m.sseClients, m.streamsOpened, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused,
+			m.badChoice, m.csvServed, m.drainRefused)
 	}
 	return m
 }

@@ -1,6 +1,9 @@
 package wire
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"strings"
+)
 
 // Update is one step from a version a client has to the current one, in the
 // form each transport sends it. Both slices are shared by every client that
@@ -39,11 +42,20 @@ var reconnect = []byte("event: reconnect\ndata:\n\n")
 // instead of reconnecting to an address that has nothing any more.
 var Gone = []byte("event: gone\ndata:\n\n")
 
-// Goodbye ends a stream at shutdown: a short retry with jitter, so that the
-// clients come back soon but not all at once, and the reconnect event.
+// Goodbye ends a stream at shutdown (a drain): a retry drawn uniformly
+// from GoodbyeMinRetry to GoodbyeMaxRetry milliseconds, and the reconnect
+// event. Each stream gets its own draw, so that the clients of a draining
+// server land on the others spread over seconds, not in one burst; the page
+// honours the value as it is (docs/architecture.md, "Drain").
 func Goodbye() []byte {
-	return append(AppendRetry(nil, 250+rand.IntN(1000)), reconnect...)
+	return append(AppendRetry(nil, GoodbyeMinRetry+rand.IntN(GoodbyeMaxRetry-GoodbyeMinRetry+1)), reconnect...)
 }
+
+// The bounds of the goodbye's retry, in milliseconds.
+const (
+	GoodbyeMinRetry = 500
+	GoodbyeMaxRetry = 5000
+)
 
 // Opening is what a stream sends as soon as its response head is out: a
 // comment, which proxies and browsers flush at once, the retry field, and a
@@ -55,5 +67,28 @@ func Goodbye() []byte {
 // holds back from one that delivers. retryMs should carry per-connection
 // jitter, so that reconnects after a restart are spread out.
 func Opening(retryMs int) []byte {
-	return append(AppendRetry(AppendComment(nil, "connected"), retryMs), heartbeatEvent...)
+	return OpeningFor(retryMs, "")
 }
+
+// OpeningFor is Opening whose heartbeat carries the server's release as
+// its data (docs/architecture.md, "Rolling upgrade"): a page drawn by
+// another release reloads once. Periodic heartbeats carry no data, so the
+// page learns the release once per connection. release must be one line
+// of printable ASCII (a hex digest); anything else is left out.
+func OpeningFor(retryMs int, release string) []byte {
+	b := AppendRetry(AppendComment(nil, "connected"), retryMs)
+	if release == "" || strings.ContainsAny(release, "\r\n\x00") {
+		return append(b, heartbeatEvent...)
+	}
+	b = append(b, "event: heartbeat\ndata: "...)
+	b = append(b, release...)
+	return append(b, "\n\n"...)
+}
+
+// Format is the version of what a page must understand of a stream and a
+// long-poll: the control events, the long-poll's headers, the
+// <hx-partial> envelope and the element ids its targets name. Bump it
+// when a page drawn by the previous release could not apply what this one
+// sends; it goes into the release identity (web.Release), so that pages
+// of the old release reload once during a rolling upgrade.
+const Format = 1

@@ -27,3 +27,50 @@ func TestControlEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestOpeningFor: the opening heartbeat carries the server's release as its
+// data, and stays the one heartbeat without id with the retry in front; a
+// release that could break the field is left out rather than sent.
+func TestOpeningFor(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		release, want string
+	}{
+		{"0123456789abcdef", "0123456789abcdef"},
+		{"", ""},
+		{"a\nevent: gone", ""},
+		{"a\rb", ""},
+	} {
+		got := decode(string(OpeningFor(2000, tt.release)))
+		if len(got.events) != 1 || got.events[0] != (event{typ: "heartbeat", data: tt.want}) {
+			t.Errorf("release %q: got events %+v, want one heartbeat with data %q", tt.release, got.events, tt.want)
+		}
+		if got.retry != 2000 {
+			t.Errorf("release %q: retry: got %d, want 2000", tt.release, got.retry)
+		}
+	}
+}
+
+// TestGoodbyeSpread: each goodbye carries its own retry, drawn from
+// [GoodbyeMinRetry, GoodbyeMaxRetry], and many goodbyes cover that range
+// rather than bunching: every tenth of it is hit by some of 2,000 draws
+// (a uniform draw misses a given tenth with probability 0.9^2000).
+func TestGoodbyeSpread(t *testing.T) {
+	t.Parallel()
+	var hit [10]int
+	for range 2000 {
+		got := decode(string(Goodbye()))
+		if len(got.events) != 1 || got.events[0].typ != "reconnect" {
+			t.Fatalf("got events %+v, want one reconnect event", got.events)
+		}
+		if got.retry < GoodbyeMinRetry || got.retry > GoodbyeMaxRetry {
+			t.Fatalf("retry %d outside [%d, %d]", got.retry, GoodbyeMinRetry, GoodbyeMaxRetry)
+		}
+		hit[min(9, (got.retry-GoodbyeMinRetry)*10/(GoodbyeMaxRetry-GoodbyeMinRetry))]++
+	}
+	for i, n := range hit {
+		if n == 0 {
+			t.Errorf("no retry in tenth %d of the range: %v", i, hit)
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/livedash/dashboard/internal/config"
+)
+
+// The drain and the rolling upgrade as a viewer's browser lives them: a
+// real Chromium, real servers, and between them a TCP proxy that the test
+// points at one server or the other (a load balancer's choice), never a
+// mock of either.
+
+// switchProxy forwards every connection to the server it points at when
+// the connection is made, and records what passes: each request line a
+// client sends and each goodbye (a retry field followed by the reconnect
+// event) a server sends, with the time it passed.
+type switchProxy struct {
+	URL string
+	ln  net.Listener
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	target   string
+	conns    map[net.Conn]bool
+	requests []proxied
+	goodbyes []proxied
+	closed   bool
+}
+
+// proxied is one request line (path set) or goodbye (retry set) that
+// passed the proxy.
+type proxied struct {
+	at     time.Time
+	target string
+	path   string
+	retry  int
+}
+
+func newSwitchProxy(t *testing.T, target string) *switchProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &switchProxy{URL: "http://" + ln.Addr().String(), ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+// point sends new connections to target; with cut, the open ones are
+// closed too (the old server went away at once).
+func (p *switchProxy) point(target string, cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+	if cut {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+// requestsFor returns the requests whose path starts with prefix.
+func (p *switchProxy) requestsFor(prefix string) []proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []proxied
+	for _, r := range p.requests {
+		if strings.HasPrefix(r.path, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (p *switchProxy) goodbyesSeen() []proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]proxied(nil), p.goodbyes...)
+}
+
+func (p *switchProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *switchProxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		server, err := net.Dial("tcp", target)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			client.Close()
+			server.Close()
+			return
+		}
+		p.conns[client], p.conns[server] = true, true
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(client, server, target, true)
+		go p.pipe(server, client, target, false)
+	}
+}
+
+var (
+	requestLine = regexp.MustCompile(`(?m)^(?:GET|HEAD) (\S+) HTTP/1\.1\r$`)
+	goodbye     = regexp.MustCompile(`retry: (\d+)\nevent: reconnect\n`)
+)
+
+// pipe copies from one side to the other until either closes, and records
+// what it sees (up or down: from the client, or from the server).
+func (p *switchProxy) pipe(from, to net.Conn, target string, up bool) {
+	defer p.wg.Done()
+	defer func() {
+		from.Close()
+		to.Close()
+		p.mu.Lock()
+		delete(p.conns, from)
+		delete(p.conns, to)
+		p.mu.Unlock()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			chunk := buf[:n]
+			p.mu.Lock()
+			if up {
+				for _, m := range requestLine.FindAllSubmatch(chunk, -1) {
+					p.requests = append(p.requests, proxied{at: now, target: target, path: string(m[1])})
+				}
+			} else if bytes.Contains(chunk, []byte("event: reconnect")) {
+				for _, m := range goodbye.FindAllSubmatch(chunk, -1) {
+					ms, _ := strconv.Atoi(string(m[1]))
+					p.goodbyes = append(p.goodbyes, proxied{at: now, target: target, retry: ms})
+				}
+			}
+			p.mu.Unlock()
+			if _, err := to.Write(chunk); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestBrowserDrainReconnectsSpread: a page is live on server A through the
+// proxy; the proxy now sends new connections to B, and A drains. The page
+// hears its goodbye, waits the retry it carried (inside 0.5-5 s, not cut
+// short by the page's own cap), reconnects, lands on B, and shows data
+// committed after the drain.
+func TestBrowserDrainReconnectsSpread(t *testing.T) {
+	cfg := testConfig(t)
+	a, stopA := startStoppable(t, cfg, false)
+	setupCounts(t, a, "drain", 1, "a")
+	b := startServer(t, cfg, false)
+	awaitDashboard(t, b, "drain")
+	p := newSwitchProxy(t, a.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/drain")
+	waitStat(t, ctx, "a", "1")
+	waitStatus(t, ctx, "live")
+
+	p.point(b.addr, false)
+	if err := stopA(); err != nil {
+		t.Fatalf("draining A: %v", err)
+	}
+	eventually(t, "the goodbye through the proxy", func() bool { return len(p.goodbyesSeen()) > 0 })
+	bye := p.goodbyesSeen()
+	if len(bye) != 1 || bye[0].target != a.addr {
+		t.Fatalf("goodbyes through the proxy: %+v, want one from A", bye)
+	}
+	retry := time.Duration(bye[0].retry) * time.Millisecond
+	if retry < 500*time.Millisecond || retry > 5*time.Second {
+		t.Errorf("the goodbye's retry %v, want inside [0.5 s, 5 s]", retry)
+	}
+	waitStatus(t, ctx, "live")
+	var again []proxied
+	for _, r := range p.requestsFor("/d/drain/events") {
+		if r.at.After(bye[0].at) {
+			again = append(again, r)
+		}
+	}
+	if len(again) == 0 || again[0].target != b.addr {
+		t.Fatalf("stream requests after the goodbye: %+v, want the first to B (%s)", again, b.addr)
+	}
+	// The page received the goodbye after the proxy passed it, so its
+	// reconnect cannot come sooner than the retry after that. Not a
+	// timing bound on the server: setTimeout never fires early.
+	waited := again[0].at.Sub(bye[0].at)
+	if waited < retry {
+		t.Errorf("the page reconnected %v after the goodbye, want at least its retry %v", waited, retry)
+	}
+	if waited > retry+waitTimeout {
+		t.Errorf("the page reconnected %v after the goodbye, want soon after its retry %v", waited, retry)
+	}
+	t.Logf("goodbye retry %v, reconnected after %v", retry, waited)
+
+	insert(t, b, "a")
+	waitStat(t, ctx, "a", "2")
+}
+
+// TestBrowserDrainLongPoll: a page on the long-poll (forced) waits on A;
+// A drains and answers at once, marked as a drain's answer. The page asks
+// again only after a pause drawn from 0.5-5 s, lands on B and shows data
+// committed after the drain. The pause's draw is checked over many
+// samples in the page itself.
+func TestBrowserDrainLongPoll(t *testing.T) {
+	cfg := testConfig(t)
+	a, stopA := startStoppable(t, cfg, false)
+	setupCounts(t, a, "drainpoll", 1, "a")
+	b := startServer(t, cfg, false)
+	awaitDashboard(t, b, "drainpoll")
+	p := newSwitchProxy(t, a.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/drainpoll?transport=poll")
+	waitStat(t, ctx, "a", "1")
+	waitStatus(t, ctx, "polling")
+	eventually(t, "a long-poll waiting on A", func() bool { return promValue(t, a, "dashboard_longpoll_waiting") == 1 })
+
+	p.point(b.addr, false)
+	drained := time.Now()
+	if err := stopA(); err != nil {
+		t.Fatalf("draining A: %v", err)
+	}
+	insert(t, b, "a")
+	waitStat(t, ctx, "a", "2")
+	var next []proxied
+	for _, r := range p.requestsFor("/d/drainpoll/poll") {
+		if r.at.After(drained) {
+			next = append(next, r)
+		}
+	}
+	if len(next) == 0 || next[0].target != b.addr {
+		t.Fatalf("long-polls after the drain: %+v, want the first to B", next)
+	}
+	if waited := next[0].at.Sub(drained); waited < 500*time.Millisecond {
+		t.Errorf("the page asked again %v after the drain began, want at least 0.5 s", waited)
+	}
+
+	// The pause itself: uniform over 0.5-5 s, not bunched.
+	got := eval[[]int](t, ctx, `Array.from({length: 1000}, () => window.DashboardPoll.drainDelay())`)
+	var tenths [10]int
+	for _, d := range got {
+		if d < 500 || d > 5000 {
+			t.Fatalf("drainDelay() = %d, want inside [500, 5000]", d)
+		}
+		tenths[min(9, (d-500)*10/4500)]++
+	}
+	for i, c := range tenths {
+		if c == 0 {
+			t.Errorf("no pause in tenth %d of 0.5-5 s among 1000 draws: %v", i, tenths)
+		}
+	}
+}
+
+// TestBrowserRollingUpgrade: two servers of different releases on one
+// database, behind the proxy. A page drawn by A (release "a") meets B when
+// the proxy switches: it reloads exactly once, is then live on B and
+// shows B's updates. Switched back to A and then to B within the minute,
+// it does not reload again (no loop between two releases): it carries on
+// with the full state each server sends.
+func TestBrowserRollingUpgrade(t *testing.T) {
+	t.Run("sse", func(t *testing.T) { rollingUpgrade(t, "") })
+	t.Run("poll", func(t *testing.T) { rollingUpgrade(t, "?transport=poll") })
+}
+
+// rollingUpgrade is TestBrowserRollingUpgrade with the page's query (the
+// stream, or the long-poll forced, whose answers carry the release in
+// X-Dashboard-Release).
+func rollingUpgrade(t *testing.T, query string) {
+	cfg := testConfig(t)
+	const relA, relB = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+	a := startRelease(t, cfg, relA)
+	setupCounts(t, a, "upgrade", 1, "a")
+	b := startRelease(t, cfg, relB)
+	awaitDashboard(t, b, "upgrade")
+	p := newSwitchProxy(t, a.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/upgrade"+query)
+	live := "live"
+	if query != "" {
+		live = "polling"
+	}
+	waitStat(t, ctx, "a", "1")
+	waitStatus(t, ctx, live)
+	release := `document.getElementById('live').getAttribute('data-release')`
+	if got := eval[string](t, ctx, release); got != relA {
+		t.Fatalf("data-release: got %q, want A's %q", got, relA)
+	}
+	pages := func() int { return len(p.requestsFor("/d/upgrade")) - len(p.requestsFor("/d/upgrade/")) }
+
+	// A long-poll in flight may be sent again on a new connection by the
+	// browser itself and then waits on B: the commit ends the wait, and
+	// the answer names B's release.
+	p.point(b.addr, true)
+	insert(t, b, "a")
+	waitThroughReload(t, ctx, "the page reloaded from B", release+` === `+strconv.Quote(relB))
+	waitStatus(t, ctx, live)
+	waitStat(t, ctx, "a", "2")
+	if got := pages(); got != 2 {
+		t.Fatalf("page loads: got %d, want 2 (the first and one reload)", got)
+	}
+
+	// Back to A, then B again, within the minute: no second reload.
+	p.point(a.addr, true)
+	insert(t, a, "a")
+	waitStat(t, ctx, "a", "3")
+	waitStatus(t, ctx, live)
+	p.point(b.addr, true)
+	insert(t, b, "a")
+	waitStat(t, ctx, "a", "4")
+	waitStatus(t, ctx, live)
+	if got := pages(); got != 2 {
+		t.Errorf("page loads after switching back and forth: got %d, want still 2", got)
+	}
+	if got := eval[string](t, ctx, release); got != relB {
+		t.Errorf("data-release: got %q, want B's %q (the page drawn after the one reload)", got, relB)
+	}
+}
+
+// startRelease is startServer with the release identity set to release.
+func startRelease(t *testing.T, cfg config.Config, release string) *testServer {
+	t.Helper()
+	s, stop := startStoppable(t, cfg, false, func(o *serveOptions) { o.release = release })
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return s
+}
+
+// waitThroughReload waits until expr is true in the tab's page, trying again
+// while the page navigates (an evaluation fails when its document goes).
+func waitThroughReload(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === 'complete' && !!(`+expr+`)`))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s (%s): %v\npage state: %s", what, expr, err, pageState(ctx))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
