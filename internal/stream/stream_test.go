@@ -376,7 +376,7 @@ func TestSweepAllocatesNothingPerViewer(t *testing.T) {
 // viewers whose clients read and discard: the caller sweeps it.
 func (f *fixture) detachedGroup(t testing.TB, n int) *group {
 	t.Helper()
-	g := newGroup(f.pool, f.board, 0)
+	g := newGroup(f.pool, f.board, nil, 0)
 	for range n {
 		c, srv := connect(t, f.ln, &net.Dialer{})
 		go func() {
