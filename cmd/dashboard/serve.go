@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/livedash/dashboard/internal/demo"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/listen"
+	"github.com/livedash/dashboard/internal/presence"
 	"github.com/livedash/dashboard/internal/provision"
 	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/internal/web"
@@ -45,6 +47,12 @@ type serveOptions struct {
 	// provisionPoll, if set, replaces how often DASHBOARD_PROVISION_DIR
 	// is read (tests).
 	provisionPoll time.Duration
+	// presenceInterval, if set, replaces how often who is watching is
+	// shared with the other servers (tests); presenceCrash leaves this
+	// server's rows behind when it stops, as a killed server does (tests
+	// of expiry).
+	presenceInterval time.Duration
+	presenceCrash    bool
 }
 
 // running is the started program, for tests.
@@ -58,6 +66,7 @@ type running struct {
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
 	provision   *provision.Watcher // nil without DASHBOARD_PROVISION_DIR
+	presence    *presence.Registry
 }
 
 // serve runs the server until ctx is cancelled. It fails fast: the address
@@ -211,12 +220,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 		return nil
 	}
+	// Who is watching, shared through small rows; the server's row names
+	// its feed lock connection (dashboard token create --playlist checks
+	// that every feed slot's holder is of this release or later).
+	viewers := presence.New(presence.Config{
+		Pool: pool, Interval: opts.presenceInterval, PerAddress: cfg.MaxStreamsIP,
+		LockPID: func() uint32 { return arms.State().BackendPID }, Release: release(),
+		KeepRowsOnStop: opts.presenceCrash, Logger: logger,
+	})
 	site := web.New(web.Config{
 		Heartbeat: cfg.Heartbeat, StreamMaxAge: cfg.StreamMaxAge, WriteTimeout: cfg.WriteTimeout,
 		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
 		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
-		PlaylistMinInterval: cfg.PlaylistMinInterval,
+		PlaylistMinInterval: cfg.PlaylistMinInterval, Presence: viewers,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
 	if cfg.H2C {
@@ -232,6 +249,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
+	g.Go(func() error { return viewers.Run(gctx) })
 	if files != nil {
 		g.Go(func() error { return files.Run(gctx) })
 	}
@@ -260,11 +278,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, logical: logical, hub: h, pool: pool, provision: files})
+			arms: arms, logical: logical, hub: h, pool: pool, provision: files, presence: viewers})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")
 	return err
+}
+
+// release names this build for the servers' registry (dashboard.servers):
+// the module version, or "(devel)".
+func release() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
 }
 
 // servePprof serves the Go profiler on its own listener, so that profiles
