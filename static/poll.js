@@ -516,6 +516,12 @@
         xhr.setRequestHeader('If-None-Match', '"' + v + '"');
       }
       xhr.setRequestHeader('X-Dashboard-Client', clientId);
+      // The count this page shows: the server answers early when it
+      // differs, so a long-poll page follows who is watching too.
+      var shown = byId('watching');
+      if (shown && shown.getAttribute('data-count')) {
+        xhr.setRequestHeader('X-Dashboard-Watching', shown.getAttribute('data-count'));
+      }
     } catch (e) {
       failed();
       return;

@@ -227,9 +227,18 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		s.awaitFresh(ctx, vw.key)
 		have, known = cond.pick(b)
 	}
+	// A client that says how many it shows watching (poll.js does) is
+	// answered early, with a 304 that carries the new count, when the
+	// count differs: at most once per presence round.
+	pd := s.cfg.Presence.Dashboard(d.ID)
+	shown, showsCount := parseWatching(r.Header.Get(wire.WatchingHeader))
 	for {
 		changed := b.Changed()
 		access := s.tokens.Changed()
+		var present <-chan struct{} // nil: presence does not end the wait
+		if pd != nil && showsCount {
+			present = pd.Changed()
+		}
 		if f := b.FrameSince(have, known); f != nil {
 			if !s.stillAllowed(w, r, d, b) {
 				return
@@ -243,7 +252,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			s.metrics.bytes.Add(float64(len(f.Body)))
 			return
 		}
-		if wait == 0 || expired || b.Removed() {
+		if wait == 0 || expired || b.Removed() || present != nil && pd.Now(false).Watching != shown {
 			break
 		}
 		select {
@@ -252,6 +261,8 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		case <-s.shutdown:
 		case <-deadline.C:
 		case <-changed:
+			continue
+		case <-present:
 			continue
 		case <-access:
 			if _, ok := s.allowed(r, d); ok {
@@ -286,6 +297,13 @@ func (s *Server) pollSeen(r *http.Request, d *panel.Dashboard, grant access.Gran
 		label = grant.Label
 	}
 	s.cfg.Presence.Seen(d.ID, key, addr, label, time.Now())
+}
+
+// parseWatching reads the count a long-poll client shows (the
+// wire.WatchingHeader it sends back); ok is false without one.
+func parseWatching(h string) (n int, ok bool) {
+	n, err := strconv.Atoi(h)
+	return n, err == nil && n >= 0
 }
 
 // clientHeader carries the long-poll script's random client id: 16 to 64
