@@ -164,8 +164,29 @@ func TestPresenceAcrossServers(t *testing.T) {
 			watchingOnPage(t, s2, "/d/ops", tvCookie...) == "4 watching: lobby TV, ops laptop"
 	})
 
+	// A long-poll page that shows 4 waits (up to 50 s); when the count
+	// changes it is answered with the new count, not after its wait.
+	early := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", s1.URL+"/d/ops/poll?wait=50", nil)
+		req.Header.Set("If-None-Match", `"`+v+`"`)
+		req.Header.Set("X-Dashboard-Client", "public-poll-client-0001")
+		req.Header.Set("X-Dashboard-Watching", "4")
+		resp, err := (&http.Client{Timeout: contractWait}).Do(req)
+		if err != nil {
+			early <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		early <- resp.Status + " " + resp.Header.Get("X-Dashboard-Watching")
+	}()
+	eventually(t, "the long-poll to wait", func() bool { return promValue(t, s1, "dashboard_longpoll_waiting") == 1 })
+
 	// The public stream leaves.
 	public.close()
+	if got := <-early; got != "304 Not Modified 3" {
+		t.Errorf("a long-poll page showing 4: got %q, want 304 with the new count 3", got)
+	}
 	waitPresence(t, holder, `{"watching":3,"labels":`+labels+`}`)
 	eventually(t, "the pages to count 3", func() bool {
 		polls()
