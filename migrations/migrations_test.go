@@ -1049,3 +1049,78 @@ func TestWatchNotifiesCatalog(t *testing.T) {
 		t.Errorf("after watch: got notification %+v, %v, want %s on channel dashboard", n, err, reload)
 	}
 }
+
+// TestPresenceTables: the presence rows (0011) are written by every role
+// that reads the dashboards (granted before the upgrade, as the README's
+// role recipe does) and by no other; writing them sends no notification,
+// so no server reloads anything for them; and a deleted dashboard takes
+// its rows with it.
+func TestPresenceTables(t *testing.T) {
+	t.Parallel()
+	connString := pgtest.NewDB(t)
+	conn := connect(t, connString)
+	if _, err := up(t.Context(), conn, upTo(t, 10)); err != nil {
+		t.Fatalf("applying migrations up to 0010: %v", err)
+	}
+	reader, other := newRole(t, conn, "presence_reader"), newRole(t, conn, "presence_other")
+	for _, role := range []string{reader, other} {
+		exec(t, conn, "GRANT USAGE ON SCHEMA dashboard TO "+role)
+	}
+	exec(t, conn, "GRANT SELECT ON ALL TABLES IN SCHEMA dashboard TO "+reader)
+	if _, err := Up(t.Context(), conn); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	for _, tt := range []struct {
+		role string
+		want bool
+	}{{reader, true}, {other, false}} {
+		for _, table := range []string{"dashboard.presence", "dashboard.servers"} {
+			for _, priv := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
+				var ok bool
+				if err := conn.QueryRow(t.Context(), "SELECT has_table_privilege($1, $2, $3)", tt.role, table, priv).Scan(&ok); err != nil {
+					t.Fatal(err)
+				}
+				if ok != tt.want {
+					t.Errorf("%s may %s %s: got %v, want %v", tt.role, priv, table, ok, tt.want)
+				}
+			}
+		}
+	}
+
+	f := feedOn(t, connString)
+	exec(t, f.writer, "INSERT INTO dashboard.dashboards (slug, title) VALUES ('ops', 'Ops')")
+	if got := f.notifications(t); !slices.Equal(got, []string{"dashboard.dashboards"}) {
+		t.Fatalf("creating a dashboard: got notifications %q, want dashboard.dashboards", got)
+	}
+	server := "5f0c6a1e-8f5e-4c1e-9d6a-2b7f3c4d5e6f"
+	exec(t, f.writer, "SET ROLE "+reader)
+	for _, sql := range []string{
+		`INSERT INTO dashboard.servers (server, started_at, expires_at, lock_pid) VALUES ('` + server + `', now(), now() + interval '6 s', pg_backend_pid())`,
+		`INSERT INTO dashboard.presence (server, dashboard_id, viewers, labels, expires_at)
+		 SELECT '` + server + `', id, 3, '["lobby TV"]', now() + interval '6 s' FROM dashboard.dashboards`,
+		`UPDATE dashboard.presence SET viewers = 4, expires_at = now() + interval '6 s'`,
+		`UPDATE dashboard.servers SET expires_at = now() + interval '6 s'`,
+	} {
+		exec(t, f.writer, sql)
+		if got := f.notifications(t); len(got) != 0 {
+			t.Errorf("%s: got notifications %q, want none", sql, got)
+		}
+	}
+	exec(t, f.writer, "RESET ROLE")
+	for _, table := range []string{"dashboard.presence", "dashboard.servers"} {
+		if got := triggerMode(t, f.writer, table); got != "" {
+			t.Errorf("trigger_mode(%s): got %q, want none (not watched)", table, got)
+		}
+	}
+	_, err := f.writer.Exec(t.Context(), `INSERT INTO dashboard.presence (server, dashboard_id, viewers, expires_at)
+		SELECT '`+server+`', id, 0, now() FROM dashboard.dashboards ON CONFLICT (server, dashboard_id) DO UPDATE SET viewers = 0`)
+	wantCheckViolation(t, "a presence row of no viewers", err, "presence_viewers_positive")
+	exec(t, f.writer, "DELETE FROM dashboard.dashboards")
+	var left int
+	if err := f.writer.QueryRow(t.Context(), "SELECT count(*) FROM dashboard.presence").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("after deleting the dashboard: got %d presence rows, want 0", left)
+	}
+}

@@ -309,6 +309,17 @@
       poll.syncTitle();
     });
 
+    // Who is watching ("event: presence", JSON {watching, labels, more}):
+    // drawn on the status line, never into a shared fragment.
+    live.addEventListener('presence', (e) => {
+      if (mode !== 'sse') return;
+      try {
+        poll.showWatching(JSON.parse(e.detail?.data || ''));
+      } catch (err) {
+        // a malformed event changes nothing
+      }
+    });
+
     // The dashboard was deleted ("event: gone"): say so and stop, rather than
     // reconnect to an address that now answers 404.
     live.addEventListener('gone', () => {

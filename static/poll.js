@@ -80,6 +80,71 @@
   var changedAt = initialChange(); // when the data on screen last changed
   var gone = false; // the dashboard was deleted: nothing more will come
   var ticker = null;
+  // This page's long-poll client id (X-Dashboard-Client): the server
+  // counts each long-poll client once among who is watching.
+  var clientId = newClientId();
+
+  function newClientId() {
+    var id = '';
+    var digits = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    var buf = null;
+    try {
+      buf = new window.Uint8Array(20);
+      window.crypto.getRandomValues(buf);
+    } catch (e) {
+      buf = null;
+    }
+    for (var i = 0; i < 20; i++) {
+      var r = buf ? buf[i] : Math.floor(Math.random() * 256);
+      id += digits.charAt(r % digits.length);
+    }
+    return id;
+  }
+
+  // watchingText is what the page says of who is watching, as the server
+  // renders it (views.Watching.Text): "12 watching", with the token labels
+  // for a token's holder: "12 watching: lobby TV, ops laptop and 3 more".
+  function watchingText(p) {
+    var t = p.watching + ' watching';
+    if (p.labels && p.labels.length) {
+      t += ': ' + p.labels.join(', ');
+      if (p.more > 0) {
+        t += ' and ' + p.more + ' more';
+      }
+    }
+    return t;
+  }
+
+  // showWatching draws who is watching, from the stream's presence event
+  // or the long-poll's headers: {watching, labels, more}.
+  function showWatching(p) {
+    var el = byId('watching');
+    if (!el || !p || typeof p.watching !== 'number') {
+      return;
+    }
+    el.setAttribute('data-count', String(p.watching));
+    setText(el, watchingText(p));
+  }
+
+  // watchingFromHeaders reads who is watching from a long-poll answer.
+  function watchingFromHeaders(xhr) {
+    var n = xhr.getResponseHeader('X-Dashboard-Watching');
+    if (n === null || n === '' || isNaN(Number(n))) {
+      return;
+    }
+    var p = { watching: Number(n) };
+    var labels = xhr.getResponseHeader('X-Dashboard-Watching-Labels');
+    if (labels) {
+      try {
+        var l = JSON.parse(decodeURIComponent(labels));
+        p.labels = l.labels;
+        p.more = l.more;
+      } catch (e) {
+        // a mangled header shows the count alone
+      }
+    }
+    showWatching(p);
+  }
 
   function now() {
     return new Date().getTime();
@@ -468,6 +533,13 @@
       if (v) {
         xhr.setRequestHeader('If-None-Match', '"' + v + '"');
       }
+      xhr.setRequestHeader('X-Dashboard-Client', clientId);
+      // The count this page shows: the server answers early when it
+      // differs, so a long-poll page follows who is watching too.
+      var shown = byId('watching');
+      if (shown && shown.getAttribute('data-count')) {
+        xhr.setRequestHeader('X-Dashboard-Watching', shown.getAttribute('data-count'));
+      }
     } catch (e) {
       failed();
       return;
@@ -547,6 +619,9 @@
     var draining = xhr.getResponseHeader('X-Dashboard-Draining') === '1';
     if ((status === 200 || status === 304) && checkRelease(xhr.getResponseHeader('X-Dashboard-Release'))) {
       return;
+    }
+    if (status === 200 || status === 304) {
+      watchingFromHeaders(xhr);
     }
     if (status === 503 || draining && status !== 200 && status !== 304) {
       // A draining or busy server: not a failure that grows the backoff.
@@ -668,7 +743,9 @@
     parseETag: parseETag,
     checkRelease: checkRelease,
     drainDelay: drainDelay,
-    applyPartials: applyPartials
+    applyPartials: applyPartials,
+    showWatching: showWatching,
+    watchingText: watchingText
   };
 
   function canStream() {

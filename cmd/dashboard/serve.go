@@ -27,6 +27,7 @@ import (
 	"github.com/livedash/dashboard/internal/demo"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/listen"
+	"github.com/livedash/dashboard/internal/presence"
 	"github.com/livedash/dashboard/internal/provision"
 	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/internal/web"
@@ -52,6 +53,12 @@ type serveOptions struct {
 	// long-poll has been sent away and before the HTTP server stops
 	// accepting (tests hold the server there to see it refuse work).
 	drained func()
+	// presenceInterval, if set, replaces how often who is watching is
+	// shared with the other servers (tests); presenceCrash leaves this
+	// server's rows behind when it stops, as a killed server does (tests
+	// of expiry).
+	presenceInterval time.Duration
+	presenceCrash    bool
 }
 
 // running is the started program, for tests.
@@ -66,6 +73,7 @@ type running struct {
 	pool        *pgxpool.Pool
 	provision   *provision.Watcher // nil without DASHBOARD_PROVISION_DIR
 	site        *web.Server
+	presence    *presence.Registry
 }
 
 // serve runs the server until ctx is cancelled. It fails fast: the address
@@ -233,12 +241,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 		return nil
 	}
+	// Who is watching, shared through small rows; the server's row names
+	// its feed lock connection (dashboard token create --playlist checks
+	// that every feed slot's holder is of this release or later).
+	viewers := presence.New(presence.Config{
+		Pool: pool, Interval: opts.presenceInterval, PerAddress: cfg.MaxStreamsIP,
+		LockPID: func() uint32 { return arms.State().BackendPID }, Release: cmp.Or(opts.release, web.Release()),
+		KeepRowsOnStop: opts.presenceCrash, Logger: logger,
+	})
 	site := web.New(web.Config{
 		Heartbeat: cfg.Heartbeat, StreamMaxAge: cfg.StreamMaxAge, WriteTimeout: cfg.WriteTimeout,
 		LongPollWait: cfg.LongPollWait, MaxLongPoll: config.MaxLongPollWait,
 		MaxStreams: cfg.MaxStreams, MaxStreamsIP: cfg.MaxStreamsIP, MaxLongPolls: cfg.MaxLongPoll,
 		FrameAncestors: cfg.FrameAncestors, PageWait: cfg.QueryTimeout, MetricsElsewhere: metricsLn != nil,
-		PlaylistMinInterval: cfg.PlaylistMinInterval, Release: opts.release,
+		PlaylistMinInterval: cfg.PlaylistMinInterval, Release: opts.release, Presence: viewers,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
 	scheme := "http"
@@ -263,6 +279,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	g.Go(func() error { return arms.Run(gctx, engine) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
+	g.Go(func() error { return viewers.Run(gctx) })
 	if files != nil {
 		g.Go(func() error { return files.Run(gctx) })
 	}
@@ -305,7 +322,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, logical: logical, hub: h, pool: pool, provision: files, site: site})
+			arms: arms, logical: logical, hub: h, pool: pool, provision: files, site: site, presence: viewers})
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- g.Wait() }()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/config"
+	"github.com/livedash/dashboard/internal/presence"
 	"github.com/livedash/dashboard/internal/web"
 )
 
@@ -36,6 +37,7 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 never expires")
 		all := fs.Bool("all", false, "valid for every dashboard")
 		playlist := fs.String("playlist", "", "valid for the dashboards of this playlist (its slug), which the kiosk link rotates through")
+		force := fs.Bool("force", false, "with --playlist: create the token even while a server of an older release runs")
 		vars := varFlag{}
 		fs.Var(vars, "var", "fix a variable, name=value (repeat for several values or variables): the token's holders cannot choose another")
 		kiosk := fs.Bool("kiosk", false, "print a link that opens the dashboard in kiosk mode, for a wall screen (docs/screens.md)")
@@ -72,6 +74,11 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 				return fmt.Errorf("token create: %w", err)
 			}
 			run = func(pool *pgxpool.Pool) error {
+				if !*force {
+					if err := checkServersKnowPlaylists(ctx, pool, presence.DefaultInterval+time.Second); err != nil {
+						return fmt.Errorf("token create: %w", err)
+					}
+				}
 				secret, t, err := access.CreateForPlaylist(ctx, pool, *playlist, *label, *ttl)
 				if err != nil {
 					return err
@@ -149,6 +156,45 @@ func tokenCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, a
 		return err
 	}
 	return run(pool)
+}
+
+// checkServersKnowPlaylists refuses while a server of a release from before
+// playlists runs on the database: such a server reads a token whose
+// dashboard_id is NULL as a token of every dashboard, so a playlist's token
+// would open every dashboard there. Servers of this release register in
+// dashboard.servers with the pid of their feed lock connection; a feed
+// slot held by a pid that no row names is an older server's. A holder seen
+// unregistered is looked at again after settle, since a server of this
+// release that has just reconnected its lock connection names the new pid
+// at its next round.
+func checkServersKnowPlaylists(ctx context.Context, pool *pgxpool.Pool, settle time.Duration) error {
+	older, err := presence.OlderServers(ctx, pool)
+	if err != nil || len(older) == 0 {
+		return err
+	}
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if older, err = presence.OlderServers(ctx, pool); err != nil || len(older) == 0 {
+		return err
+	}
+	var who []string
+	for _, s := range older {
+		w := fmt.Sprintf("feed slot %d held by backend pid %d", s.Slot, s.PID)
+		if s.ClientAddr != "" {
+			w += " from " + s.ClientAddr
+		}
+		if s.ApplicationName != "" {
+			w += " (" + s.ApplicationName + ")"
+		}
+		who = append(who, w)
+	}
+	return fmt.Errorf("not creating a playlist token while a server of an older release runs on this database "+
+		"(%s, not in dashboard.servers): a server from before playlists (migration 0010) reads a playlist's token "+
+		"as a token of every dashboard, so this token would open every dashboard there. "+
+		"Upgrade or drain that server and try again, or pass --force to create the token anyway", strings.Join(who, "; "))
 }
 
 // linkQuery is the part of a token's link before token=: the screen options

@@ -207,8 +207,11 @@ func Revoke(ctx context.Context, db *pgxpool.Pool, id int64) error {
 
 // Grant is a valid token as the server holds it in memory.
 type Grant struct {
-	ID          int64
-	Hash        []byte
+	ID   int64
+	Hash []byte
+	// Label is the token's label, which the viewers of a dashboard who
+	// hold a token see among who is watching.
+	Label       string
 	DashboardID int64 // 0: every dashboard, unless PlaylistID is set
 	// PlaylistID, when not 0, limits the grant to the dashboards its
 	// playlist's items name (Set.Check).
@@ -230,7 +233,7 @@ type Set struct {
 // LoadSet reads every unexpired token.
 func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	rows, err := db.Query(ctx, `
-		SELECT id, token_hash, coalesce(dashboard_id, 0), coalesce(playlist_id, 0), coalesce(expires_at, 'infinity'), variables
+		SELECT id, token_hash, label, coalesce(dashboard_id, 0), coalesce(playlist_id, 0), coalesce(expires_at, 'infinity'), variables
 		FROM dashboard.access_tokens WHERE expires_at IS NULL OR expires_at > now()`)
 	if err != nil {
 		return nil, fmt.Errorf("loading tokens: %w", err)
@@ -238,7 +241,7 @@ func LoadSet(ctx context.Context, db *pgxpool.Pool) (*Set, error) {
 	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
 		var g Grant
 		var exp pgtypeTime
-		err := r.Scan(&g.ID, &g.Hash, &g.DashboardID, &g.PlaylistID, &exp, &g.Variables)
+		err := r.Scan(&g.ID, &g.Hash, &g.Label, &g.DashboardID, &g.PlaylistID, &exp, &g.Variables)
 		g.ExpiresAt = exp.t
 		if len(g.Variables) == 0 {
 			g.Variables = nil

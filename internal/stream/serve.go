@@ -58,6 +58,10 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 	var access <-chan struct{}
 	for {
 		changed := v.Board.Changed()
+		var present <-chan struct{} // nil: never ready
+		if v.Presence != nil {
+			present = v.Presence.Changed()
+		}
 		if f := p.cfg.AccessChanged; f != nil {
 			// As in group.run: a change that came while this round was
 			// busy closed the channel taken before; it must not be lost.
@@ -86,6 +90,10 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 		if n.end {
 			return
 		}
+		if n.frame > 0 {
+			// A presence change that came with the frame goes out next.
+			continue
+		}
 		wake := v.lastWrite.Add(p.cfg.Heartbeat)
 		if v.Until.Before(wake) {
 			wake = v.Until
@@ -93,6 +101,7 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 		timer.Reset(wake.Sub(now))
 		select {
 		case <-changed:
+		case <-present:
 		case <-access:
 			recheck = true
 		case <-timer.C:

@@ -76,6 +76,38 @@ type Stream struct {
 	// Done is called once, after the stream has ended and Conn, if any,
 	// is closed.
 	Done func()
+	// Presence, if set, is who watches the dashboard; every stream of a
+	// Board has the same. Labels says whether this viewer sees the token
+	// labels (it holds a token) or only the count.
+	Presence Presence
+	Labels   bool
+	// presenceGen is the generation of the presence event last sent.
+	presenceGen uint64
+}
+
+// Presence is who watches a dashboard, as the stream sends it: a named
+// event made once per change for each of its two variants, and a channel
+// closed at the next change (implemented by presence.Dashboard). It is not
+// part of a board's state, so it never moves a version.
+type Presence interface {
+	Changed() <-chan struct{}
+	Event(labels bool) (gen uint64, msg []byte)
+}
+
+// PresenceDue returns the presence event the viewer is to be sent now, or
+// nil when it has the current one, and counts it as sent. It is the one
+// place that decides which presence bytes a viewer needs; every loop that
+// writes streams asks it after the viewer's frame.
+func (s *Stream) PresenceDue() []byte {
+	if s.Presence == nil {
+		return nil
+	}
+	gen, msg := s.Presence.Event(s.Labels)
+	if gen == s.presenceGen {
+		return nil
+	}
+	s.presenceGen = gen
+	return msg
 }
 
 // Pool holds every open stream.
@@ -148,7 +180,7 @@ func (p *Pool) Add(s *Stream) {
 	w.next++
 	g := w.slots[i]
 	if g == nil {
-		g = newGroup(p, s.Board, i)
+		g = newGroup(p, s.Board, s.Presence, i)
 		w.slots[i] = g
 		p.wg.Add(1)
 		go g.run()
@@ -210,9 +242,10 @@ type viewer struct {
 
 // group is one writer goroutine and the viewers of one dashboard it serves.
 type group struct {
-	pool  *Pool
-	board *hub.Board
-	slot  int
+	pool     *Pool
+	board    *hub.Board
+	presence Presence // nil: the streams send no presence
+	slot     int
 
 	wake     chan struct{}
 	finished chan *viewer // slow writes that completed or failed
@@ -224,8 +257,8 @@ type group struct {
 	io rawIO
 }
 
-func newGroup(p *Pool, b *hub.Board, slot int) *group {
-	g := &group{pool: p, board: b, slot: slot, wake: make(chan struct{}, 1), finished: make(chan *viewer, 16)}
+func newGroup(p *Pool, b *hub.Board, pr Presence, slot int) *group {
+	g := &group{pool: p, board: b, presence: pr, slot: slot, wake: make(chan struct{}, 1), finished: make(chan *viewer, 16)}
 	g.io.init()
 	return g
 }
@@ -238,6 +271,10 @@ func (g *group) run() {
 	var access <-chan struct{}
 	for {
 		changed := g.board.Changed()
+		var present <-chan struct{} // nil: never ready
+		if g.presence != nil {
+			present = g.presence.Changed()
+		}
 		if f := g.pool.cfg.AccessChanged; f != nil {
 			// A change that came while the last round ended for another
 			// reason closed the channel the round waited on: it must not
@@ -256,6 +293,7 @@ func (g *group) run() {
 		recheck, maintain = false, false
 		select {
 		case <-changed:
+		case <-present:
 		case <-g.wake:
 		case <-access:
 			recheck = true
@@ -340,11 +378,19 @@ func (g *group) serve(v *viewer, now time.Time, removed, recheck, maintain bool)
 	if n.msg == nil {
 		return nil
 	}
-	if n.frame > 0 {
-		g.frames++
-		g.bytes += n.frame
+	if n.frame == 0 {
+		return g.write(v, n.msg)
 	}
-	return g.write(v, n.msg)
+	g.frames++
+	g.bytes += n.frame
+	if err := g.write(v, n.msg); err != nil || v.busy {
+		return err // a presence change waits for the next sweep
+	}
+	// A frame and a presence change that came together go out together.
+	if msg := v.PresenceDue(); msg != nil {
+		return g.write(v, msg)
+	}
+	return nil
 }
 
 // step is what a viewer is sent now.
@@ -379,6 +425,10 @@ func (v *viewer) next(now time.Time, heartbeat time.Duration, removed, recheck, 
 		v.Have, v.Known = f.Version, true
 		v.lastWrite = now
 		return step{msg: msg, frame: len(f.Message)}
+	}
+	if msg := v.PresenceDue(); msg != nil {
+		v.lastWrite = now
+		return step{msg: msg}
 	}
 	if maintain && now.Sub(v.lastWrite) >= heartbeat {
 		v.lastWrite = now

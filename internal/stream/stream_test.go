@@ -376,7 +376,7 @@ func TestSweepAllocatesNothingPerViewer(t *testing.T) {
 // viewers whose clients read and discard: the caller sweeps it.
 func (f *fixture) detachedGroup(t testing.TB, n int) *group {
 	t.Helper()
-	g := newGroup(f.pool, f.board, 0)
+	g := newGroup(f.pool, f.board, nil, 0)
 	for range n {
 		c, srv := connect(t, f.ln, &net.Dialer{})
 		go func() {
@@ -421,3 +421,97 @@ func BenchmarkSweep(b *testing.B) {
 
 // viewOf is the view without variables of p's dashboard.
 func viewOf(p *panel.Def) panel.ViewKey { return panel.ViewKey{Dashboard: p.DashboardID} }
+
+// presenceOf is a dashboard's presence as presence.Dashboard keeps it: two
+// shared event variants, a generation and a channel closed on change.
+type presenceOf struct {
+	mu      sync.Mutex
+	gen     uint64
+	events  [2][]byte
+	changed chan struct{}
+}
+
+func newPresence(n int) *presenceOf {
+	p := &presenceOf{changed: make(chan struct{})}
+	p.set(n)
+	return p
+}
+
+// set makes the events for n viewers, with one label, and wakes the pool.
+func (p *presenceOf) set(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	p.events = [2][]byte{wire.PresenceEvent(wire.Presence{Watching: n}),
+		wire.PresenceEvent(wire.Presence{Watching: n, Labels: []string{"lobby TV"}})}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+func (p *presenceOf) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+func (p *presenceOf) Event(labels bool) (uint64, []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if labels {
+		return p.gen, p.events[1]
+	}
+	return p.gen, p.events[0]
+}
+
+// TestPresenceEvents: each viewer gets the presence variant it may see
+// when it joins and whenever presence changes, never as a frame: the
+// board's version and the frames counter stay as they were.
+func TestPresenceEvents(t *testing.T) {
+	f := newFixture(t, Config{Writers: 1})
+	pr := newPresence(1)
+	version := f.board.Version()
+	public := f.dial(t, nil, func(s *Stream) { s.Presence = pr })
+	holder := f.dial(t, nil, func(s *Stream) { s.Presence, s.Labels = pr, true })
+	public.until(t, "data: {\"watching\":1}\n\n")
+	holder.until(t, "data: {\"watching\":1,\"labels\":[\"lobby TV\"]}\n\n")
+	pr.set(2)
+	if got := public.until(t, "\n\n"); got != "event: presence\ndata: {\"watching\":2}\n\n" {
+		t.Errorf("public viewer got %q, want the count-only presence event", got)
+	}
+	if got := holder.until(t, "\n\n"); got != "event: presence\ndata: {\"watching\":2,\"labels\":[\"lobby TV\"]}\n\n" {
+		t.Errorf("token holder got %q, want the presence event with labels", got)
+	}
+	if v := f.board.Version(); v != version {
+		t.Errorf("presence moved the version: got %v, want %v", v, version)
+	}
+	if n := value(f.counters.Frames); n != 0 {
+		t.Errorf("presence counted %v frames, want 0", n)
+	}
+	// A frame and a presence change in one sweep: both arrive, the frame first.
+	f.publish(t, "")
+	pr.set(3)
+	got := public.until(t, `data: {"watching":3}`)
+	if !strings.Contains(got, "id: ") || strings.Index(got, "id: ") > strings.Index(got, "event: presence") {
+		t.Errorf("got %q, want the update, then presence", got)
+	}
+}
+
+// TestPresenceDue: a viewer is due the event of its variant once per
+// generation.
+func TestPresenceDue(t *testing.T) {
+	pr := newPresence(4)
+	s := &Stream{Presence: pr, Labels: true}
+	if got := string(s.PresenceDue()); !strings.Contains(got, `"labels":["lobby TV"]`) {
+		t.Errorf("first: got %q, want the labelled event", got)
+	}
+	if got := s.PresenceDue(); got != nil {
+		t.Errorf("again without a change: got %q, want nil", got)
+	}
+	pr.set(5)
+	if got := string(s.PresenceDue()); !strings.Contains(got, `"watching":5`) {
+		t.Errorf("after a change: got %q, want watching 5", got)
+	}
+	if got := (&Stream{}).PresenceDue(); got != nil {
+		t.Errorf("without presence: got %q, want nil", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,11 @@ type PlaylistLink struct {
 // first paint needs no stream.
 type DashboardPage struct {
 	Dashboard *panel.Dashboard
+	// Watching is who watches the dashboard across servers as the page is
+	// drawn; nil shows nothing. The page's scripts keep it current from
+	// the stream's presence event or the long-poll's headers. It is drawn
+	// on the status line, outside every shared fragment.
+	Watching *Watching
 	// Results holds the latest result of each panel by panel ID; a panel
 	// without one shows that it is waiting for data.
 	Results map[int64]*panel.Result
@@ -386,4 +392,26 @@ func classes(names ...string) string {
 		out += n
 	}
 	return out
+}
+
+// Watching is who watches a dashboard: how many, and for a viewer who holds
+// a token the labels of the tokens in use (Labels, then More further ones).
+type Watching struct {
+	Count  int
+	Labels []string
+	More   int
+}
+
+// Text is what the page says: "12 watching", "12 watching: lobby TV, ops
+// laptop" or "... and 3 more". static/poll.js (watchingText) says the same.
+func (w Watching) Text() string {
+	t := strconv.Itoa(w.Count) + " watching"
+	if len(w.Labels) == 0 {
+		return t
+	}
+	t += ": " + strings.Join(w.Labels, ", ")
+	if w.More > 0 {
+		t += " and " + strconv.Itoa(w.More) + " more"
+	}
+	return t
 }

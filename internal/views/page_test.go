@@ -234,3 +234,21 @@ func TestIconLinked(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchingText: what the status line says of who is watching (the
+// same words static/poll.js draws from the presence event and headers).
+func TestWatchingText(t *testing.T) {
+	for _, tt := range []struct {
+		w    Watching
+		want string
+	}{
+		{Watching{}, "0 watching"},
+		{Watching{Count: 12}, "12 watching"},
+		{Watching{Count: 12, Labels: []string{"lobby TV", "ops laptop"}}, "12 watching: lobby TV, ops laptop"},
+		{Watching{Count: 30, Labels: []string{"a", "b"}, More: 3}, "30 watching: a, b and 3 more"},
+	} {
+		if got := tt.w.Text(); got != tt.want {
+			t.Errorf("%+v: got %q, want %q", tt.w, got, tt.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
 	"github.com/livedash/dashboard/internal/stream"
@@ -119,6 +120,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		st.Allowed = func() bool { return s.tokens.Set().Opens(grant.ID, d.ID) }
 	}
+	// Who is watching: this stream counts until it ends, and it is sent
+	// the count (with the token labels, for a token's holder) whenever
+	// that changes.
+	if pd := s.cfg.Presence.Dashboard(d.ID); pd != nil {
+		label := ""
+		if grant.ID != 0 {
+			label = grant.Label
+		}
+		leavePresence := s.cfg.Presence.Join(d.ID, label)
+		st.Presence, st.Labels = pd, grant.ID != 0
+		st.Done = func() { leavePresence(); done() }
+	}
 	s.metrics.streamsOpened.WithLabelValues(r.Proto).Inc()
 	if hijack {
 		s.pool.Add(st)
@@ -190,6 +203,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	// The page reloads once when its server's release differs from the
 	// one that drew it (docs/architecture.md, "Rolling upgrade").
 	w.Header().Set("X-Dashboard-Release", s.cfg.Release)
+	s.pollSeen(r, d, grant)
 	cond := parseIfNoneMatch(r.Header.Get("If-None-Match"))
 	if cond.any {
 		// "*" matches whatever the current state is (RFC 9110, 13.1.2).
@@ -198,6 +212,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer vw.release()
+		s.watching(w, d, grant)
 		s.notModified(w, vw.board.Version())
 		return
 	}
@@ -239,9 +254,18 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		s.awaitFresh(ctx, vw.key)
 		have, known = cond.pick(b)
 	}
+	// A client that says how many it shows watching (poll.js does) is
+	// answered early, with a 304 that carries the new count, when the
+	// count differs: at most once per presence round.
+	pd := s.cfg.Presence.Dashboard(d.ID)
+	shown, showsCount := parseWatching(r.Header.Get(wire.WatchingHeader))
 	for {
 		changed := b.Changed()
 		access := s.tokens.Changed()
+		var present <-chan struct{} // nil: presence does not end the wait
+		if pd != nil && showsCount {
+			present = pd.Changed()
+		}
 		if f := b.FrameSince(have, known); f != nil {
 			if !s.stillAllowed(w, r, d, b) {
 				return
@@ -249,6 +273,8 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			if s.draining.Load() {
 				s.drainHeaders(w, r)
 			}
+			s.pollSeen(r, d, grant)
+			s.watching(w, d, grant)
 			w.Header().Set("ETag", `"`+f.Version.String()+`"`)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(f.Body)
@@ -256,7 +282,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			s.metrics.bytes.Add(float64(len(f.Body)))
 			return
 		}
-		if wait == 0 || expired || b.Removed() {
+		if wait == 0 || expired || b.Removed() || present != nil && pd.Now(false).Watching != shown {
 			break
 		}
 		select {
@@ -265,6 +291,8 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		case <-s.shutdown:
 		case <-deadline.C:
 		case <-changed:
+			continue
+		case <-present:
 			continue
 		case <-access:
 			if _, ok := s.allowed(r, d); ok {
@@ -279,7 +307,67 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			// a spread-out delay before asking (another server) again.
 			s.drainHeaders(w, r)
 		}
+		s.pollSeen(r, d, grant)
+		s.watching(w, d, grant)
 		s.notModified(w, have)
+	}
+}
+
+// pollSeen counts a long-poll client as watching d for the next 30 s
+// (presence.Config.PollWindow). The client is known by the random id its
+// script sends in clientHeader, at its address; without a valid id, by its
+// address and token, so that several such clients behind one address with
+// one token count once.
+func (s *Server) pollSeen(r *http.Request, d *panel.Dashboard, grant access.Grant) {
+	if s.cfg.Presence == nil {
+		return
+	}
+	addr := s.clientIP(r)
+	key := "t" + strconv.FormatInt(grant.ID, 10) + "|" + addr
+	if id := r.Header.Get(clientHeader); validClientID(id) {
+		key = "c" + id + "|" + addr
+	}
+	label := ""
+	if grant.ID != 0 {
+		label = grant.Label
+	}
+	s.cfg.Presence.Seen(d.ID, key, addr, label, time.Now())
+}
+
+// parseWatching reads the count a long-poll client shows (the
+// wire.WatchingHeader it sends back); ok is false without one.
+func parseWatching(h string) (n int, ok bool) {
+	n, err := strconv.Atoi(h)
+	return n, err == nil && n >= 0
+}
+
+// clientHeader carries the long-poll script's random client id: 16 to 64
+// letters, digits, '-' or '_'.
+const clientHeader = "X-Dashboard-Client"
+
+func validClientID(id string) bool {
+	if len(id) < 16 || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// watching puts who is watching d on a long-poll answer: the count, and
+// for a token's holder the labels (wire.PresenceLabelsHeader).
+func (s *Server) watching(w http.ResponseWriter, d *panel.Dashboard, grant access.Grant) {
+	pd := s.cfg.Presence.Dashboard(d.ID)
+	if pd == nil {
+		return
+	}
+	h := w.Header()
+	h.Set(wire.WatchingHeader, strconv.Itoa(pd.Now(false).Watching))
+	if grant.ID != 0 {
+		h.Set(wire.WatchingLabelsHeader, pd.LabelsHeader())
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/livedash/dashboard/internal/catalog"
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/panel"
+	"github.com/livedash/dashboard/internal/presence"
 	"github.com/livedash/dashboard/internal/refresh"
 	"github.com/livedash/dashboard/internal/stream"
 	"github.com/livedash/dashboard/internal/views"
@@ -58,6 +59,9 @@ type Config struct {
 	// carry; empty means Release(). Tests set it to run two releases side
 	// by side.
 	Release string
+	// Presence counts who is watching each dashboard across servers; nil
+	// counts nobody and pages show no count.
+	Presence *presence.Registry
 }
 
 // Engine is what the web side needs of the refresh engine: the current
@@ -471,6 +475,10 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, panelSlug
 		Query: c.sel.Query().Encode(), View: vw.key.Vars,
 		Kiosk: sc.kiosk, Theme: sc.theme,
 		Playlist: s.playlistStep(r, d),
+	}
+	if pd := s.cfg.Presence.Dashboard(d.ID); pd != nil {
+		w := pd.Now(grant.ID != 0)
+		p.Watching = &views.Watching{Count: w.Watching, Labels: w.Labels, More: w.More}
 	}
 	if panelSlug != "" {
 		p.Panel = panelSlug

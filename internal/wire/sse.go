@@ -2,7 +2,8 @@
 // else: the Server-Sent Events encoding (messages, comments and the retry
 // field, as defined by the WHATWG HTML standard, "Server-sent events",
 // section "Parsing an event stream"), the named control events the page
-// understands (heartbeat, reconnect, gone), and the long-poll body. Both
+// understands (heartbeat, reconnect, gone), the presence event and header
+// values (who is watching), and the long-poll body. Both
 // transports carry the same partials, which internal/views renders; the
 // fan-out (internal/hub, internal/stream) only moves the bytes made here.
 //

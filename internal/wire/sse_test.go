@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -337,5 +338,33 @@ func BenchmarkAppendRetry(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendRetry(buf[:0], 2750)
+	}
+}
+
+// TestPresenceEvent: presence is a named event without an id (it never
+// moves the client's last event ID), JSON data on one line; the labels
+// header is ASCII whatever the labels hold and decodes to the same JSON.
+func TestPresenceEvent(t *testing.T) {
+	p := Presence{Watching: 12, Labels: []string{"lobby TV", "ops, laptop", "Küche\nTV"}, More: 3}
+	got := string(PresenceEvent(p))
+	want := "event: presence\ndata: {\"watching\":12,\"labels\":[\"lobby TV\",\"ops, laptop\",\"Küche\\nTV\"],\"more\":3}\n\n"
+	if got != want {
+		t.Errorf("event: got %q, want %q", got, want)
+	}
+	if got, want := string(PresenceEvent(Presence{Watching: 2})), "event: presence\ndata: {\"watching\":2}\n\n"; got != want {
+		t.Errorf("count-only event: got %q, want %q", got, want)
+	}
+	h := PresenceLabelsHeader(p)
+	for _, c := range []byte(h) {
+		if c < 0x21 || c > 0x7e {
+			t.Fatalf("header %q holds byte %#x", h, c)
+		}
+	}
+	dec, err := url.PathUnescape(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"labels":["lobby TV","ops, laptop","Küche\nTV"],"more":3}`; dec != want {
+		t.Errorf("header decodes to %s, want %s", dec, want)
 	}
 }
