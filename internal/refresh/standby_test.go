@@ -19,17 +19,26 @@ import (
 // a server in recovery (the standby), 0 on the primary. They do not run in
 // parallel: each makes a standby of its own, and the machine is small.
 
-// standbyFixture is a harness whose engine reads from one standby.
+// standbyFixture is a harness whose engine reads from real standbys.
 type standbyFixture struct {
 	*harness
-	standby    *pgtest.Standby
-	standbyURL string
+	standby    *pgtest.Standby // the first of standbys
+	standbyURL string          // its connection string for the test's database
+	standbys   []*pgtest.Standby
+	urls       []string
 	dash       int64
 	count      int64 // the panel counting t
 	where      int64 // the panel saying where it ran
 }
 
 func newStandbyFixture(t *testing.T, countSQL string, maxWait time.Duration) *standbyFixture {
+	t.Helper()
+	return newStandbysFixture(t, countSQL, maxWait, 1)
+}
+
+// newStandbysFixture makes n standbys; with extra panels, made before the
+// engine starts.
+func newStandbysFixture(t *testing.T, countSQL string, maxWait time.Duration, n int, extra ...[2]string) *standbyFixture {
 	t.Helper()
 	db := newTestDB(t)
 	db.table(t, "t")
@@ -39,20 +48,30 @@ func newStandbyFixture(t *testing.T, countSQL string, maxWait time.Duration) *st
 	}
 	f.count = db.panel(t, f.dash, "count", countSQL)
 	f.where = db.panel(t, f.dash, "where", "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END + 0 * count(*) AS n FROM t")
-	f.standby = pgtest.NewStandby(t, pgtest.Server(t))
-	f.standbyURL = f.standby.ConnString(db.pool.Config().ConnConfig.Database)
-	cfg, err := pgxpool.ParseConfig(f.standbyURL)
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range extra {
+		db.panel(t, f.dash, p[0], p[1])
 	}
-	cfg.MaxConns = 8
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
+	var pools []*pgxpool.Pool
+	for range n {
+		sb := pgtest.NewStandby(t, pgtest.Server(t))
+		url := sb.ConnString(db.pool.Config().ConnConfig.Database)
+		f.standbys = append(f.standbys, sb)
+		f.urls = append(f.urls, url)
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 8
+		cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		pools = append(pools, pool)
 	}
-	t.Cleanup(pool.Close)
-	f.harness = start(t, db, options{engine: refresh.Config{Standbys: []*pgxpool.Pool{pool}, StandbyMaxWait: maxWait}})
+	f.standby, f.standbyURL = f.standbys[0], f.urls[0]
+	f.harness = start(t, db, options{engine: refresh.Config{Standbys: pools, StandbyMaxWait: maxWait}})
 	return f
 }
 
@@ -343,4 +362,81 @@ func scalarOn(t *testing.T, url, sql string) string {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return v
+}
+
+// With two standbys, queries are spread over both; with one of them
+// stopped, the other serves them all.
+func TestStandbysTakenInTurn(t *testing.T) {
+	f := newStandbysFixture(t, "", 2*time.Second, 2,
+		[2]string{"dir", "SELECT current_setting('data_directory') AS dir, count(*) AS n FROM t"})
+	dirA := scalarOn(t, f.urls[0], "SHOW data_directory")
+	dirB := scalarOn(t, f.urls[1], "SHOW data_directory")
+	dirPrimary := scalarOn(t, f.db.connString, "SHOW data_directory")
+	defer f.acquire(t, f.dash)()
+	dirID := f.panelID(t, "dir")
+
+	// seen returns the data folders of the dir panel's results from the
+	// k-th on, and how many there were.
+	seen := func(from int) (map[string]int, int) {
+		rs := f.pub.of(dirID)
+		m := make(map[string]int)
+		for _, r := range rs[min(from, len(rs)):] {
+			if r.Err == "" && len(r.Rows) > 0 {
+				m[r.Rows[0][0].Text]++
+			}
+		}
+		return m, len(rs)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		f.waitShown(t, f.insert(t))
+		m, _ := seen(0)
+		if m[dirA] > 0 && m[dirB] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results from the standbys' folders: got %v, want both %s and %s", m, dirA, dirB)
+		}
+	}
+
+	f.whereSettled(t, f.db.count(t, "t")) // no query in flight on the standby to stop
+	f.standbys[0].Stop(t)
+	// The first query meant for the stopped standby finds it down and runs
+	// on the primary; from then on the other standby serves every query.
+	deadline = time.Now().Add(waitTimeout)
+	for {
+		_, from := seen(0)
+		for range 4 {
+			f.waitShown(t, f.insert(t))
+		}
+		m, _ := seen(from)
+		if m[dirA] > 0 {
+			t.Fatalf("a query ran on the stopped standby: %v", m)
+		}
+		if m[dirB] >= 4 && m[dirPrimary] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results after the stop: got %v, want only %s", m, dirB)
+		}
+	}
+	// Known down, it is skipped without a fallback.
+	down := f.fallbacks(t, "down")
+	for range 4 {
+		f.waitShown(t, f.insert(t))
+	}
+	if got := f.fallbacks(t, "down"); got != down {
+		t.Errorf("standby_fallbacks_total{reason=down}: got %v, want still %v (a standby known down is skipped)", got, down)
+	}
+}
+
+// panelID is the id of the fixture's panel with slug.
+func (f *standbyFixture) panelID(t *testing.T, slug string) int64 {
+	t.Helper()
+	var id int64
+	if err := f.db.pool.QueryRow(t.Context(), "SELECT id FROM dashboard.panels WHERE dashboard_id = $1 AND slug = $2",
+		f.dash, slug).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
