@@ -440,3 +440,63 @@ func (f *standbyFixture) panelID(t *testing.T, slug string) int64 {
 	}
 	return id
 }
+
+// The resume contract on standbys: a Fresh round (a refresh that started
+// after the request arrived) shows every commit made before it, even one
+// that sent no notification and that the standby has not replayed (its
+// replay is paused): the round reads the primary's position after the
+// request, and the standby has not reached it, so the primary answers.
+func TestStandbyFreshSeesEveryCommit(t *testing.T) {
+	f := newStandbyFixture(t, "", 200*time.Millisecond)
+	defer f.acquire(t, f.dash)()
+	// quiet has no triggers: its writes notify nobody.
+	f.db.exec(t, "CREATE TABLE quiet (id int)")
+	quiet := f.db.panel(t, f.dash, "quiet", "SELECT count(*) AS n FROM quiet")
+	f.pub.waitValue(t, quiet, 0)
+	f.db.exec(t, "ALTER TABLE quiet DISABLE TRIGGER USER")
+	f.untilStandby(t)
+
+	f.standby.PauseReplay(t)
+	f.db.exec(t, "INSERT INTO quiet SELECT generate_series(1, 3)")
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	select {
+	case <-f.engine.Fresh(ctx, panel.ViewKey{Dashboard: f.dash}):
+	case <-ctx.Done():
+		t.Fatalf("no fresh round within %v", waitTimeout)
+	}
+	rs := f.pub.of(quiet)
+	if got := value(rs[len(rs)-1]); got != 3 {
+		t.Errorf("after a fresh round the quiet panel shows %d, want 3 (committed before the request)", got)
+	}
+	if got := f.fallbacks(t, "lag"); got == 0 {
+		t.Errorf("standby_fallbacks_total{reason=lag}: got 0, want the fresh round's fallbacks")
+	}
+	f.standby.ResumeReplay(t)
+}
+
+// Variable options are read on the standby too, and with replay paused a
+// new option committed on the primary is there all the same.
+func TestStandbyVariableOptions(t *testing.T) {
+	f := newStandbyFixture(t, "", 200*time.Millisecond)
+	options := func(name string) []string {
+		t.Helper()
+		v := &panel.Variable{Name: name, Kind: panel.QueryVariable,
+			SQL: "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END || ':' || count(*) FROM t"}
+		got, err := f.engine.Options(t.Context(), f.dash, v, nil)
+		if err != nil {
+			t.Fatalf("Options: %v", err)
+		}
+		return got
+	}
+	if got := options("a"); len(got) != 1 || got[0] != "standby:0" {
+		t.Errorf("options with the standby replaying: got %q, want [standby:0]", got)
+	}
+	f.standby.PauseReplay(t)
+	f.insert(t)
+	// Another name: the options of "a" are cached for a few seconds.
+	if got := options("b"); len(got) != 1 || got[0] != "primary:1" {
+		t.Errorf("options with replay paused after a commit: got %q, want [primary:1]", got)
+	}
+	f.standby.ResumeReplay(t)
+}
