@@ -30,7 +30,9 @@ func openStandbys(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 			// pgx's message shows the URL with its password hidden.
 			return fail(fmt.Errorf("DASHBOARD_READ_DATABASE_URL: standby %d: %w", i+1, err))
 		}
-		pc.MaxConns = int32(cfg.QueryConcurrency + 2)
+		// Panel queries, option queries (half as many) and the replay
+		// poll, which must not wait behind them.
+		pc.MaxConns = int32(cfg.QueryConcurrency + max(1, cfg.QueryConcurrency/2) + 1)
 		// A standby that does not answer soon is skipped: the primary
 		// answers meanwhile.
 		pc.ConnConfig.ConnectTimeout = 2 * time.Second

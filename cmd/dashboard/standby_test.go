@@ -13,8 +13,9 @@ import (
 )
 
 // TestServeReadsFromStandby: with DASHBOARD_READ_DATABASE_URL naming a
-// standby that does not exist and a real streaming one, the server starts,
-// is ready, and its panels show every commit, read from the real standby.
+// standby that does not exist, one that refuses the login (no such
+// database there) and a real streaming one, the server starts, is ready,
+// and its panels show every commit, read from the real standby.
 func TestServeReadsFromStandby(t *testing.T) {
 	db := pgtest.NewDB(t)
 	standby := pgtest.NewStandby(t, pgtest.Server(t))
@@ -24,7 +25,7 @@ func TestServeReadsFromStandby(t *testing.T) {
 	}
 	cfg := configFor(db)
 	missing := "postgres:///" + pc.Database + "?host=/nonexistent-standby&sslmode=disable"
-	cfg.ReadDatabaseURL = missing + " " + standbyURL(standby, pc.Database)
+	cfg.ReadDatabaseURL = missing + " " + standbyURL(standby, "no_such_db") + " " + standbyURL(standby, pc.Database)
 	s := newContractFixture(t, cfg)
 	if resp, body := s.get(t, "/readyz"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz with one standby down: got %d %q, want 200", resp.StatusCode, body)
@@ -38,6 +39,10 @@ func TestServeReadsFromStandby(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		insertRow(t, s.testServer)
 		showsUntil(t, c, strconv.Itoa(i))
+	}
+	// The standbys that cannot answer cost fallbacks, never a failed query.
+	if strings.Contains(s.logs.String(), `msg="panel query"`) {
+		t.Errorf("a panel query failed:\n%s", s.logs.String())
 	}
 	if got := promLine(t, s.testServer, `dashboard_panel_queries_total{db="standby"}`); got < 1 {
 		t.Errorf(`dashboard_panel_queries_total{db="standby"}: got %v, want at least 1`, got)

@@ -505,10 +505,20 @@ func (e *Engine) readOnly(ctx context.Context, dashboard int64, fn func(pgx.Tx) 
 		return false, err
 	}
 	if target.s != nil {
-		err := e.readOn(ctx, target.s.pool, target.verify, dashboard, fn)
+		ran := false
+		err := e.readOn(ctx, target.s.pool, target.verify, dashboard, func(tx pgx.Tx) error {
+			ran = true
+			return fn(tx)
+		})
 		reason := ""
 		if err != nil && ctx.Err() == nil {
 			reason = standbyFailure(err)
+			if reason == "" && !ran {
+				// Not even the transaction started: a standby that refuses
+				// the login (a wrong database, user or password) is as good
+				// as down, and its failure is not the panel's.
+				reason = fallbackDown
+			}
 		}
 		if reason == "" {
 			return true, err
