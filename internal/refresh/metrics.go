@@ -40,6 +40,7 @@ type Metrics struct {
 	panelQueries     *prometheus.CounterVec
 	standbyFallbacks *prometheus.CounterVec
 	replayWait       prometheus.Histogram
+	standbys         *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -92,6 +93,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a query waited for a standby to replay the primary's WAL position, bounded by DASHBOARD_STANDBY_MAX_WAIT.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
 		}),
+		standbys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "dashboard", Name: "standbys",
+			Help: "Standbys of DASHBOARD_READ_DATABASE_URL by state: usable, down (unreachable, retried) or promoted (not in recovery, not used).",
+		}, []string{"state"}),
 	}
 	for _, o := range []string{"changed", "unchanged", "error"} {
 		m.queries.WithLabelValues(o)
@@ -102,9 +107,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range fallbackReasons {
 		m.standbyFallbacks.WithLabelValues(r)
 	}
+	for _, st := range standbyStates {
+		m.standbys.WithLabelValues(st.String())
+	}
 	if reg != nil {
 		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.failing, m.views, m.viewsRefused, m.viewsDropped,
-			m.panelQueries, m.standbyFallbacks, m.replayWait)
+			m.panelQueries, m.standbyFallbacks, m.replayWait, m.standbys)
 	}
 	return m
 }

@@ -241,7 +241,7 @@ func New(cfg Config) *Engine {
 	e.run = e.query
 	e.positions.pool = cfg.Pool
 	for _, pool := range cfg.Standbys {
-		e.standbys = append(e.standbys, newStandby(pool, cfg.Logger, cfg.RetryDelay))
+		e.standbys = append(e.standbys, newStandby(pool, cfg.Logger, cfg.RetryDelay, cfg.Metrics.standbys))
 	}
 	return e
 }

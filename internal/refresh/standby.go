@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reads from hot standbys (docs/architecture.md, "Reads from standbys").
@@ -96,6 +97,19 @@ const (
 	standbyPromoted              // not in recovery: rechecked every standbyIdleCheck
 )
 
+var standbyStates = []standbyState{standbyUsable, standbyDown, standbyPromoted}
+
+// String is the state's label in dashboard_standbys.
+func (st standbyState) String() string {
+	switch st {
+	case standbyDown:
+		return "down"
+	case standbyPromoted:
+		return "promoted"
+	}
+	return "usable"
+}
+
 var (
 	errStandbyDown     = errors.New("standby unreachable")
 	errStandbyPromoted = errors.New("standby is not in recovery")
@@ -109,6 +123,7 @@ type standby struct {
 	name   string // host:port, for logs
 	logger *slog.Logger
 	retry  time.Duration
+	gauge  *prometheus.GaugeVec // dashboard_standbys{state}
 
 	wake chan struct{} // a waiter arrived, or a query found the standby down
 
@@ -124,13 +139,15 @@ type replayWaiter struct {
 	done   chan error // buffered; nil: replayed
 }
 
-func newStandby(pool *pgxpool.Pool, logger *slog.Logger, retry time.Duration) *standby {
+func newStandby(pool *pgxpool.Pool, logger *slog.Logger, retry time.Duration, gauge *prometheus.GaugeVec) *standby {
 	cc := pool.Config().ConnConfig
+	gauge.WithLabelValues(standbyUsable.String()).Inc()
 	return &standby{
 		pool:    pool,
 		name:    net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))),
 		logger:  logger,
 		retry:   retry,
+		gauge:   gauge,
 		wake:    make(chan struct{}, 1),
 		waiters: make(map[*replayWaiter]struct{}),
 	}
@@ -293,6 +310,8 @@ func (s *standby) setState(state standbyState, err error) {
 		case standbyUsable:
 			s.logger.Info("standby in use again", "standby", s.name)
 		}
+		s.gauge.WithLabelValues(s.state.String()).Dec()
+		s.gauge.WithLabelValues(state.String()).Inc()
 		s.state = state
 	}
 	switch state {

@@ -101,7 +101,7 @@ func (f *standbyFixture) ranOn() string {
 	return "primary"
 }
 
-// labelled is the value of one series of a counter vector.
+// labelled is the value of one series of a counter or gauge vector.
 func (h *harness) labelled(t testing.TB, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := h.reg.Gather()
@@ -115,7 +115,7 @@ func (h *harness) labelled(t testing.TB, name, label, value string) float64 {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}
@@ -249,9 +249,15 @@ func TestStandbyStopped(t *testing.T) {
 	if got := f.fallbacks(t, "down"); got <= downBefore {
 		t.Errorf("standby_fallbacks_total{reason=down}: got %v, want more than %v", got, downBefore)
 	}
+	if got := f.labelled(t, "dashboard_standbys", "state", "down"); got != 1 {
+		t.Errorf("dashboard_standbys{state=down} with the standby stopped: got %v, want 1", got)
+	}
 
 	f.standby.Start(t)
 	f.untilStandby(t)
+	if got := f.labelled(t, "dashboard_standbys", "state", "usable"); got != 1 {
+		t.Errorf("dashboard_standbys{state=usable} once the standby is back: got %v, want 1", got)
+	}
 }
 
 // A promoted standby leaves the primary's timeline: the engine stops using
@@ -282,6 +288,9 @@ func TestStandbyPromoted(t *testing.T) {
 	}
 	if got := f.fallbacks(t, "promoted"); got <= before {
 		t.Errorf("standby_fallbacks_total{reason=promoted}: got %v, want more than %v", got, before)
+	}
+	if got := f.labelled(t, "dashboard_standbys", "state", "promoted"); got != 1 {
+		t.Errorf("dashboard_standbys{state=promoted}: got %v, want 1", got)
 	}
 }
 
