@@ -18,6 +18,9 @@
 // Fault tests that Restart or Kill the server (through Server) affect every test of the package
 // running at that moment, so they must not call t.Parallel.
 //
+// NewStandby makes a real streaming hot standby of a server (pg_basebackup -R), for tests of reads
+// from standbys: replay paused, the standby stopped, started and promoted.
+//
 // SmallDisk and Fill run a disk out of space for real (a tmpfs; mounting needs root), for tests of
 // what a full disk does to PostgreSQL and to the program.
 package pgtest
