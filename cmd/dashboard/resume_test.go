@@ -6,9 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/livedash/dashboard/internal/hub"
 	"github.com/livedash/dashboard/internal/pgserver"
+	"github.com/livedash/dashboard/internal/pgtest"
 )
 
 // This file tests the resume contract of docs/architecture.md ("Versions and resume")
@@ -95,24 +94,8 @@ func TestResumeAfterStandbyPromotion(t *testing.T) {
 	showsUntil(t, c, "2")
 
 	// A standby of P as pg_basebackup -R makes it, streaming from P.
-	standbyDir := newDataDir(t)
-	cred := postgresUser(t)
-	if cred != nil {
-		if err := os.Chown(standbyDir, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runPG(t, cred, "pg_basebackup", "--pgdata="+standbyDir, "--write-recovery-conf",
-		"--checkpoint=fast", "--wal-method=stream", "--dbname="+cfg.DatabaseURL)
-	// The copy holds P's socket lock file (the socket lives in the data
-	// folder), naming P's live postmaster; the standby's own socket goes
-	// in its own folder.
-	if err := os.Remove(filepath.Join(standbyDir, ".s.PGSQL."+strconv.Itoa(pgserver.DefaultPort)+".lock")); err != nil {
-		t.Fatal(err)
-	}
-	standby := startPostgres(t, pgserver.Options{Dir: standbyDir})
+	standby := pgtest.NewStandby(t, primary)
 	standbyURL := standby.ConnString("postgres")
-	awaitText(t, cfg.DatabaseURL, `SELECT count(*)::text FROM pg_stat_replication WHERE state = 'streaming'`, "1")
 
 	// The standby loses P: no WAL written from now on reaches it. Pausing
 	// replay (pg_wal_replay_pause) would not do: the receiver goes on
@@ -137,9 +120,7 @@ func TestResumeAfterStandbyPromotion(t *testing.T) {
 	if err := primary.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := queryText(t, standbyURL, `SELECT pg_promote(true, 60)::text`); got != "true" {
-		t.Fatalf("pg_promote: got %s, want true", got)
-	}
+	standby.Promote(t)
 	s2 := startServer(t, configFor(standbyURL), false)
 	awaitDashboard(t, s2, "ops", "t")
 	t.Logf("WAL position: primary %s when the client saw %s, promoted standby %s on timeline %s",
@@ -216,22 +197,6 @@ func newDataDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// postgresUser is the credential PostgreSQL's programs run with when the
-// tests run as root (the server refuses root), and nil otherwise.
-func postgresUser(t *testing.T) *syscall.Credential {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := user.Lookup(pgserver.Superuser)
-	if err != nil {
-		t.Fatalf("running PostgreSQL as root needs the user %s: %v", pgserver.Superuser, err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
 // runPG runs a PostgreSQL client program found next to the server's
