@@ -1053,3 +1053,43 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestViewerCatchesBackwards: the check the multi-server test rests on
+// fails a viewer that shows a smaller value after a larger one, and only
+// then.
+func TestViewerCatchesBackwards(t *testing.T) {
+	v := &viewer{name: "v"}
+	for _, n := range []int64{1, 2, 2, 5} {
+		v.show(n, "test")
+	}
+	if err := v.failure(); err != nil {
+		t.Fatalf("1 2 2 5: got %v, want no failure", err)
+	}
+	v.show(4, "test")
+	if err := v.failure(); err == nil || !strings.Contains(err.Error(), "showed 4 after 5") {
+		t.Fatalf("5 then 4: got %v, want a failure naming 4 after 5", err)
+	}
+	if got := v.last.Load(); got != 5 {
+		t.Errorf("last: got %d, want 5", got)
+	}
+}
+
+// TestStatValue: the counter read from a stat panel's markup, thousands
+// grouped as the panel groups them.
+func TestStatValue(t *testing.T) {
+	for _, c := range []struct {
+		html string
+		want int64
+		ok   bool
+	}{
+		{`<text y="1" class="stat-value">0</text>`, 0, true},
+		{`<text class="stat-value">12,345</text>`, 12345, true},
+		{`<p class="empty">No data</p>`, 0, false},
+		{`<text class="stat-value null">NULL</text>`, 0, false},
+	} {
+		got, ok := statValue(c.html)
+		if got != c.want || ok != c.ok {
+			t.Errorf("statValue(%q): got %d, %v, want %d, %v", c.html, got, ok, c.want, c.ok)
+		}
+	}
+}
