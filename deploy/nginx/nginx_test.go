@@ -186,17 +186,25 @@ func TestThreeServersBehindNginx(t *testing.T) {
 	// (a) A server dies mid-stream: its viewers reconnect through nginx to
 	// the others, with the version they had.
 	awhile()
+	reconnects := moved(viewers)
 	srv[0].kill(t)
 	awhile()
 	converge(t, "after SIGKILL", viewers, w.hold(t))
 	w.release()
+	if moved(viewers) == reconnects {
+		t.Fatal("no event stream reconnected after a server was killed: the fault missed every viewer")
+	}
 
 	// (b) Another drains: its streams are told to reconnect elsewhere.
 	awhile()
+	reconnects = moved(viewers)
 	srv[1].terminate(t)
 	awhile()
 	converge(t, "after SIGTERM", viewers, w.hold(t))
 	w.release()
+	if moved(viewers) == reconnects {
+		t.Fatal("no event stream reconnected after a server stopped: the fault missed every viewer")
+	}
 	srv[0].start(t)
 	srv[1].start(t)
 	srv[0].awaitReady(t)
@@ -221,6 +229,15 @@ func TestThreeServersBehindNginx(t *testing.T) {
 	// Settled: the same state has the same version on every server.
 	sameETag(t, srv[:], final)
 
+	// Only GET and HEAD get through nginx.
+	req, err := http.NewRequest(http.MethodPost, ng.url+"/d/"+slug+"/events", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := do(t, ng.client(t, "127.0.0.4"), req); resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST through nginx: got %d, Allow %q (%q), want 405, Allow \"GET, HEAD\"", resp.StatusCode, resp.Header.Get("Allow"), body)
+	}
+
 	// Per-address limits through nginx: 2 streams per server from
 	// 127.0.0.2, 6 in all (nginx moves a 503 on to the next server), then
 	// refused; 127.0.0.3 still gets one.
@@ -232,6 +249,17 @@ func TestThreeServersBehindNginx(t *testing.T) {
 		}
 		t.Logf("%s: %d values shown, %d (re)connects", v.name, v.shown(), v.connects.Load())
 	}
+}
+
+// moved is how many times the SSE viewers have (re)connected in all.
+func moved(viewers []*viewer) int64 {
+	var n int64
+	for _, v := range viewers {
+		if strings.HasPrefix(v.name, "sse") {
+			n += v.connects.Load()
+		}
+	}
+	return n
 }
 
 // converge waits until every viewer shows want, failing the test with what
@@ -305,8 +333,8 @@ func perAddress(t *testing.T, ng *nginx, srv []*server) {
 	refusedBefore := limitRefused(t, srv)
 	for i := range perIPLimit * len(srv) {
 		s := openStream(t, from2, url)
-		if s.StatusCode != http.StatusOK {
-			t.Fatalf("stream %d from 127.0.0.2: got %d, want 200 (%d per server, %d servers)", i+1, s.StatusCode, perIPLimit, len(srv))
+		if s.StatusCode != http.StatusOK || s.ProtoMajor != 2 {
+			t.Fatalf("stream %d from 127.0.0.2: got %d over %s, want 200 over HTTP/2 (%d per server, %d servers)", i+1, s.StatusCode, s.Proto, perIPLimit, len(srv))
 		}
 	}
 	if s := openStream(t, from2, url); s.StatusCode != http.StatusServiceUnavailable {
@@ -1018,6 +1046,13 @@ func get(t *testing.T, c *http.Client, url string, header http.Header) (*http.Re
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return do(t, c, req)
+}
+
+// do sends req and returns the response with its body read.
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	url := req.URL.String()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
