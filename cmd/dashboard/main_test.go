@@ -64,6 +64,9 @@ type testServer struct {
 	*running
 	URL  string
 	logs *syncBuffer
+	// client, if set, replaces http.DefaultClient for get (a server with
+	// TLS and a test certificate).
+	client *http.Client
 }
 
 // startServer runs serve with cfg until the test ends, and fails the test
@@ -170,7 +173,11 @@ func (s *testServer) get(t testing.TB, path string, header ...string) (*http.Res
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if s.client != nil {
+		client = s.client
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

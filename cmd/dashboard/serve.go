@@ -77,6 +77,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		defer metricsLn.Close()
 	}
 
+	// A certificate that does not load stops the start before anything
+	// else is done.
+	var certs *certFiles
+	if cfg.TLSCertFile != "" {
+		if certs, err = loadCertFiles(cfg.TLSCertFile, cfg.TLSKeyFile, logger); err != nil {
+			return err
+		}
+	}
+
 	db, err := openDatabase(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -219,7 +228,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		PlaylistMinInterval: cfg.PlaylistMinInterval,
 	}, logger, h, engine, tokens, proxy, ready, web.NewMetrics(reg), promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := newHTTPServer(site.Handler(), logger)
-	if cfg.H2C {
+	scheme := "http"
+	if certs != nil {
+		// HTTPS with HTTP/2 (ALPN h2, then http/1.1); the certificate
+		// follows its files without a restart.
+		srv.TLSConfig = certs.tlsConfig()
+		scheme = "https"
+		if cfg.H2C {
+			logger.Warn("DASHBOARD_H2C has no effect with DASHBOARD_TLS_CERT_FILE: HTTP/2 is served over TLS")
+		}
+	} else if cfg.H2C {
 		// HTTP/2 with prior knowledge on the plain port, next to HTTP/1.1.
 		var p http.Protocols
 		p.SetHTTP1(true)
@@ -253,7 +271,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		}
 	}
 
-	url := "http://" + ln.Addr().String() + "/"
+	url := scheme + "://" + ln.Addr().String() + "/"
 	logger.Info("dashboard serving", "url", url, "feed", cmp.Or(cfg.Feed, config.FeedNotify))
 	if opts.demo && opts.stdout != nil {
 		fmt.Fprintf(opts.stdout, "\n  Demo running: open %s\n  Press Ctrl-C to stop.\n\n", url)
@@ -383,13 +401,19 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// serveHTTP serves srv on ln in g until ctx ends; then it calls
+// serveHTTP serves srv on ln in g until ctx ends, over TLS if srv has a
+// TLSConfig; then it calls
 // beforeShutdown, if set, and shuts srv down within grace, closing what is
 // left after it.
 func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, grace time.Duration,
 	what string, beforeShutdown func()) {
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if srv.TLSConfig != nil {
+			// The certificate comes from TLSConfig.GetCertificate.
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving %s: %w", what, err)
 		}
 		return nil

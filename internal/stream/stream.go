@@ -8,6 +8,12 @@
 // is handed to a goroutine of its own that finishes the write within the
 // write timeout or drops the viewer; meanwhile the others go on, and it
 // gets the latest state afterwards (latest wins).
+//
+// That path needs a connection of its own with a file descriptor: plain
+// HTTP/1.1, hijacked. Streams that share a connection (HTTP/2) or whose
+// bytes must be encrypted (TLS) are served by Serve instead, on their
+// request's goroutine, through the http.ResponseWriter. Both paths follow
+// the same rules, decided in one place (viewer.next), and Close ends both.
 package stream
 
 import (
@@ -52,6 +58,8 @@ type Counters struct {
 
 // Stream is an SSE connection whose response head has been written.
 type Stream struct {
+	// Conn is the hijacked connection of a stream given to Add; Serve
+	// writes through its http.ResponseWriter and leaves Conn nil.
 	Conn  net.Conn
 	Board *hub.Board
 	// Have is the version the client shows, if Known.
@@ -65,7 +73,8 @@ type Stream struct {
 	// Allowed, if set, reports whether the viewer may still watch. It is
 	// asked when the stream is added and whenever AccessChanged fires.
 	Allowed func() bool
-	// Done is called once, after the stream has ended and Conn is closed.
+	// Done is called once, after the stream has ended and Conn, if any,
+	// is closed.
 	Done func()
 }
 
@@ -80,6 +89,7 @@ type Pool struct {
 	mu     sync.Mutex
 	closed bool
 	boards map[*hub.Board]*writers
+	served map[*response]struct{} // the streams in Serve
 }
 
 // writers are the writer goroutines of one dashboard; a nil slot has none
@@ -107,11 +117,16 @@ func New(cfg Config) *Pool {
 	// on a tick, not on a timer per stream: with 10,000 streams, per-stream
 	// deadlines would wake the writers thousands of times a second.
 	tick := min(max(cfg.Heartbeat/4, 10*time.Millisecond), time.Second)
-	return &Pool{cfg: cfg, tick: tick, quit: make(chan struct{}), boards: make(map[*hub.Board]*writers)}
+	return &Pool{cfg: cfg, tick: tick, quit: make(chan struct{}),
+		boards: make(map[*hub.Board]*writers), served: make(map[*response]struct{})}
 }
 
 // Add hands a stream over to the pool, which owns it from now on. After
-// Close, the stream is told to reconnect and closed at once.
+// Close, the stream is told to reconnect and closed at once. Conn should
+// have a file descriptor (a plain TCP connection): without one, every
+// write goes through a goroutine of its own and the gone and goodbye
+// messages, which are written only if the socket takes them at once, are
+// not sent, so such connections are for Serve.
 func (p *Pool) Add(s *Stream) {
 	v := &viewer{Stream: *s, lastWrite: time.Now()}
 	if sc, ok := s.Conn.(syscall.Conn); ok {
@@ -147,14 +162,18 @@ func (p *Pool) Add(s *Stream) {
 }
 
 // Close tells every stream to reconnect (elsewhere, or here after a
-// restart), closes them, and returns when they are all gone. The goodbye
-// is written only to clients that can take it at once, so Close never
-// waits for a slow client.
+// restart), closes them, and returns when they are all gone, those in
+// Serve included. The goodbye is written only to clients that can take it
+// at once (within closeWait for streams in Serve), so Close never waits
+// long for a slow client.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
 		close(p.quit)
+	}
+	for r := range p.served {
+		r.hurry()
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
@@ -304,45 +323,73 @@ func (g *group) sweep(now time.Time, recheck, maintain bool) {
 var errEnded = errors.New("stream ended")
 
 func (g *group) serve(v *viewer, now time.Time, removed, recheck, maintain bool) error {
-	if removed {
-		// Best effort, like the goodbye: a client that cannot take it at
-		// once reconnects, gets 404 and keeps trying slowly.
-		g.io.write(v.raw, wire.Gone)
-		return errEnded
-	}
-	if (recheck || !v.checked) && v.Allowed != nil && !v.Allowed() {
-		return errEnded
-	}
-	v.checked = true
-	if maintain {
-		if !now.Before(v.Until) {
-			return errEnded
-		}
+	if maintain && !removed {
 		if err := g.io.peek(v.raw); err != nil {
 			return err
 		}
 	}
-	if f := g.board.FrameSince(v.Have, v.Known); f != nil {
+	n := v.next(now, g.pool.cfg.Heartbeat, removed, recheck, maintain)
+	if n.end {
+		if n.msg != nil {
+			// Best effort, like the goodbye: a client that cannot take it
+			// at once reconnects, gets 404 and keeps trying slowly.
+			g.io.write(v.raw, n.msg)
+		}
+		return errEnded
+	}
+	if n.msg == nil {
+		return nil
+	}
+	if n.frame > 0 {
+		g.frames++
+		g.bytes += n.frame
+	}
+	return g.write(v, n.msg)
+}
+
+// step is what a viewer is sent now.
+type step struct {
+	msg   []byte // nil: nothing
+	frame int    // how many bytes of msg are a frame (counted); 0 for control messages
+	end   bool   // the stream ends, after msg if there is one
+}
+
+// next decides what v is sent now. It is the one place that holds the
+// rules of a stream, for both paths: the writer groups of hijacked
+// connections and Serve. removed says the dashboard was deleted; recheck
+// that Allowed must be asked again; maintain that the rules of time
+// (maximum age, heartbeat) apply in this round.
+func (v *viewer) next(now time.Time, heartbeat time.Duration, removed, recheck, maintain bool) step {
+	if removed {
+		return step{msg: wire.Gone, end: true}
+	}
+	if (recheck || !v.checked) && v.Allowed != nil && !v.Allowed() {
+		return step{end: true}
+	}
+	v.checked = true
+	if maintain && !now.Before(v.Until) {
+		return step{end: true}
+	}
+	if f := v.Board.FrameSince(v.Have, v.Known); f != nil {
 		msg := f.Message
 		if v.Prefix != nil {
 			msg = append(v.Prefix, f.Message...)
 			v.Prefix = nil
 		}
 		v.Have, v.Known = f.Version, true
-		g.frames++
-		g.bytes += len(f.Message)
-		return g.write(v, msg, now)
+		v.lastWrite = now
+		return step{msg: msg, frame: len(f.Message)}
 	}
-	if maintain && now.Sub(v.lastWrite) >= g.pool.cfg.Heartbeat {
-		return g.write(v, wire.Heartbeat, now)
+	if maintain && now.Sub(v.lastWrite) >= heartbeat {
+		v.lastWrite = now
+		return step{msg: wire.Heartbeat}
 	}
-	return nil
+	return step{}
 }
 
 // write sends p without blocking; what the socket cannot take at once is
 // finished by a goroutine of its own, under the write timeout.
-func (g *group) write(v *viewer, p []byte, now time.Time) error {
-	v.lastWrite = now
+func (g *group) write(v *viewer, p []byte) error {
 	n, err := g.io.write(v.raw, p)
 	if err != nil || n == len(p) {
 		return err

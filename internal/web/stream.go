@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,11 +16,17 @@ import (
 	"github.com/livedash/dashboard/internal/wire"
 )
 
-// events is GET /d/{slug}/events. It checks access and limits, writes the
-// response head itself and hands the connection to the stream pool, which
-// writes every update from then on. The connection is hijacked so that an
-// open stream costs no goroutine, no net/http buffers and no chunked
-// encoding: the body is the raw event stream, ended by closing.
+// events is GET /d/{slug}/events. It checks access and limits and writes
+// the response head; the stream pool writes every update from then on.
+//
+// Plain HTTP/1.1 is hijacked and handed to the pool's writer groups, so
+// that an open stream costs no goroutine, no net/http buffers and no
+// chunked encoding: the body is the raw event stream, ended by closing.
+// HTTP/2 cannot be hijacked (its streams share the connection) and TLS
+// must encrypt what is written, so those stay on this request's goroutine
+// and are written through the ResponseWriter (stream.Pool.Serve), without
+// a Connection header: on HTTP/2 Go's server would turn "close" into a
+// GOAWAY that ends every stream of the connection.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	d, grant, ok := s.dashboard(w, r)
 	if !ok {
@@ -54,28 +61,40 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "close")
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		done()
-		s.logger.Error("cannot take over the connection for a stream", "err", err)
-		s.error(w, r, http.StatusInternalServerError, "Server error", "This server cannot stream here; reload to use polling.")
-		return
-	}
 	// Per-connection jitter spreads the reconnects after a restart. The
 	// retry field is sent with the comment (EventSource applies it at once)
 	// and again in front of the first message, because hx-sse applies it
 	// only with a message it dispatches.
 	retryMs := 1000 + rand.IntN(2000)
 	retry := wire.AppendRetry(nil, retryMs)
-	head := append(responseHead(h), wire.Opening(retryMs)...)
-	if err := stream.WriteWithin(conn, head, s.cfg.WriteTimeout); err != nil {
-		conn.Close()
-		done()
-		return
+	hijack := r.ProtoMajor == 1 && r.TLS == nil
+	var conn net.Conn
+	if hijack {
+		h.Set("Connection", "close")
+		var err error
+		conn, _, err = http.NewResponseController(w).Hijack()
+		if err != nil {
+			done()
+			s.logger.Error("cannot take over the connection for a stream", "err", err)
+			s.error(w, r, http.StatusInternalServerError, "Server error", "This server cannot stream here; reload to use polling.")
+			return
+		}
+		head := append(responseHead(h), wire.Opening(retryMs)...)
+		if err := stream.WriteWithin(conn, head, s.cfg.WriteTimeout); err != nil {
+			conn.Close()
+			done()
+			return
+		}
+	} else {
+		w.WriteHeader(http.StatusOK)
+		if err := stream.WriteResponse(w, wire.Opening(retryMs), s.cfg.WriteTimeout); err != nil {
+			done()
+			return
+		}
 	}
 
-	s.logger.Debug("stream opened", "dashboard", d.Slug, "remote", r.RemoteAddr, "last_event_id", clip(last, 80))
+	s.logger.Debug("stream opened", "dashboard", d.Slug, "remote", r.RemoteAddr, "proto", r.Proto,
+		"last_event_id", clip(last, 80))
 
 	// A dashboard nobody was watching runs its queries first, so that the
 	// first frame is fresh rather than what it showed long ago.
@@ -100,7 +119,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		st.Allowed = func() bool { return s.tokens.Set().Opens(grant.ID, d.ID) }
 	}
-	s.pool.Add(st)
+	s.metrics.streamsOpened.WithLabelValues(r.Proto).Inc()
+	if hijack {
+		s.pool.Add(st)
+		return
+	}
+	s.pool.Serve(w, r, st)
 }
 
 // responseHead is the status line and the headers of a stream's response,

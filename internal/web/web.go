@@ -560,14 +560,15 @@ func jitter(d time.Duration, f float64) time.Duration {
 
 // Metrics are the HTTP side's Prometheus metrics.
 type Metrics struct {
-	sseClients   prometheus.Gauge
-	longPolls    prometheus.Gauge
-	frames       prometheus.Counter
-	bytes        prometheus.Counter
-	slowDropped  prometheus.Counter
-	limitRefused *prometheus.CounterVec
-	badChoice    prometheus.Counter
-	csvServed    prometheus.Counter
+	sseClients    prometheus.Gauge
+	streamsOpened *prometheus.CounterVec
+	longPolls     prometheus.Gauge
+	frames        prometheus.Counter
+	bytes         prometheus.Counter
+	slowDropped   prometheus.Counter
+	limitRefused  *prometheus.CounterVec
+	badChoice     prometheus.Counter
+	csvServed     prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -575,6 +576,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dashboard", Name: "sse_clients",
 			Help: "Open SSE streams."}),
+		streamsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dashboard", Name: "sse_streams_opened_total",
+			Help: "SSE streams opened, by HTTP version (HTTP/1.1 is hijacked unless over TLS; HTTP/2.0 is served per stream)."}, []string{"proto"}),
 		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dashboard", Name: "longpoll_waiting",
 			Help: "Long-poll requests waiting for a change."}),
 		frames: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dashboard", Name: "frames_sent_total",
@@ -591,7 +594,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Panel data served as CSV."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sseClients, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice, m.csvServed)
+		reg.MustRegister(m.sseClients, m.streamsOpened, m.longPolls, m.frames, m.bytes, m.slowDropped, m.limitRefused, m.badChoice, m.csvServed)
 	}
 	return m
 }

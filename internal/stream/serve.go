@@ -1,0 +1,192 @@
+package stream
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/livedash/dashboard/internal/wire"
+)
+
+// closeWait bounds the goodbye to a stream in Serve, and a write under way
+// when the pool closes: a client that cannot take it by then is cut off,
+// as the writer groups cut off those that cannot take it at once.
+const closeWait = time.Second
+
+// Serve writes s to w until the stream ends, on the caller's goroutine: it
+// is the path of streams whose connection cannot be hijacked (HTTP/2, where
+// streams share a connection) or whose bytes must be encrypted (TLS), which
+// net/http writes only from the handler. The caller has written the head
+// and the opening bytes (WriteResponse), and returns from its handler after
+// Serve.
+//
+// The rules are the writer groups' (viewer.next): the latest frame when the
+// dashboard changes, with Prefix in front of the first; a heartbeat after
+// Heartbeat of silence; the end at Until, when Allowed says no after
+// AccessChanged, or with the gone message when the dashboard is deleted;
+// the goodbye when the pool closes. A write that does not finish within
+// WriteTimeout, or that fails, ends the stream, and a timed-out one counts
+// as SlowDropped. It returns when the client goes away (r's context).
+func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
+	resp := &response{w: w, rc: http.NewResponseController(w), quit: p.quit}
+	v := &viewer{Stream: *s, lastWrite: time.Now()}
+	if v.Done != nil {
+		defer v.Done()
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		resp.write(wire.Goodbye(), closeWait)
+		return
+	}
+	p.served[resp] = struct{}{}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.served, resp)
+		p.mu.Unlock()
+		p.wg.Done()
+	}()
+
+	c := p.cfg.Counters
+	timer := time.NewTimer(time.Until(v.Until))
+	defer timer.Stop()
+	recheck := false
+	var access <-chan struct{}
+	for {
+		changed := v.Board.Changed()
+		if f := p.cfg.AccessChanged; f != nil {
+			// As in group.run: a change that came while this round was
+			// busy closed the channel taken before; it must not be lost.
+			select {
+			case <-access:
+				recheck = true
+			default:
+			}
+			access = f()
+		}
+		// One goroutine per stream: the rules of time cost a comparison,
+		// so they apply in every round.
+		now := time.Now()
+		n := v.next(now, p.cfg.Heartbeat, v.Board.Removed(), recheck, true)
+		recheck = false
+		if n.msg != nil {
+			if n.frame > 0 && c.Frames != nil {
+				c.Frames.Inc()
+				c.Bytes.Add(float64(n.frame))
+			}
+			if err := resp.write(n.msg, p.cfg.WriteTimeout); err != nil {
+				p.dropped(r, err)
+				return
+			}
+		}
+		if n.end {
+			return
+		}
+		wake := v.lastWrite.Add(p.cfg.Heartbeat)
+		if v.Until.Before(wake) {
+			wake = v.Until
+		}
+		timer.Reset(wake.Sub(now))
+		select {
+		case <-changed:
+		case <-access:
+			recheck = true
+		case <-timer.C:
+		case <-p.quit:
+			resp.write(wire.Goodbye(), closeWait)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// dropped logs and counts a stream in Serve that ended on a failed write,
+// if it failed for being slow rather than for the client leaving or the
+// pool closing.
+func (p *Pool) dropped(r *http.Request, err error) {
+	if !errors.Is(err, errSlow) {
+		return
+	}
+	select {
+	case <-p.quit:
+		return
+	default:
+	}
+	if c := p.cfg.Counters.SlowDropped; c != nil {
+		c.Inc()
+	}
+	p.cfg.Logger.Info("dropping slow client", "remote", r.RemoteAddr,
+		"err", "client did not take a write within the write timeout")
+}
+
+// errSlow marks a write that ran out of time.
+var errSlow = errors.New("write timed out")
+
+// response is a stream in Serve as the pool sees it. Its mutex orders the
+// handler's deadlines against Close's hurry, so that a write under way when
+// the pool closes ends within closeWait.
+type response struct {
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	quit <-chan struct{}
+
+	mu      sync.Mutex
+	writing bool
+}
+
+// write writes and flushes p within timeout, or within closeWait once the
+// pool is closing, and leaves no deadline behind: on HTTP/2 a deadline is
+// a timer of the stream's that would reset it even while it is idle.
+func (r *response) write(p []byte, timeout time.Duration) error {
+	r.mu.Lock()
+	select {
+	case <-r.quit:
+		timeout = min(timeout, closeWait)
+	default:
+	}
+	deadline := time.Now().Add(timeout)
+	err := r.rc.SetWriteDeadline(deadline)
+	r.writing = err == nil
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = r.w.Write(p)
+	if err == nil {
+		err = r.rc.Flush()
+	}
+	r.mu.Lock()
+	r.writing = false
+	if err == nil {
+		err = r.rc.SetWriteDeadline(time.Time{})
+	}
+	r.mu.Unlock()
+	// HTTP/2 reports a stream reset by its own deadline as a closed
+	// stream, not as a timeout: the clock tells.
+	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(deadline)) {
+		return errors.Join(errSlow, err)
+	}
+	return err
+}
+
+// hurry shortens the deadline of a write under way to closeWait. Called by
+// Close, after quit is closed, with the pool's mutex held.
+func (r *response) hurry() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.writing {
+		r.rc.SetWriteDeadline(time.Now().Add(closeWait))
+	}
+}
+
+// WriteResponse writes and flushes p to w within timeout and leaves no
+// deadline behind: the opening bytes of a stream for Serve.
+func WriteResponse(w http.ResponseWriter, p []byte, timeout time.Duration) error {
+	r := &response{w: w, rc: http.NewResponseController(w)}
+	return r.write(p, timeout)
+}

@@ -1,0 +1,263 @@
+package stream
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livedash/dashboard/internal/catalog"
+	"github.com/livedash/dashboard/internal/wire"
+)
+
+// h2 is an HTTP/2 server over TLS whose event streams are served by the
+// fixture's pool through Serve, and its client.
+type h2 struct {
+	f      *fixture
+	srv    *httptest.Server
+	client *http.Client
+	mu     sync.Mutex
+	setup  func(*Stream)
+}
+
+func newH2(t *testing.T, f *fixture) *h2 {
+	t.Helper()
+	h := &h2{f: f}
+	h.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		if err := WriteResponse(w, wire.Opening(1000), f.pool.cfg.WriteTimeout); err != nil {
+			return
+		}
+		s := &Stream{Board: f.board, Have: f.board.Version(), Known: true, Until: time.Now().Add(time.Hour)}
+		done := make(chan struct{})
+		s.Done = func() { close(done) }
+		h.mu.Lock()
+		if h.setup != nil {
+			h.setup(s)
+		}
+		h.mu.Unlock()
+		f.pool.Serve(w, r, s)
+		select {
+		case <-done:
+		default:
+			t.Error("Serve returned before calling Done")
+		}
+	}))
+	h.srv.EnableHTTP2 = true
+	h.srv.StartTLS()
+	// Close the pool first: Serve returns then, and the server's Close
+	// does not wait for handlers.
+	t.Cleanup(h.srv.Close)
+	t.Cleanup(f.pool.Close)
+	h.client = h.srv.Client()
+	return h
+}
+
+// h2client is the reading end of one stream over HTTP/2.
+type h2client struct {
+	resp *http.Response
+	r    *bufio.Reader
+	read chan string // lines, closed at the end of the body
+}
+
+// open starts a stream; setup may change it before Serve gets it.
+func (h *h2) open(t *testing.T, setup func(*Stream)) *h2client {
+	t.Helper()
+	h.mu.Lock()
+	h.setup = setup
+	h.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/events", nil)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("got %s, want HTTP/2", resp.Proto)
+	}
+	c := &h2client{resp: resp, r: bufio.NewReader(resp.Body), read: make(chan string, 1024)}
+	// The opening ends with its heartbeat event's blank line.
+	var opening string
+	for !strings.HasSuffix(opening, "\n\n") {
+		opening += c.line(t)
+	}
+	if want := string(wire.Opening(1000)); opening != want {
+		t.Fatalf("opening: got %q, want %q", opening, want)
+	}
+	go func() {
+		defer close(c.read)
+		for {
+			line, err := c.r.ReadString('\n')
+			if line != "" {
+				c.read <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *h2client) line(t *testing.T) string {
+	t.Helper()
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the opening: %v", err)
+	}
+	return line
+}
+
+// until reads until the stream has shown want, and returns what it read.
+func (c *h2client) until(t *testing.T, want string) string {
+	t.Helper()
+	var got strings.Builder
+	timeout := time.After(wait)
+	for !strings.Contains(got.String(), want) {
+		select {
+		case line, ok := <-c.read:
+			if !ok {
+				t.Fatalf("stream ended before %q; read %q", want, got.String())
+			}
+			got.WriteString(line)
+		case <-timeout:
+			t.Fatalf("no %q within %v; read %q", want, wait, got.String())
+		}
+	}
+	return got.String()
+}
+
+// end reads until the server ends the stream, and returns what it read.
+func (c *h2client) end(t *testing.T) string {
+	t.Helper()
+	var got strings.Builder
+	timeout := time.After(wait)
+	for {
+		select {
+		case line, ok := <-c.read:
+			if !ok {
+				return got.String()
+			}
+			got.WriteString(line)
+		case <-timeout:
+			t.Fatalf("stream did not end within %v; read %q", wait, got.String())
+		}
+	}
+}
+
+func TestServeOverHTTP2(t *testing.T) {
+	t.Run("frames to many streams of one connection, the prefix first", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		h := newH2(t, f)
+		clients := make([]*h2client, 20)
+		for i := range clients {
+			clients[i] = h.open(t, func(s *Stream) { s.Prefix = []byte("retry: 1234\n") })
+		}
+		seq := f.publish(t, "")
+		for i, c := range clients {
+			got := c.until(t, "seq-"+strconv.Itoa(seq)+".")
+			if !strings.HasPrefix(got, "retry: 1234\nid: ") {
+				t.Fatalf("client %d: got %q, want the retry prefix and one message", i, got)
+			}
+		}
+		for range 5 {
+			seq = f.publish(t, "")
+		}
+		for _, c := range clients {
+			c.until(t, "seq-"+strconv.Itoa(seq)+".")
+		}
+		if got := value(f.counters.Frames); got < 40 {
+			t.Errorf("frames counted: got %v, want at least 40", got)
+		}
+	})
+	t.Run("heartbeat when idle", func(t *testing.T) {
+		f := newFixture(t, Config{Heartbeat: 50 * time.Millisecond})
+		c := newH2(t, f).open(t, nil)
+		if got := c.until(t, "\n\n"); got != string(wire.Heartbeat) {
+			t.Fatalf("got %q, want a heartbeat", got)
+		}
+	})
+	t.Run("ends at its maximum age", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		c := newH2(t, f).open(t, func(s *Stream) { s.Until = time.Now().Add(50 * time.Millisecond) })
+		if got := c.end(t); got != "" {
+			t.Fatalf("got %q before the end, want nothing", got)
+		}
+	})
+	t.Run("ends when access is withdrawn", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		h := newH2(t, f)
+		var mu sync.Mutex
+		allowed := true
+		c := h.open(t, func(s *Stream) {
+			s.Allowed = func() bool { mu.Lock(); defer mu.Unlock(); return allowed }
+		})
+		kept := h.open(t, nil)
+		seq := f.publish(t, "")
+		c.until(t, "seq-"+strconv.Itoa(seq)+".")
+		mu.Lock()
+		allowed = false
+		mu.Unlock()
+		f.revoke()
+		c.end(t)
+		seq = f.publish(t, "")
+		kept.until(t, "seq-"+strconv.Itoa(seq)+".")
+	})
+	t.Run("gone when the dashboard is deleted", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		c := newH2(t, f).open(t, nil)
+		f.hub.CatalogChanged(catalog.NewSnapshot(nil, nil, nil))
+		if got := c.end(t); got != string(wire.Gone) {
+			t.Fatalf("got %q, want the gone message", got)
+		}
+	})
+	t.Run("goodbye when the pool closes", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		h := newH2(t, f)
+		clients := []*h2client{h.open(t, nil), h.open(t, nil)}
+		f.pool.Close()
+		for i, c := range clients {
+			if got := c.end(t); !strings.HasPrefix(got, "retry: ") || !strings.HasSuffix(got, "event: reconnect\ndata:\n\n") {
+				t.Errorf("client %d: got %q at close, want a retry and the reconnect event", i, got)
+			}
+		}
+		late := h.open(t, nil)
+		if got := late.end(t); !strings.HasSuffix(got, "event: reconnect\ndata:\n\n") {
+			t.Errorf("stream opened after Close: got %q, want the reconnect event", got)
+		}
+	})
+	t.Run("a client that stops reading is dropped, the others served", func(t *testing.T) {
+		f := newFixture(t, Config{WriteTimeout: 300 * time.Millisecond})
+		h := newH2(t, f)
+		good := h.open(t, nil)
+		// Nothing reads the slow stream's body: once the client's
+		// flow-control window is full, the server's writes stall.
+		h.mu.Lock()
+		h.setup = nil
+		h.mu.Unlock()
+		req, _ := http.NewRequest("GET", h.srv.URL+"/events", nil)
+		slow, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Body.Close()
+		pad := strings.Repeat("x", 1<<20)
+		for frames := 0; value(f.counters.SlowDropped) == 0; frames++ {
+			if frames == 200 {
+				t.Fatalf("slow client not dropped after %d frames of 1 MB", frames)
+			}
+			seq := f.publish(t, pad+strconv.Itoa(frames))
+			good.until(t, "seq-"+strconv.Itoa(seq)+".")
+		}
+		seq := f.publish(t, "")
+		good.until(t, "seq-"+strconv.Itoa(seq)+".")
+	})
+}
