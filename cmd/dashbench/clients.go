@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -259,8 +260,9 @@ func dialer(i, sources int) *net.Dialer {
 //
 // With reconnect (-drain) it behaves like EventSource: when a stream
 // ends it waits the last retry it was given and opens a new one with
-// Last-Event-ID, on the next of targets (with one target, nginx, the same
-// address); a refused attempt waits the retry and tries the next. Without
+// Last-Event-ID, on another of targets chosen at random (with one target,
+// nginx, the same address); a refused attempt waits the retry and tries
+// another. Without
 // it, a stream the epoll readers adopted is theirs and this returns.
 func sseClient(ctx context.Context, l *ledger, v *viewer, targets []*url.URL, path string, d *net.Dialer, rd *epollReaders, reconnect bool, connected func(error)) {
 	for attempt, ti := 0, 0; ; attempt++ {
@@ -281,7 +283,7 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, targets []*url.URL, pa
 				return
 			}
 			v.failed++
-			ti++
+			ti = nextTarget(ti, len(targets))
 			if !v.waitRetry(ctx) {
 				return
 			}
@@ -318,11 +320,21 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, targets []*url.URL, pa
 		if v.st.gone {
 			return
 		}
-		ti++
+		ti = nextTarget(ti, len(targets))
 		if !v.waitRetry(ctx) {
 			return
 		}
 	}
+}
+
+// nextTarget is a random other one of n targets than ti, the way a load
+// balancer would spread the clients of a server that went away; with one
+// target (nginx) always that one.
+func nextTarget(ti, n int) int {
+	if n <= 1 {
+		return ti
+	}
+	return (ti + 1 + rand.IntN(n-1)) % n
 }
 
 // upstreamHeader is the header the bench's nginx adds with the address of

@@ -204,7 +204,7 @@ func printDrain(w io.Writer, d *drainResult) {
 	if d.Nginx {
 		via = "through nginx"
 	}
-	fmt.Fprintf(w, "drain: %d clients on %d servers %s; SIGTERM to %s, which exited after %.1fs\n", d.N, d.Servers, via, d.Drained, d.ExitSeconds)
+	fmt.Fprintf(w, "drain: %d clients on %d servers %s; SIGTERM to %s, which exited after %.2fs\n", d.N, d.Servers, via, d.Drained, d.ExitSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\tstreams before\tstreams after\treconnects landed\t")
 	for _, s := range slices.Sorted(maps.Keys(d.StreamsBefore)) {
