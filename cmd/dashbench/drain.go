@@ -74,7 +74,7 @@ type drainResult struct {
 func (b *bench) drainRun(ctx context.Context, n int) (*drainResult, error) {
 	r := &drainResult{N: n, Servers: b.o.servers, Nginx: b.o.nginx, BucketMs: int(drainBucket / time.Millisecond),
 		StreamsBefore: map[string]int{}, StreamsAfter: map[string]int{}, Landed: map[string]int{}}
-	t, err := b.target(ctx)
+	t, err := b.target(ctx, n)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func (b *bench) latencyRun(ctx context.Context, n, perConn int) (result, error) 
 	if b.o.proto == protoH2C {
 		r.StreamsPerConn = perConn
 	}
-	t, err := b.target(ctx)
+	t, err := b.target(ctx, n)
 	if err != nil {
 		return r, err
 	}
@@ -230,7 +230,7 @@ func (b *bench) latencyRun(ctx context.Context, n, perConn int) (result, error) 
 // each receives per second.
 func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 	r := &stormResult{N: n, Writers: b.o.stormWriters, Seconds: b.o.duration.Seconds(), MaxRefreshHz: b.o.maxHz}
-	t, err := b.target(ctx)
+	t, err := b.target(ctx, n+b.o.m)
 	if err != nil {
 		return nil, err
 	}

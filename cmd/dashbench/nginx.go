@@ -203,11 +203,13 @@ func startNginx(ctx context.Context, bin, confFile string, upstreams []string, s
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return fail(err)
 	}
-	confPath := filepath.Join(dir, "nginx.conf")
-	if out, err := exec.CommandContext(ctx, bin, "-t", "-q", "-p", dir, "-c", confPath).CombinedOutput(); err != nil {
+	// -e: the error log before the configuration is read, too, is ours
+	// (the compiled-in one may not be writable).
+	args := []string{"-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")}
+	if out, err := exec.CommandContext(ctx, bin, append([]string{"-t", "-q"}, args...)...).CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("nginx -t on the rendered configuration (%s): %v\n%s", dir, err, out))
 	}
-	p.cmd = exec.Command(bin, "-p", dir, "-c", confPath, "-g", "daemon off;")
+	p.cmd = exec.Command(bin, append(args, "-g", "daemon off;")...)
 	p.cmd.Stdout, p.cmd.Stderr = stderr, stderr
 	if err := p.cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting nginx: %w", err))
@@ -254,6 +256,29 @@ func (p *nginxProc) stop() {
 		<-p.done
 	}
 	os.RemoveAll(p.dir)
+}
+
+// workerFileLimit is the lowest open-files limit of nginx's workers, as
+// the kernel holds it (worker_rlimit_nofile, or what nginx inherited if
+// it could not set that); 0 when unknown.
+func (p *nginxProc) workerFileLimit() int {
+	low := 0
+	for _, pid := range p.procs()[1:] {
+		b, err := os.ReadFile("/proc/" + pid + "/limits")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					if n, err := strconv.Atoi(f[0]); err == nil && (low == 0 || n < low) {
+						low = n
+					}
+				}
+			}
+		}
+	}
+	return low
 }
 
 // procs is nginx's master and its workers (the master's children).

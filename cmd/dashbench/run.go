@@ -425,9 +425,9 @@ func (t *target) scrape(ctx context.Context) (metrics, error) {
 // base is the first client address, as a URL string.
 func (t *target) base() string { return t.clients[0].String() }
 
-// target starts the servers (and nginx) of one run, or returns the given
-// server.
-func (b *bench) target(ctx context.Context) (t *target, err error) {
+// target starts the servers (and nginx) of one run for n clients, or
+// returns the given server.
+func (b *bench) target(ctx context.Context, n int) (t *target, err error) {
 	t = &target{}
 	if b.o.server != "" {
 		u, err := url.Parse(strings.TrimSuffix(b.o.server, "/"))
@@ -465,6 +465,11 @@ func (b *bench) target(ctx context.Context) (t *target, err error) {
 		}
 		u, _ := url.Parse(t.nginx.url)
 		t.clients = []*url.URL{u}
+		// A worker may get every stream: a client connection and an
+		// upstream one for each.
+		if lim, need := t.nginx.workerFileLimit(), 2*n+100; lim > 0 && lim < need {
+			return nil, fmt.Errorf("nginx's workers may open %d files, %d streams through one worker need about %d", lim, n, need)
+		}
 	}
 	return t, nil
 }
