@@ -44,6 +44,7 @@ func (b *bench) latencyRun(ctx context.Context, n, perConn int) (result, error) 
 	if err != nil {
 		return r, err
 	}
+	nginx0 := t.nginx.rss()
 	connStart := time.Now()
 	cs, err := b.connect(ctx, l, t, n, 0, perConn)
 	if err != nil {
@@ -82,7 +83,11 @@ func (b *bench) latencyRun(ctx context.Context, n, perConn int) (result, error) 
 		}
 	}
 	if t.nginx != nil {
-		r.NginxRSSIdleMB = t.nginx.rss() / (1 << 20)
+		nginx1 := t.nginx.rss()
+		r.NginxRSSIdleMB = nginx1 / (1 << 20)
+		if up := n - r.ConnectErrors; up > 0 {
+			r.NginxRSSPerConnKB = (nginx1 - nginx0) / float64(up) / 1024
+		}
 	}
 	if b.o.m > 0 {
 		if pc, err = b.connect(ctx, l, t, 0, b.o.m, 1); err != nil {

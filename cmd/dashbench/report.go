@@ -70,7 +70,10 @@ type result struct {
 	Servers        int     `json:"servers,omitempty"`
 	Nginx          bool    `json:"nginx,omitempty"`
 	NginxRSSIdleMB float64 `json:"nginx_rss_idle_mb,omitempty"` // master and workers, with every stream open
-	NginxCPUPct    float64 `json:"nginx_cpu_pct,omitempty"`
+	// NginxRSSPerConnKB is nginx's RSS growth per idle stream (a client
+	// and an upstream connection each), not part of RSSPerConnKB.
+	NginxRSSPerConnKB float64 `json:"nginx_rss_per_idle_conn_kb,omitempty"`
+	NginxCPUPct       float64 `json:"nginx_cpu_pct,omitempty"`
 	// Backwards counts frames that showed an older sequence than the
 	// client had already shown: the resume contract says never.
 	Backwards int `json:"backwards"`
@@ -262,6 +265,7 @@ func median(rows []result) result {
 	r.CommitP99 = med(func(r result) float64 { return r.CommitP99 })
 	r.RSSPerTCPConnKB = med(func(r result) float64 { return r.RSSPerTCPConnKB })
 	r.NginxRSSIdleMB = med(func(r result) float64 { return r.NginxRSSIdleMB })
+	r.NginxRSSPerConnKB = med(func(r result) float64 { return r.NginxRSSPerConnKB })
 	r.NginxCPUPct = med(func(r result) float64 { return r.NginxCPUPct })
 	r.Backwards = medInt(func(r result) int { return r.Backwards })
 	r.WindowP99 = nil // per run only
@@ -313,7 +317,8 @@ func printReport(w io.Writer, rep report) {
 		tw.Flush()
 		for _, r := range rep.Results {
 			if r.Nginx {
-				fmt.Fprintf(w, "N=%d through nginx: nginx RSS %.1f MB with every stream open, nginx CPU %.0f%%\n", r.N, r.NginxRSSIdleMB, r.NginxCPUPct)
+				fmt.Fprintf(w, "N=%d through nginx: nginx RSS %.1f MB with every stream open (%.1f KB more per stream), nginx CPU %.0f%%\n",
+					r.N, r.NginxRSSIdleMB, r.NginxRSSPerConnKB, r.NginxCPUPct)
 			}
 			if r.Backwards > 0 {
 				fmt.Fprintf(w, "N=%d: %d frames showed an older sequence than their client had shown\n", r.N, r.Backwards)
