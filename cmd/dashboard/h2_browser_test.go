@@ -58,6 +58,9 @@ func TestBrowserTenWindowsOverHTTP2(t *testing.T) {
 		if state := eval[string](t, ctx, "document.visibilityState"); state != "visible" {
 			t.Fatalf("window %d: visibilityState %q, want visible", i, state)
 		}
+		if !eval[bool](t, ctx, "document.hasFocus()") {
+			t.Fatalf("window %d has no focus", i)
+		}
 		tabs[i] = ctx
 	}
 	for _, ctx := range tabs {

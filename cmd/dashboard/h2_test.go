@@ -112,17 +112,29 @@ func (p certPaths) write(t testing.TB, c testCert) {
 // chain build their clients from the returned certificate.
 func startTLS(t *testing.T, cfg config.Config) (*testServer, certPaths, testCert) {
 	t.Helper()
+	s, paths, c, stop := startTLSStoppable(t, cfg)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return s, paths, c
+}
+
+// startTLSStoppable is startTLS with the server's stop (see startStoppable).
+func startTLSStoppable(t *testing.T, cfg config.Config) (*testServer, certPaths, testCert, func() error) {
+	t.Helper()
 	dir := t.TempDir()
 	paths := certPaths{cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem")}
 	c := newTestCert(t, "first")
 	paths.write(t, c)
 	cfg.TLSCertFile, cfg.TLSKeyFile = paths.cert, paths.key
-	s := startServer(t, cfg, false)
+	s, stop := startStoppable(t, cfg, false)
 	s.URL = "https://" + s.addr
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	s.client = &http.Client{Transport: tr}
-	return s, paths, c
+	return s, paths, c, stop
 }
 
 // setupLatest creates table h2t and the public dashboard "h2" whose stat
@@ -466,5 +478,63 @@ func TestCertFilesReloadRules(t *testing.T) {
 	advance(certCheckEvery)
 	if got := serial(); got.Cmp(first.leaf.SerialNumber) != 0 {
 		t.Fatalf("after the fix: got %v, want the first certificate", got)
+	}
+}
+
+// TestTLSHTTP1Stream: a client without HTTP/2 gets its stream over TLS on
+// HTTP/1.1, written by the handler (chunked, no Connection: close).
+func TestTLSHTTP1Stream(t *testing.T) {
+	t.Parallel()
+	s, _, cert := startTLS(t, testConfig(t))
+	setupLatest(t, s)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.roots(), NextProtos: []string{"http/1.1"}}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := openSSE(t, &http.Client{Transport: tr}, s.URL+"/d/h2/events")
+	if c.resp.StatusCode != http.StatusOK || c.resp.ProtoMajor != 1 {
+		t.Fatalf("got %d over %s, want 200 over HTTP/1.1", c.resp.StatusCode, c.resp.Proto)
+	}
+	if c.resp.Close || c.resp.Header.Get("Connection") != "" {
+		t.Errorf("got Connection %q, want none: the response ends with its last chunk", c.resp.Header.Get("Connection"))
+	}
+	if got := statOf(wantFull(t, c)); got != "0" {
+		t.Fatalf("first frame shows %q, want 0", got)
+	}
+	s.exec(t, `INSERT INTO h2t DEFAULT VALUES`)
+	if got := statOf(c.nextUpdate(t)); got != "1" {
+		t.Fatalf("got %q after the insert, want 1", got)
+	}
+	if got := promLabelled(t, s, `dashboard_sse_streams_opened_total{proto="HTTP/1.1"}`); got != 1 {
+		t.Errorf("streams opened over HTTP/1.1: got %v, want 1", got)
+	}
+}
+
+// TestShutdownEndsHTTP2Streams: at shutdown the streams of an HTTP/2
+// connection are told to reconnect and end, and serve returns.
+func TestShutdownEndsHTTP2Streams(t *testing.T) {
+	t.Parallel()
+	s, _, cert, stop := startTLSStoppable(t, testConfig(t))
+	setupLatest(t, s)
+	client, _ := oneConn(t, s.addr, cert.roots())
+	streams := []*sseClient{openSSE(t, client, s.URL+"/d/h2/events"), openSSE(t, client, s.URL+"/d/h2/events")}
+	for _, c := range streams {
+		wantFull(t, c)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	for i, c := range streams {
+		var last sseMsg
+		for {
+			m, err := c.nextWithin(contractWait)
+			if err != nil {
+				if last.event != "reconnect" || last.retry == "" {
+					t.Errorf("stream %d ended (%v) after %q, want a retry and the reconnect event last", i, err, last.lines)
+				}
+				break
+			}
+			last = m
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("serve returned %v", err)
 	}
 }

@@ -261,3 +261,30 @@ func TestServeOverHTTP2(t *testing.T) {
 		good.until(t, "seq-"+strconv.Itoa(seq)+".")
 	})
 }
+
+// TestServeCloseDoesNotWaitForSlowClients closes the pool while a stream's
+// write to an HTTP/2 client that never reads is stalled on flow control.
+func TestServeCloseDoesNotWaitForSlowClients(t *testing.T) {
+	f := newFixture(t, Config{WriteTimeout: time.Hour})
+	h := newH2(t, f)
+	req, _ := http.NewRequest("GET", h.srv.URL+"/events", nil)
+	slow, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Body.Close()
+	pad := strings.Repeat("x", 1<<20)
+	for range 20 {
+		f.publish(t, pad)
+	}
+	closed := make(chan struct{})
+	go func() { f.pool.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close waited for a client that does not read")
+	}
+	if got := value(f.counters.SlowDropped); got != 0 {
+		t.Errorf("a stream ended by Close counted as slow: got %v, want 0", got)
+	}
+}
