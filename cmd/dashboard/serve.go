@@ -57,6 +57,7 @@ type running struct {
 	logical     *listen.Logical  // logical mode; nil in notify mode
 	hub         *hub.Hub
 	pool        *pgxpool.Pool
+	standbys    []*pgxpool.Pool    // DASHBOARD_READ_DATABASE_URL, in its order
 	provision   *provision.Watcher // nil without DASHBOARD_PROVISION_DIR
 }
 
@@ -110,6 +111,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		return db.unreachable(err)
 	}
 
+	standbys, err := openStandbys(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range standbys {
+			p.Close()
+		}
+	}()
+
 	if cfg.Migrate || opts.demo {
 		if err := migrate(ctx, pool); err != nil {
 			return err
@@ -155,8 +166,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	// of sends nothing, neither a NOTIFY nor a WAL message.
 	arms := listen.NewArms(listen.ArmsConfig{ConnConfig: poolCfg.ConnConfig, Logger: logger, Metrics: listenMetrics})
 	engine := refresh.New(refresh.Config{
-		Arms: arms,
-		Pool: pool,
+		Arms:           arms,
+		Pool:           pool,
+		Standbys:       standbys,
+		StandbyMaxWait: cfg.StandbyMaxWait,
 		Loader: &catalog.Loader{Pool: pool, Logger: logger, QueryTimeout: cfg.QueryTimeout,
 			SafetyRefresh: cfg.SafetyRefresh},
 		Publisher:     h,
@@ -278,7 +291,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	if opts.started != nil {
 		opts.started(&running{addr: ln.Addr().String(), metricsAddr: metricsAddr, engine: engine, listener: listener,
-			arms: arms, logical: logical, hub: h, pool: pool, provision: files})
+			arms: arms, logical: logical, hub: h, pool: pool, standbys: standbys, provision: files})
 	}
 	err = g.Wait()
 	logger.Info("dashboard stopped")

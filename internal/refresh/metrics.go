@@ -36,6 +36,10 @@ type Metrics struct {
 	views          prometheus.Gauge
 	viewsRefused   prometheus.Counter
 	viewsDropped   prometheus.Counter
+
+	panelQueries     *prometheus.CounterVec
+	standbyFallbacks *prometheus.CounterVec
+	replayWait       prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -75,12 +79,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "dashboard", Name: "views_dropped_total",
 			Help: "Views without viewers forgotten to make room for a new one, or because their dashboard was deleted.",
 		}),
+		panelQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dashboard", Name: "panel_queries_total",
+			Help: "Panel queries answered (data or the SQL's own error), by the database that answered: primary or standby.",
+		}, []string{"db"}),
+		standbyFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dashboard", Name: "standby_fallbacks_total",
+			Help: "Panel and variable queries meant for a standby that ran on the primary, by reason: lag (not replayed within DASHBOARD_STANDBY_MAX_WAIT), down, promoted, conflict (cancelled by replay), recovery (SQL a standby cannot run), position (the primary's WAL position unreadable).",
+		}, []string{"reason"}),
+		replayWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "dashboard", Name: "standby_replay_wait_seconds",
+			Help:    "Time a query waited for a standby to replay the primary's WAL position, bounded by DASHBOARD_STANDBY_MAX_WAIT.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}),
 	}
 	for _, o := range []string{"changed", "unchanged", "error"} {
 		m.queries.WithLabelValues(o)
 	}
+	for _, db := range []string{"primary", "standby"} {
+		m.panelQueries.WithLabelValues(db)
+	}
+	for _, r := range fallbackReasons {
+		m.standbyFallbacks.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.failing, m.views, m.viewsRefused, m.viewsDropped)
+		reg.MustRegister(m.queries, m.duration, m.notifyToResult, m.queueUsage, m.failing, m.views, m.viewsRefused, m.viewsDropped,
+			m.panelQueries, m.standbyFallbacks, m.replayWait)
 	}
 	return m
 }

@@ -196,7 +196,8 @@ func (e *Engine) queryOptions(ctx context.Context, dashboard int64, v *panel.Var
 	}
 	var options []string
 	var queryErr error
-	err := e.readOnly(ctx, dashboard, func(tx pgx.Tx) error {
+	_, err := e.readOnly(ctx, dashboard, func(tx pgx.Tx) error {
+		options, queryErr = nil, nil // a run again on the primary starts afresh
 		rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 		if err != nil {
 			queryErr = err

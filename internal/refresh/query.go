@@ -35,7 +35,10 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 	defer cancel()
 	r := &panel.Result{Notice: notice}
 	var queryErr error
-	err := e.readOnly(ctx, p.DashboardID, func(tx pgx.Tx) error {
+	onStandby, err := e.readOnly(ctx, p.DashboardID, func(tx pgx.Tx) error {
+		// A run on a standby that replay cancelled runs again on the
+		// primary: start afresh.
+		r.Columns, r.Rows, r.Truncated, queryErr = nil, nil, false, nil
 		// DescribeExec: the extended protocol runs exactly one statement,
 		// and nothing is cached that a schema change could make stale.
 		sql := p.Query
@@ -80,6 +83,13 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 		}
 		return nil
 	})
+	if err == nil || queryErr != nil && !infrastructure(queryErr) {
+		db := "primary"
+		if onStandby {
+			db = "standby"
+		}
+		e.cfg.Metrics.panelQueries.WithLabelValues(db).Inc()
+	}
 	if err == nil {
 		return r, nil
 	}
@@ -98,22 +108,6 @@ func (e *Engine) query(ctx context.Context, p *panel.Def, args []any, notice str
 }
 
 var errNoRows = errors.New("statement returned no columns")
-
-// readOnly runs fn in a read-only, repeatable-read transaction with the
-// statement timeout, in the dashboard's time zone (so that timestamp
-// without time zone parameters, date_trunc and to_char agree with what the
-// page shows): how every panel and variable query runs.
-func (e *Engine) readOnly(ctx context.Context, dashboard int64, fn func(pgx.Tx) error) error {
-	opts := pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
-	return pgx.BeginTxFunc(ctx, e.cfg.Pool, opts, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
-			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(dashboard))
-		if err != nil {
-			return err
-		}
-		return fn(tx)
-	})
-}
 
 // zone is the time zone of a dashboard's queries: its own, UTC when it
 // names none or one the database may not know.

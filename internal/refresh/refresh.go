@@ -9,7 +9,8 @@
 //
 // refresh.go is the scheduling loop; views.go the views the engine knows
 // (Acquire, the bound, Fresh, readiness); query.go and options.go the
-// queries of panels and of variables; failing.go what a failing query
+// queries of panels and of variables; standby.go where they run (a hot
+// standby that has replayed the primary's position, or the primary); failing.go what a failing query
 // shows and logs; metrics.go the metrics.
 package refresh
 
@@ -75,9 +76,21 @@ type Loader interface {
 // Config configures an Engine. Zero durations take the defaults of
 // internal/config.
 type Config struct {
-	Pool      *pgxpool.Pool
-	Loader    Loader
-	Publisher Publisher
+	// Pool is the primary: the catalog, the queue usage gauge and the WAL
+	// position read for standbys use it, and every panel and variable query
+	// when there are no standbys or none can answer.
+	Pool *pgxpool.Pool
+	// Standbys are hot standbys of Pool's database where panel and variable
+	// queries run once they have replayed the primary's position (see
+	// standby.go and docs/architecture.md, "Reads from standbys"). A
+	// standby unreachable at start is no error: it is used once it answers.
+	Standbys []*pgxpool.Pool
+	// StandbyMaxWait bounds the wait for a standby to replay the
+	// primary's position; past it the query runs on the primary. Default
+	// 500ms.
+	StandbyMaxWait time.Duration
+	Loader         Loader
+	Publisher      Publisher
 	// Arms, if set, gates the triggers (see Arms); nil means triggers that
 	// always notify.
 	Arms    Arms
@@ -113,6 +126,10 @@ type Engine struct {
 
 	snapshot atomic.Pointer[catalog.Snapshot]
 	options  optionsCache
+
+	standbys    []*standby
+	nextStandby atomic.Uint64 // round robin over standbys
+	positions   positions     // the primary's WAL position, shared reads
 
 	// Inputs from other goroutines, guarded by mu.
 	mu     sync.Mutex
@@ -207,6 +224,9 @@ func New(cfg Config) *Engine {
 	if cfg.QueueUsageInterval <= 0 {
 		cfg.QueueUsageInterval = 10 * time.Second
 	}
+	if cfg.StandbyMaxWait <= 0 {
+		cfg.StandbyMaxWait = 500 * time.Millisecond
+	}
 	e := &Engine{
 		cfg:     cfg,
 		dirty:   make(map[string]time.Time),
@@ -219,6 +239,10 @@ func New(cfg Config) *Engine {
 		failingPanels: make(map[int64]map[panel.ViewKey]bool),
 	}
 	e.run = e.query
+	e.positions.pool = cfg.Pool
+	for _, pool := range cfg.Standbys {
+		e.standbys = append(e.standbys, newStandby(pool, cfg.Logger, cfg.RetryDelay))
+	}
 	return e
 }
 
@@ -277,6 +301,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if e.cfg.Pool != nil {
 		g.Go(func() error { e.pollQueueUsage(ctx); return nil })
+	}
+	for _, s := range e.standbys {
+		g.Go(func() error { s.run(ctx); return nil })
 	}
 	g.Go(func() error { e.loop(ctx); return nil })
 	return g.Wait()

@@ -1,0 +1,550 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Reads from hot standbys (docs/architecture.md, "Reads from standbys").
+//
+// A panel or variable query goes to a standby only once that standby has
+// replayed the primary's WAL position read after the query was due: after
+// the notification arrived and after Arms armed the query's tables, so the
+// position covers the commit that was notified and every writer that
+// skipped its notification. The position is read on the primary by one
+// shared read for all the queries that ask at about the same time
+// (positions), and each standby has one poll loop (standby.run) that
+// releases every query waiting on it; a query does not wait past
+// Config.StandbyMaxWait. Whatever goes wrong on a standby (lag, down,
+// promoted, a recovery conflict) sends the query to the primary, counted
+// by dashboard_standby_fallbacks_total{reason}; the panel never shows it.
+
+// Fallback reasons: the fixed label words of
+// dashboard_standby_fallbacks_total.
+const (
+	// fallbackLag: the standby had not replayed the position within
+	// StandbyMaxWait.
+	fallbackLag = "lag"
+	// fallbackDown: the standby could not be reached, or failed the query
+	// for a reason that is not the query's.
+	fallbackDown = "down"
+	// fallbackPromoted: the standby is not in recovery any more; its data
+	// may have left the primary's timeline.
+	fallbackPromoted = "promoted"
+	// fallbackConflict: replay cancelled the query (a recovery conflict).
+	fallbackConflict = "conflict"
+	// fallbackRecovery: the query uses something a server in recovery
+	// cannot do (SQLSTATE 55000, such as pg_current_wal_lsn()).
+	fallbackRecovery = "recovery"
+	// fallbackPosition: the primary's WAL position could not be read.
+	fallbackPosition = "position"
+)
+
+var fallbackReasons = []string{fallbackLag, fallbackDown, fallbackPromoted, fallbackConflict, fallbackRecovery, fallbackPosition}
+
+// standbyPoll is how often a standby's replay position is read while
+// queries wait for it. Replay on a healthy standby takes about a
+// millisecond, so the wait is usually one or two polls.
+const standbyPoll = 2 * time.Millisecond
+
+// standbyIdleCheck is how often a standby in use is checked while no query
+// waits, so that a promotion is noticed even on a quiet server.
+const standbyIdleCheck = 5 * time.Second
+
+// standbyCheckTimeout bounds one check of a standby.
+const standbyCheckTimeout = 2 * time.Second
+
+// lsn is a WAL position (pg_lsn).
+type lsn uint64
+
+// parseLSN reads pg_lsn's text form, two hexadecimal numbers "hi/lo".
+func parseLSN(s string) (lsn, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("WAL position %q: want hi/lo", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("WAL position %q: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("WAL position %q: %w", s, err)
+	}
+	return lsn(h<<32 | l), nil
+}
+
+func (l lsn) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+// standbyState is what the engine knows of a standby.
+type standbyState int
+
+const (
+	standbyUsable   standbyState = iota
+	standbyDown                  // unreachable: retried every Config.RetryDelay
+	standbyPromoted              // not in recovery: rechecked every standbyIdleCheck
+)
+
+var (
+	errStandbyDown     = errors.New("standby unreachable")
+	errStandbyPromoted = errors.New("standby is not in recovery")
+	errStandbyLag      = errors.New("standby has not replayed the position")
+)
+
+// standby is one hot standby: its pool, its state, and the queries waiting
+// for its replay.
+type standby struct {
+	pool   *pgxpool.Pool
+	name   string // host:port, for logs
+	logger *slog.Logger
+	retry  time.Duration
+
+	wake chan struct{} // a waiter arrived, or a query found the standby down
+
+	mu       sync.Mutex
+	state    standbyState
+	replayed lsn // as of the last check
+	waiters  map[*replayWaiter]struct{}
+}
+
+// replayWaiter is a query waiting until the standby has replayed target.
+type replayWaiter struct {
+	target lsn
+	done   chan error // buffered; nil: replayed
+}
+
+func newStandby(pool *pgxpool.Pool, logger *slog.Logger, retry time.Duration) *standby {
+	cc := pool.Config().ConnConfig
+	return &standby{
+		pool:    pool,
+		name:    net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))),
+		logger:  logger,
+		retry:   retry,
+		wake:    make(chan struct{}, 1),
+		waiters: make(map[*replayWaiter]struct{}),
+	}
+}
+
+func (s *standby) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// usable reports whether queries may go to the standby, and if not, why.
+func (s *standby) usable() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case standbyDown:
+		return false, fallbackDown
+	case standbyPromoted:
+		return false, fallbackPromoted
+	}
+	return true, ""
+}
+
+// await returns nil once the standby has replayed target, or an error
+// saying why the query must go to the primary instead: errStandbyLag past
+// bound, errStandbyDown, errStandbyPromoted, or ctx's error.
+func (s *standby) await(ctx context.Context, target lsn, bound time.Duration) error {
+	s.mu.Lock()
+	switch {
+	case s.state == standbyDown:
+		s.mu.Unlock()
+		return errStandbyDown
+	case s.state == standbyPromoted:
+		s.mu.Unlock()
+		return errStandbyPromoted
+	case s.replayed >= target:
+		s.mu.Unlock()
+		return nil
+	}
+	w := &replayWaiter{target: target, done: make(chan error, 1)}
+	s.waiters[w] = struct{}{}
+	s.mu.Unlock()
+	s.poke()
+
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-w.done:
+		return err
+	case <-timer.C:
+		err = errStandbyLag
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	delete(s.waiters, w)
+	s.mu.Unlock()
+	select {
+	case err = <-w.done: // answered meanwhile
+	default:
+	}
+	return err
+}
+
+// run is the standby's one poll loop: it reads the replay position while
+// queries wait and releases them, and otherwise checks the standby now and
+// then, so that one found down is tried again and a promotion is noticed.
+func (s *standby) run(ctx context.Context) {
+	timer := time.NewTimer(0) // check at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.fail(ctx.Err())
+			return
+		case <-s.wake:
+		case <-timer.C:
+		}
+		s.check(ctx)
+		s.mu.Lock()
+		next := standbyIdleCheck
+		switch {
+		case s.state == standbyDown:
+			next = s.retry
+		case s.state == standbyUsable && len(s.waiters) > 0:
+			next = standbyPoll
+		}
+		s.mu.Unlock()
+		timer.Reset(next)
+	}
+}
+
+// check reads whether the standby is in recovery and how far it has
+// replayed, and answers the waiters it can.
+func (s *standby) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, standbyCheckTimeout)
+	defer cancel()
+	var inRecovery bool
+	var replay *string
+	err := s.pool.QueryRow(cctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&inRecovery, &replay)
+	if ctx.Err() != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err != nil:
+		s.setState(standbyDown, err)
+	case !inRecovery:
+		s.setState(standbyPromoted, nil)
+	default:
+		s.setState(standbyUsable, nil)
+		s.replayed = 0
+		if replay != nil {
+			if l, err := parseLSN(*replay); err == nil {
+				// The latest, not the highest seen: a standby restarted
+				// from an older copy replays from further back.
+				s.replayed = l
+			}
+		}
+		for w := range s.waiters {
+			if w.target <= s.replayed {
+				w.done <- nil
+				delete(s.waiters, w)
+			}
+		}
+	}
+}
+
+// markDown records that a query could not use the standby; the loop
+// checks it again at once (a broken pooled connection after a restart
+// should cost one fallback, not a retry delay).
+func (s *standby) markDown(err error) {
+	s.mu.Lock()
+	s.setState(standbyDown, err)
+	s.mu.Unlock()
+	s.poke()
+}
+
+// markPromoted records that a query found the standby out of recovery.
+func (s *standby) markPromoted() {
+	s.mu.Lock()
+	s.setState(standbyPromoted, nil)
+	s.mu.Unlock()
+}
+
+// setState moves the standby to state, logging once per change, and sends
+// the waiters to the primary when it cannot be used. Called with mu held.
+func (s *standby) setState(state standbyState, err error) {
+	if state != s.state {
+		switch state {
+		case standbyDown:
+			s.logger.Warn("standby unreachable; its queries go to the primary until it answers", "standby", s.name, "err", err)
+		case standbyPromoted:
+			s.logger.Error("standby is not in recovery (promoted?); its data may have left the primary's, so queries go to the primary until it follows again",
+				"standby", s.name)
+		case standbyUsable:
+			s.logger.Info("standby in use again", "standby", s.name)
+		}
+		s.state = state
+	}
+	switch state {
+	case standbyDown:
+		s.failLocked(errStandbyDown)
+	case standbyPromoted:
+		s.failLocked(errStandbyPromoted)
+	}
+}
+
+func (s *standby) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failLocked(err)
+}
+
+func (s *standby) failLocked(err error) {
+	for w := range s.waiters {
+		w.done <- err
+		delete(s.waiters, w)
+	}
+}
+
+// positions reads the primary's current WAL position. A caller gets a read
+// that started after it asked, and callers that ask while one read runs
+// share the next one: one query for a whole round of panels.
+type positions struct {
+	pool    *pgxpool.Pool
+	mu      sync.Mutex
+	running *positionRead // started; too early for whoever asks now
+	next    *positionRead // not started; whoever asks now joins it
+}
+
+type positionRead struct {
+	done chan struct{}
+	pos  lsn
+	err  error
+}
+
+func (p *positions) read(ctx context.Context) (lsn, error) {
+	p.mu.Lock()
+	if r := p.next; r != nil {
+		p.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.pos, r.err
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	r := &positionRead{done: make(chan struct{})}
+	p.next = r
+	prev := p.running
+	p.mu.Unlock()
+	// This caller leads the read, for everyone who joins it: it waits
+	// for the read before (bounded by that one's timeout), whatever its
+	// own context says.
+	if prev != nil {
+		<-prev.done
+	}
+	p.mu.Lock()
+	p.next, p.running = nil, r
+	p.mu.Unlock()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), standbyCheckTimeout)
+	var text string
+	r.err = p.pool.QueryRow(rctx, "SELECT pg_current_wal_lsn()::text").Scan(&text)
+	cancel()
+	if r.err == nil {
+		r.pos, r.err = parseLSN(text)
+	}
+	close(r.done)
+	p.mu.Lock()
+	if p.running == r {
+		p.running = nil
+	}
+	p.mu.Unlock()
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	return r.pos, r.err
+}
+
+// readTarget is where one read-only query runs: a standby that has
+// replayed pos, or the primary (s nil).
+type readTarget struct {
+	s   *standby
+	pos lsn
+}
+
+// pickStandby chooses where a query runs. With standbys it reads the
+// primary's position, takes the standbys in turn (round robin, skipping
+// those down or promoted) and waits for the chosen one to replay the
+// position. A fallback to the primary is counted. The error is ctx's only.
+func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
+	if len(e.standbys) == 0 {
+		return readTarget{}, nil
+	}
+	n := uint64(len(e.standbys))
+	first := e.nextStandby.Add(1) - 1
+	var s *standby
+	reason := ""
+	for i := range n {
+		c := e.standbys[(first+i)%n]
+		ok, why := c.usable()
+		if ok {
+			s = c
+			break
+		}
+		if reason == "" {
+			reason = why
+		}
+	}
+	if s == nil {
+		e.fallback(reason)
+		return readTarget{}, nil
+	}
+	pos, err := e.positions.read(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return readTarget{}, ctx.Err()
+		}
+		e.fallback(fallbackPosition)
+		return readTarget{}, nil
+	}
+	began := time.Now()
+	err = s.await(ctx, pos, e.cfg.StandbyMaxWait)
+	e.cfg.Metrics.replayWait.Observe(time.Since(began).Seconds())
+	switch {
+	case err == nil:
+		return readTarget{s: s, pos: pos}, nil
+	case ctx.Err() != nil:
+		return readTarget{}, ctx.Err()
+	case errors.Is(err, errStandbyLag):
+		e.fallback(fallbackLag)
+	case errors.Is(err, errStandbyPromoted):
+		e.fallback(fallbackPromoted)
+	default:
+		e.fallback(fallbackDown)
+	}
+	return readTarget{}, nil
+}
+
+func (e *Engine) fallback(reason string) {
+	e.cfg.Metrics.standbyFallbacks.WithLabelValues(reason).Inc()
+}
+
+// verify checks, on the very connection the query's transaction will use
+// and before it begins, that the standby is still in recovery and has
+// replayed the position: the shared poll may have seen another backend of
+// a standby that restarted since, and a promotion may have come between.
+func (t readTarget) verify(ctx context.Context, conn *pgxpool.Conn) error {
+	var inRecovery, replayed bool
+	err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)",
+		t.pos.String()).Scan(&inRecovery, &replayed)
+	switch {
+	case err != nil:
+		return err
+	case !inRecovery:
+		return errStandbyPromoted
+	case !replayed:
+		return errStandbyLag
+	}
+	return nil
+}
+
+// standbyFailure says why a query that failed on a standby must run on
+// the primary instead (a fallback reason), or "" when the failure is the
+// query's own and the primary would fail it the same way.
+func standbyFailure(err error) string {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, errStandbyPromoted):
+		return fallbackPromoted
+	case errors.Is(err, errStandbyLag):
+		return fallbackLag
+	case errors.As(err, &pgErr):
+		switch pgErr.Code {
+		case "40001", // "canceling statement due to conflict with recovery" (snapshot, lock, buffer pin, tablespace), and its FATAL "terminating connection" for a session idle in a transaction
+			"40P01", // the same, when the startup process found a buffer-pin deadlock
+			"57P04": // "terminating connection due to conflict with recovery": the database was dropped
+			return fallbackConflict
+		case "55000": // object_not_in_prerequisite_state: "recovery is in progress"
+			return fallbackRecovery
+		}
+		if infrastructure(err) {
+			return fallbackDown
+		}
+		return ""
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ""
+	}
+	if infrastructure(err) {
+		return fallbackDown
+	}
+	return ""
+}
+
+// readOnly runs fn in a read-only, repeatable-read transaction with the
+// statement timeout, in the dashboard's time zone (so that timestamp
+// without time zone parameters, date_trunc and to_char agree with what the
+// page shows): how every panel and variable query runs. With standbys it
+// runs on one that has replayed the primary's current position, and on the
+// primary when none can (see pickStandby); a query the standby could not
+// finish for a reason of its own (a recovery conflict, a lost connection,
+// a promotion) runs once more on the primary. fn may so run twice and
+// must start afresh each time. onStandby says where the answer came from.
+func (e *Engine) readOnly(ctx context.Context, dashboard int64, fn func(pgx.Tx) error) (onStandby bool, err error) {
+	target, err := e.pickStandby(ctx)
+	if err != nil {
+		return false, err
+	}
+	if target.s != nil {
+		err := e.readOn(ctx, target.s.pool, target.verify, dashboard, fn)
+		reason := ""
+		if err != nil && ctx.Err() == nil {
+			reason = standbyFailure(err)
+		}
+		if reason == "" {
+			return true, err
+		}
+		switch reason {
+		case fallbackDown:
+			target.s.markDown(err)
+		case fallbackPromoted:
+			target.s.markPromoted()
+		}
+		e.fallback(reason)
+	}
+	return false, e.readOn(ctx, e.cfg.Pool, nil, dashboard, fn)
+}
+
+// readOn runs fn in a read-only transaction on a connection of pool, after
+// verify (if not nil) has passed on that connection.
+func (e *Engine) readOn(ctx context.Context, pool *pgxpool.Pool, verify func(context.Context, *pgxpool.Conn) error,
+	dashboard int64, fn func(pgx.Tx) error) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if verify != nil {
+		if err := verify(ctx, conn); err != nil {
+			return err
+		}
+	}
+	opts := pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
+	return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('TimeZone', $2, true)",
+			strconv.FormatInt(e.cfg.QueryTimeout.Milliseconds(), 10), e.zone(dashboard))
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
