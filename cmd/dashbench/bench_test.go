@@ -202,3 +202,45 @@ func readReport(t *testing.T, path string) report {
 	}
 	return rep
 }
+
+// TestBenchNginxSmall runs 30 clients through nginx (the shipped
+// configuration, rendered) in front of three servers. It needs nginx,
+// which CI installs; elsewhere it says so and skips.
+func TestBenchNginxSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes and nginx")
+	}
+	if _, err := findNginx(""); err != nil {
+		t.Skipf("%v", err)
+	}
+	jsonFile := filepath.Join(t.TempDir(), "nginx.json")
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{
+		"-database-url", pgtest.NewDB(t), "-servers", "3", "-nginx",
+		"-n", "30", "-rate", "20", "-duration", "2s", "-warmup", "1s", "-grace", "5s", "-json", jsonFile,
+	}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	rep := readReport(t, jsonFile)
+	if len(rep.Results) != 1 {
+		t.Fatalf("got %d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if !r.Nginx || r.Servers != 3 || r.ConnectErrors != 0 || r.Missing != 0 {
+		t.Errorf("got nginx %v, %d servers, %d connect errors, %d missing; want true, 3, 0, 0", r.Nginx, r.Servers, r.ConnectErrors, r.Missing)
+	}
+	if want := 30 * r.Commits; r.Deliveries != want {
+		t.Errorf("got %d deliveries, want %d (30 clients x %d commits)", r.Deliveries, want, r.Commits)
+	}
+	// Every server runs the panel query for its own clients: up to one
+	// per commit each (a busy server may merge commits), and more than a
+	// single server's at most one once they are three.
+	if r.QueriesPerCommit <= 1 || r.QueriesPerCommit > 3.01 {
+		t.Errorf("got %.2f queries per commit over three servers, want above 1 and at most 3", r.QueriesPerCommit)
+	}
+	if r.NginxRSSIdleMB <= 0 {
+		t.Errorf("got nginx RSS %.1f MB, want it measured", r.NginxRSSIdleMB)
+	}
+}
