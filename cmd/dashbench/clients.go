@@ -272,13 +272,13 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, targets []*url.URL, pa
 			last = v.st.lastID
 		}
 		conn, br, resp, err := openStream(ctx, target, path, d, last)
-		if attempt == 0 {
-			connected(err)
-		}
 		if err != nil {
 			if attempt == 0 || !reconnect || ctx.Err() != nil {
 				if ctx.Err() == nil {
 					v.err = err
+				}
+				if attempt == 0 {
+					connected(err)
 				}
 				return
 			}
@@ -297,6 +297,11 @@ func sseClient(ctx context.Context, l *ledger, v *viewer, targets []*url.URL, pa
 		v.landed = append(v.landed, cmp.Or(resp.Header.Get(upstreamHeader), target.Host))
 		if v.st != nil {
 			v.st.goodbye = false
+		}
+		if attempt == 0 {
+			// After the viewer's fields are set: the bench reads them
+			// once every client has called this.
+			connected(nil)
 		}
 		ended := readStream(ctx, l, v, conn, br, resp, rd, reconnect)
 		if ended == nil {

@@ -83,12 +83,13 @@ func h2Stream(ctx context.Context, l *ledger, v *viewer, cc *http2.ClientConn, t
 		resp.Body.Close()
 		err = fmt.Errorf("status %s", resp.Status)
 	}
-	connected(err)
 	if err != nil {
 		v.err = err
+		connected(err)
 		return
 	}
 	defer resp.Body.Close()
 	v.connected = true
+	connected(nil) // after v is set: the bench reads it once every stream has called this
 	readBody(ctx, l, v, resp.Body, nil)
 }
