@@ -30,9 +30,10 @@ type epollLoop struct {
 }
 
 type epollStream struct {
-	fd int
-	v  *viewer
-	p  sseParser
+	fd  int
+	v   *viewer
+	p   sseParser
+	end func(error) // called once the stream has ended, if set
 }
 
 // newReaders starts k epoll loops that run until ctx is done; wg tracks
@@ -57,8 +58,9 @@ func newReaders(ctx context.Context, l *ledger, k int, wg *sync.WaitGroup) (*epo
 
 // adopt takes over a connection whose response header has been read, with
 // the body bytes br already holds. The Go connection is closed; a
-// duplicate of its descriptor carries on.
-func (r *epollReaders) adopt(conn net.Conn, br *bufio.Reader, v *viewer) error {
+// duplicate of its descriptor carries on. end, if not nil, is called when
+// the server ends the stream (not when the readers stop).
+func (r *epollReaders) adopt(conn net.Conn, br *bufio.Reader, v *viewer, end func(error)) error {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return errors.New("no file descriptor")
@@ -74,7 +76,7 @@ func (r *epollReaders) adopt(conn net.Conn, br *bufio.Reader, v *viewer) error {
 		return derr
 	}
 	conn.Close()
-	s := &epollStream{fd: fd, v: v, p: sseParser{seqScanner: seqScanner{best: -1}}}
+	s := &epollStream{fd: fd, v: v, p: sseParser{seqScanner: seqScanner{best: -1}, st: v.st}, end: end}
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		now := r.l.clock.now()
@@ -131,10 +133,13 @@ func (lp *epollLoop) run(ctx context.Context, l *ledger) {
 			}
 			// The server ended the stream during the run.
 			s.v.closed = true
-			if err != nil {
+			if err != nil && s.end == nil {
 				s.v.err = err
 			}
 			lp.drop(s)
+			if s.end != nil {
+				s.end(err)
+			}
 		}
 	}
 	lp.mu.Lock()

@@ -17,6 +17,6 @@ func newReaders(context.Context, *ledger, int, *sync.WaitGroup) (*epollReaders, 
 	return nil, nil
 }
 
-func (r *epollReaders) adopt(net.Conn, *bufio.Reader, *viewer) error {
+func (r *epollReaders) adopt(net.Conn, *bufio.Reader, *viewer, func(error)) error {
 	return errors.New("not supported")
 }

@@ -16,15 +16,19 @@ import (
 )
 
 // latencyRun is one run at n SSE clients: connect, measure idle memory,
-// commit at the rate, and time every (commit, client) pair.
-func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
-	r := result{N: n, M: b.o.m, Views: b.o.views, Rate: b.o.rate}
-	base, stopServer, err := b.target(ctx)
+// commit at the rate, and time every (commit, client) pair. perConn is
+// -proto h2c's streams per connection.
+func (b *bench) latencyRun(ctx context.Context, n, perConn int) (result, error) {
+	r := result{N: n, M: b.o.m, Views: b.o.views, Rate: b.o.rate, Proto: b.o.proto, Servers: max(b.o.servers, 1), Nginx: b.o.nginx}
+	if b.o.proto == protoH2C {
+		r.StreamsPerConn = perConn
+	}
+	t, err := b.target(ctx, n)
 	if err != nil {
 		return r, err
 	}
-	defer stopServer()
-	if err := waitBoard(ctx, base, benchSlug); err != nil {
+	defer t.stop()
+	if err := t.waitBoard(ctx); err != nil {
 		return r, err
 	}
 	var seq int64
@@ -36,12 +40,13 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	k := warm + meas
 	l := &ledger{clock: clock{time.Now()}, base: seq, t0: make([]atomic.Int64, k), commits: k}
 
-	m0, err := scrape(ctx, base)
+	m0, err := t.scrape(ctx)
 	if err != nil {
 		return r, err
 	}
+	nginx0 := t.nginx.rss()
 	connStart := time.Now()
-	cs, err := b.connect(ctx, l, base, n, 0)
+	cs, err := b.connect(ctx, l, t, n, 0, perConn)
 	if err != nil {
 		return r, err
 	}
@@ -61,17 +66,31 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	if err := sleep(ctx, 3*time.Second); err != nil {
 		return r, err
 	}
-	m1, err := scrape(ctx, base)
+	m1, err := t.scrape(ctx)
 	if err != nil {
 		return r, err
 	}
 	r.ServerRSSBaseMB = m0.rss / (1 << 20)
 	r.ServerRSSIdleMB = m1.rss / (1 << 20)
+	r.Conns = cs.conns
 	if up := n - r.ConnectErrors; up > 0 {
 		r.RSSPerConnKB = (m1.rss - m0.rss) / float64(up) / 1024
+		// Connections that carried at least one open stream.
+		if r.StreamsPerConn > 1 {
+			r.RSSPerTCPConnKB = (m1.rss - m0.rss) / math.Ceil(float64(up)/float64(r.StreamsPerConn)) / 1024
+		} else {
+			r.RSSPerTCPConnKB = r.RSSPerConnKB
+		}
+	}
+	if t.nginx != nil {
+		nginx1 := t.nginx.rss()
+		r.NginxRSSIdleMB = nginx1 / (1 << 20)
+		if up := n - r.ConnectErrors; up > 0 {
+			r.NginxRSSPerConnKB = (nginx1 - nginx0) / float64(up) / 1024
+		}
 	}
 	if b.o.m > 0 {
-		if pc, err = b.connect(ctx, l, base, 0, b.o.m); err != nil {
+		if pc, err = b.connect(ctx, l, t, 0, b.o.m, 1); err != nil {
 			return r, err
 		}
 		defer pc.stop()
@@ -80,7 +99,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 
 	interval := time.Duration(float64(time.Second) / b.o.rate)
 	var mStart, mEnd metrics
-	var cpuStart, cpuEnd, boxStart, pgStart float64
+	var cpuStart, cpuEnd, boxStart, pgStart, nginxStart float64
 	var callsStart, callsEnd float64 // the panel query's executions, counted by PostgreSQL
 	var callsOK bool
 	var tStart, tEnd time.Time
@@ -94,7 +113,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 			// After the sleep, so that the queries of the last warm-up
 			// commit have run: with several views they take a few ms,
 			// and counted here they would be charged to the window.
-			if mStart, err = scrape(ctx, base); err != nil {
+			if mStart, err = t.scrape(ctx); err != nil {
 				return r, err
 			}
 			if callsStart, callsOK, err = b.stats.panelCalls(ctx); err != nil {
@@ -102,6 +121,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 			}
 			cpuStart, tStart = cpuSeconds(), time.Now()
 			boxStart, pgStart = boxCPUSeconds(), b.pgCPUSeconds()
+			nginxStart = t.nginx.cpuSeconds()
 		}
 		t0 := l.clock.now()
 		l.t0[i].Store(t0)
@@ -113,8 +133,8 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 		}
 	}
 	cpuEnd, tEnd = cpuSeconds(), time.Now()
-	boxEnd, pgEnd := boxCPUSeconds(), b.pgCPUSeconds()
-	mCPU, err := scrape(ctx, base)
+	boxEnd, pgEnd, nginxEnd := boxCPUSeconds(), b.pgCPUSeconds(), t.nginx.cpuSeconds()
+	mCPU, err := t.scrape(ctx)
 	if err != nil {
 		return r, err
 	}
@@ -132,7 +152,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 			return r, err
 		}
 	}
-	if mEnd, err = scrape(ctx, base); err != nil {
+	if mEnd, err = t.scrape(ctx); err != nil {
 		return r, err
 	}
 	if callsOK {
@@ -162,6 +182,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 		}
 		r.Frames += v.frames
 		r.Dups += v.dups
+		r.Backwards += v.back
 		for j := warm; j < k; j++ {
 			d := v.lat[j]
 			if d < 0 {
@@ -184,6 +205,8 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	slices.Sort(all)
 	slices.Sort(poll)
 	slices.Sort(commitLat)
+	// A commit no client saw has no first receipt.
+	first = slices.DeleteFunc(first, func(d int32) bool { return d == math.MaxInt32 })
 	slices.Sort(first)
 	r.FirstP50 = pct(first, 0.5)
 	r.Commits = meas
@@ -198,6 +221,7 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 	r.ClientCPUPct = (cpuEnd - cpuStart) / window * 100
 	r.BoxCPUPct = (boxEnd - boxStart) / window * 100
 	r.PgCPUPct = (pgEnd - pgStart) / window * 100
+	r.NginxCPUPct = (nginxEnd - nginxStart) / window * 100
 	r.QueriesPerCommit = (mEnd.queries - mStart.queries) / float64(meas)
 	if callsOK {
 		q := (callsEnd - callsStart) / float64(meas)
@@ -211,12 +235,12 @@ func (b *bench) latencyRun(ctx context.Context, n int) (result, error) {
 // each receives per second.
 func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 	r := &stormResult{N: n, Writers: b.o.stormWriters, Seconds: b.o.duration.Seconds(), MaxRefreshHz: b.o.maxHz}
-	base, stopServer, err := b.target(ctx)
+	t, err := b.target(ctx, n+b.o.m)
 	if err != nil {
 		return nil, err
 	}
-	defer stopServer()
-	if err := waitBoard(ctx, base, benchSlug); err != nil {
+	defer t.stop()
+	if err := t.waitBoard(ctx); err != nil {
 		return nil, err
 	}
 	var seq int64
@@ -225,7 +249,7 @@ func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 	}
 	secs := int(b.o.duration / time.Second)
 	l := &ledger{clock: clock{time.Now()}, base: seq, storm: true, seconds: secs}
-	cs, err := b.connect(ctx, l, base, n, b.o.m)
+	cs, err := b.connect(ctx, l, t, n, b.o.m, b.o.streamsPerConn[0])
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +265,7 @@ func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return nil, err
 	}
-	mStart, err := scrape(ctx, base)
+	mStart, err := t.scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +287,7 @@ func (b *bench) stormRun(ctx context.Context, n int) (*stormResult, error) {
 	wg.Wait()
 	window := time.Since(tStart).Seconds()
 	cpuEnd, boxEnd, pgEnd := cpuSeconds(), boxCPUSeconds(), b.pgCPUSeconds()
-	mEnd, err := scrape(ctx, base)
+	mEnd, err := t.scrape(ctx)
 	if err != nil {
 		return nil, err
 	}

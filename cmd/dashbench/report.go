@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -54,6 +56,27 @@ type result struct {
 	CommitP50          float64  `json:"commit_p50_ms"`
 	CommitP99          float64  `json:"commit_p99_ms"`
 	Runs               int      `json:"runs"`
+
+	// Proto is the clients' protocol (h1, h2c); StreamsPerConn the h2c
+	// streams sharing one connection; Conns the TCP connections the
+	// clients opened. RSSPerTCPConnKB is the same RSS growth as
+	// RSSPerConnKB, per connection instead of per stream.
+	Proto           string  `json:"proto,omitempty"`
+	StreamsPerConn  int     `json:"streams_per_conn,omitempty"`
+	Conns           int     `json:"conns,omitempty"`
+	RSSPerTCPConnKB float64 `json:"server_rss_per_idle_tcp_conn_kb,omitempty"`
+	// Servers started on the database (RSS and CPU are their sums);
+	// Nginx when the clients went through it.
+	Servers        int     `json:"servers,omitempty"`
+	Nginx          bool    `json:"nginx,omitempty"`
+	NginxRSSIdleMB float64 `json:"nginx_rss_idle_mb,omitempty"` // master and workers, with every stream open
+	// NginxRSSPerConnKB is nginx's RSS growth per idle stream (a client
+	// and an upstream connection each), not part of RSSPerConnKB.
+	NginxRSSPerConnKB float64 `json:"nginx_rss_per_idle_conn_kb,omitempty"`
+	NginxCPUPct       float64 `json:"nginx_cpu_pct,omitempty"`
+	// Backwards counts frames that showed an older sequence than the
+	// client had already shown: the resume contract says never.
+	Backwards int `json:"backwards"`
 }
 
 type stormResult struct {
@@ -181,6 +204,9 @@ type reportConfig struct {
 	Views        int     `json:"views,omitempty"` // latency and storm runs
 	Fsync        *bool   `json:"fsync,omitempty"` // -pgbench, -bulk: per cell
 	Server       string  `json:"server,omitempty"`
+	Proto        string  `json:"proto,omitempty"`
+	Servers      int     `json:"servers,omitempty"`
+	Nginx        bool    `json:"nginx,omitempty"`
 }
 
 type report struct {
@@ -190,6 +216,7 @@ type report struct {
 	Storm   *stormResult   `json:"storm,omitempty"`
 	Pgbench *pgbenchMatrix `json:"pgbench,omitempty"`
 	Bulk    *bulkResult    `json:"bulk,omitempty"`
+	Drain   *drainResult   `json:"drain,omitempty"`
 }
 
 // median combines runs at the same N field by field.
@@ -236,6 +263,11 @@ func median(rows []result) result {
 	r.DBQueriesPerCommit = medOptional(rows, func(r result) *float64 { return r.DBQueriesPerCommit })
 	r.CommitP50 = med(func(r result) float64 { return r.CommitP50 })
 	r.CommitP99 = med(func(r result) float64 { return r.CommitP99 })
+	r.RSSPerTCPConnKB = med(func(r result) float64 { return r.RSSPerTCPConnKB })
+	r.NginxRSSIdleMB = med(func(r result) float64 { return r.NginxRSSIdleMB })
+	r.NginxRSSPerConnKB = med(func(r result) float64 { return r.NginxRSSPerConnKB })
+	r.NginxCPUPct = med(func(r result) float64 { return r.NginxCPUPct })
+	r.Backwards = medInt(func(r result) int { return r.Backwards })
 	r.WindowP99 = nil // per run only
 	return r
 }
@@ -269,20 +301,33 @@ func printReport(w io.Writer, rep report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "commit-to-client latency, %g commits/s, max refresh %g Hz (ms; per N the median of its runs)\n", rep.Config.Rate, rep.Config.MaxRefreshHz)
-		fmt.Fprintln(tw, "N\tM\tviews\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tdb queries/commit\tcommit p99\t")
+		fmt.Fprintln(tw, "N\tM\tviews\tsetup\truns\tfirst\tp50\tp90\tp99\tmax\tp99 first/last 5s\tdeliv/s\tmissing\tdups\tdropped\tKB/idle conn\tKB/TCP conn\tsrv CPU%\tcli CPU%\tpg CPU%\tbox CPU%\tqueries/commit\tdb queries/commit\tcommit p99\t")
 		for _, r := range rep.Results {
 			trend := "-"
 			for _, run := range rep.Runs {
-				if run.N == r.N && len(run.WindowP99) > 0 {
+				if run.N == r.N && run.StreamsPerConn == r.StreamsPerConn && len(run.WindowP99) > 0 {
 					trend = fmt.Sprintf("%.1f/%.1f", run.WindowP99[0], run.WindowP99[len(run.WindowP99)-1])
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%.1f\t\n",
-				r.N, r.M, r.Views, r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
-				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit,
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%.1f\t\n",
+				r.N, r.M, r.Views, setupText(r.Proto, r.StreamsPerConn, r.Servers, r.Nginx), r.Runs, r.FirstP50, r.P50, r.P90, r.P99, r.Max, trend, r.DeliveriesPerSec, r.Missing, r.Dups,
+				r.Disconnected+r.ConnectErrors, r.RSSPerConnKB, r.RSSPerTCPConnKB, r.ServerCPUPct, r.ClientCPUPct, r.PgCPUPct, r.BoxCPUPct, r.QueriesPerCommit,
 				optional(r.DBQueriesPerCommit, "%.2f"), r.CommitP99)
 		}
 		tw.Flush()
+		for _, r := range rep.Results {
+			if r.Nginx {
+				fmt.Fprintf(w, "N=%d through nginx: nginx RSS %.1f MB with every stream open (%.1f KB more per stream), nginx CPU %.0f%%\n",
+					r.N, r.NginxRSSIdleMB, r.NginxRSSPerConnKB, r.NginxCPUPct)
+			}
+			if r.Backwards > 0 {
+				fmt.Fprintf(w, "N=%d: %d frames showed an older sequence than their client had shown\n", r.N, r.Backwards)
+			}
+		}
+		for _, c := range sharedConnCosts(rep.Results) {
+			fmt.Fprintf(w, "HTTP/2 at N=%d: %.1f KB/stream with 1 stream per connection, %.1f KB/stream with %d: a connection costs %.1f KB, an extra stream on a shared connection %.1f KB\n",
+				c.N, c.PerStreamAlone, c.PerStreamShared, c.StreamsPerConn, c.ConnKB, c.ExtraStreamKB)
+		}
 		if len(rep.Runs) > len(rep.Results) {
 			fmt.Fprintln(w, "\nruns:")
 			fmt.Fprintln(tw, "N\tviews\tp50\tp99\tmax\tmissing\tKB/idle conn\tsrv CPU%\tqueries/commit\tdb queries/commit\t")
@@ -292,6 +337,9 @@ func printReport(w io.Writer, rep report) {
 			}
 			tw.Flush()
 		}
+	}
+	if d := rep.Drain; d != nil {
+		printDrain(w, d)
 	}
 	if s := rep.Storm; s != nil {
 		fmt.Fprintf(w, "write storm: %d writers for %.0fs, %d viewers, max refresh %g Hz\n", s.Writers, s.Seconds, s.N, s.MaxRefreshHz)
@@ -328,6 +376,52 @@ func printReport(w io.Writer, rep report) {
 		}
 		tw.Flush()
 	}
+}
+
+// setupText names a run's clients and servers: "h1", "h2c/100" (100
+// streams per connection), "h1 3srv" (three servers, client i on server
+// i mod 3), "h1 3srv+nginx".
+func setupText(proto string, perConn, servers int, nginx bool) string {
+	s := cmp.Or(proto, protoH1)
+	if proto == protoH2C {
+		s += "/" + strconv.Itoa(max(perConn, 1))
+	}
+	if servers > 1 || nginx {
+		s += " " + strconv.Itoa(max(servers, 1)) + "srv"
+		if nginx {
+			s += "+nginx"
+		}
+	}
+	return s
+}
+
+// sharedConnCost splits HTTP/2 memory into a connection's and a stream's
+// from two runs at one N: per stream a with one stream per connection and
+// b with K. Per stream a = c + s and b = c/K + s, so c = (a-b)/(1-1/K)
+// and s = a - c.
+type sharedConnCost struct {
+	N, StreamsPerConn               int
+	PerStreamAlone, PerStreamShared float64
+	ConnKB, ExtraStreamKB           float64
+}
+
+func sharedConnCosts(rows []result) []sharedConnCost {
+	var out []sharedConnCost
+	for _, a := range rows {
+		if a.Proto != protoH2C || a.StreamsPerConn != 1 {
+			continue
+		}
+		for _, b := range rows {
+			if b.Proto != protoH2C || b.N != a.N || b.StreamsPerConn <= 1 || b.Servers != a.Servers {
+				continue
+			}
+			k := float64(b.StreamsPerConn)
+			c := (a.RSSPerConnKB - b.RSSPerConnKB) / (1 - 1/k)
+			out = append(out, sharedConnCost{N: a.N, StreamsPerConn: b.StreamsPerConn, PerStreamAlone: a.RSSPerConnKB,
+				PerStreamShared: b.RSSPerConnKB, ConnKB: c, ExtraStreamKB: a.RSSPerConnKB - c})
+		}
+	}
+	return out
 }
 
 // spreadText is "median (min-max)".

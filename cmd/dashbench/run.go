@@ -62,6 +62,16 @@ type options struct {
 	bulk     bool
 	bulkRows int
 	bulkRuns int
+
+	// proto is the SSE clients' protocol, protoH1 or protoH2C; with h2c,
+	// each value of streamsPerConn is a run of its own.
+	proto          string
+	streamsPerConn []int
+	servers        int  // servers started on the one database
+	nginx          bool // an nginx in front of them, which the clients go through
+	nginxBin       string
+	nginxConf      string
+	drain          bool // SIGTERM one server with the clients connected
 }
 
 // Feeds the bench can measure; the first is the default.
@@ -110,6 +120,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.bulk, "bulk", false, "bulk statements: an UPDATE of every row and a COPY of -bulk-rows rows into a watched vs an unwatched table")
 	fs.IntVar(&o.bulkRows, "bulk-rows", 1_000_000, "rows of the bulk tables")
 	fs.IntVar(&o.bulkRuns, "bulk-runs", 3, "bulk runs per variant and viewer case (watched and unwatched interleaved)")
+	fs.StringVar(&o.proto, "proto", protoH1, "SSE clients' protocol: h1 (raw HTTP/1.1, one connection per stream, epoll readers) or h2c (HTTP/2 with prior knowledge, -streams-per-conn streams per connection; the started servers get DASHBOARD_H2C=true)")
+	perConn := fs.String("streams-per-conn", "1", "-proto h2c: streams sharing one connection, comma-separated for a run each (e.g. 1,100: the report then derives the cost of a connection and of an extra stream on a shared one)")
+	fs.IntVar(&o.servers, "servers", 1, "servers to start on the one database; without -nginx client i connects to server i mod servers")
+	fs.BoolVar(&o.nginx, "nginx", false, "start an nginx in front of the servers (deploy/nginx/dashboard.conf rendered for plain HTTP/1.1 on a local port) and connect the clients through it")
+	fs.StringVar(&o.nginxBin, "nginx-bin", "", "nginx program (empty: PATH, then /usr/sbin/nginx)")
+	fs.StringVar(&o.nginxConf, "nginx-conf", "", "nginx server configuration to render (empty: the module's deploy/nginx/dashboard.conf)")
+	fs.BoolVar(&o.drain, "drain", false, "drain: with -n clients connected to -servers (2 or more; through -nginx, or failing over between the servers' addresses), SIGTERM the first server; the clients reconnect with Last-Event-ID after the retry they were given; reports when they came back, where they landed and whether each reached the newest sequence")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -159,6 +176,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			o.pgbenchFsync = nil // the database's own, read when connected
 		}
 	}
+	if o.streamsPerConn, err = parseInts(*perConn); err != nil {
+		return o, fmt.Errorf("-streams-per-conn: %w", err)
+	}
+	if err := o.checkScaleOut(set); err != nil {
+		return o, err
+	}
 	o.ns = []int{o.n}
 	if *ns != "" {
 		o.ns = nil
@@ -183,6 +206,34 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-server needs -database-url: the bench writes to the server's database")
 	}
 	return o, nil
+}
+
+// checkScaleOut checks the flags of the protocol, several servers, nginx
+// and the drain against each other and the rest; set holds the flags given.
+func (o *options) checkScaleOut(set map[string]bool) error {
+	switch {
+	case o.proto != protoH1 && o.proto != protoH2C:
+		return fmt.Errorf("-proto %q: want h1 or h2c", o.proto)
+	case set["streams-per-conn"] && o.proto != protoH2C:
+		return errors.New("-streams-per-conn applies to -proto h2c (HTTP/1.1 carries one stream per connection)")
+	case slices.Max(o.streamsPerConn) > maxStreamsPerConn:
+		return fmt.Errorf("-streams-per-conn: at most %d, the server's limit of concurrent streams per connection", maxStreamsPerConn)
+	case o.servers < 1:
+		return errors.New("-servers must be at least 1")
+	case (o.pgbench || o.bulk) && (set["proto"] || set["streams-per-conn"] || set["servers"] || o.nginx || o.drain):
+		return errors.New("-proto, -streams-per-conn, -servers, -nginx and -drain apply to the latency runs, not to -pgbench or -bulk")
+	case o.server != "" && (o.servers > 1 || o.nginx || o.drain):
+		return errors.New("-servers, -nginx and -drain start their own servers: drop -server")
+	case o.nginx && o.proto == protoH2C:
+		return errors.New("-nginx: the bench's nginx listens for plain HTTP/1.1 (nginx speaks HTTP/2 to clients only over TLS): use -proto h1")
+	case o.drain && o.servers < 2:
+		return errors.New("-drain needs -servers 2 or more: the clients of the drained server must land somewhere")
+	case o.drain && o.proto != protoH1:
+		return errors.New("-drain: the reconnecting clients are HTTP/1.1 (-proto h1)")
+	case o.drain && (o.storm || set["ns"] || o.runs > 1 || o.m > 0):
+		return errors.New("-drain is one run at -n with SSE clients only: drop -storm, -ns, -runs and -m")
+	}
+	return nil
 }
 
 // run is the whole command; main only adds signals and the exit code.
@@ -224,7 +275,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	rep := report{Config: reportConfig{Rate: o.rate, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
-		MaxRefreshHz: o.maxHz, M: o.m, Views: o.views, Fsync: &o.fsync, Server: o.server}}
+		MaxRefreshHz: o.maxHz, M: o.m, Views: o.views, Fsync: &o.fsync, Server: o.server,
+		Proto: o.proto, Servers: o.servers, Nginx: o.nginx}}
 	// -pgbench and -bulk open their own databases (one per fsync setting)
 	// and report their settings per cell.
 	switch {
@@ -268,19 +320,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		rep.Storm = r
+	case o.drain:
+		fmt.Fprintf(stderr, "dashbench: drain: N=%d over %d servers, rate=%g/s...\n", o.ns[0], o.servers, o.rate)
+		r, err := b.drainRun(ctx, o.ns[0])
+		if err != nil {
+			return err
+		}
+		rep.Drain = r
 	default:
 		for _, n := range o.ns {
-			var rows []result
-			for range o.runs {
-				fmt.Fprintf(stderr, "dashbench: N=%d M=%d rate=%g/s for %s...\n", n, o.m, o.rate, o.duration)
-				r, err := b.latencyRun(ctx, n)
-				if err != nil {
-					return err
+			for _, k := range o.streamsPerConn {
+				var rows []result
+				for range o.runs {
+					fmt.Fprintf(stderr, "dashbench: N=%d M=%d %s rate=%g/s for %s...\n", n, o.m, setupText(o.proto, k, o.servers, o.nginx), o.rate, o.duration)
+					r, err := b.latencyRun(ctx, n, k)
+					if err != nil {
+						return err
+					}
+					rows = append(rows, r)
+					rep.Runs = append(rep.Runs, r)
 				}
-				rows = append(rows, r)
-				rep.Runs = append(rep.Runs, r)
+				rep.Results = append(rep.Results, median(rows))
 			}
-			rep.Results = append(rep.Results, median(rows))
 		}
 	}
 	return finishReport(stdout, o, rep)
@@ -327,20 +388,104 @@ type bench struct {
 	stderr io.Writer
 }
 
-// target starts a server for one run, or returns the given one.
-func (b *bench) target(ctx context.Context) (base string, stop func(), err error) {
-	if b.o.server != "" {
-		return strings.TrimSuffix(b.o.server, "/"), func() {}, nil
+// target is what one run measures: the servers, and where the clients
+// connect (nginx in front of them, or the servers themselves).
+type target struct {
+	clients []*url.URL    // client i starts at clients[i mod len]
+	servers []string      // each server's own base URL, for /metrics
+	procs   []*serverProc // the started servers, in the order of servers
+	nginx   *nginxProc
+}
+
+// stop ends what the run started: nginx first, then the servers.
+func (t *target) stop() {
+	if t.nginx != nil {
+		t.nginx.stop()
 	}
+	var wg sync.WaitGroup
+	for _, p := range t.procs {
+		wg.Go(p.stop)
+	}
+	wg.Wait()
+}
+
+// scrape reads every server's /metrics and adds them up.
+func (t *target) scrape(ctx context.Context) (metrics, error) {
+	var sum metrics
+	for _, s := range t.servers {
+		m, err := scrape(ctx, s)
+		if err != nil {
+			return sum, err
+		}
+		sum.add(m)
+	}
+	return sum, nil
+}
+
+// base is the first client address, as a URL string.
+func (t *target) base() string { return t.clients[0].String() }
+
+// target starts the servers (and nginx) of one run for n clients, or
+// returns the given server.
+func (b *bench) target(ctx context.Context, n int) (t *target, err error) {
+	t = &target{}
+	if b.o.server != "" {
+		u, err := url.Parse(strings.TrimSuffix(b.o.server, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("-server: %w", err)
+		}
+		t.clients, t.servers = []*url.URL{u}, []string{u.String()}
+		return t, nil
+	}
+	defer func() {
+		if err != nil {
+			t.stop()
+		}
+	}()
 	env := []string{"DASHBOARD_MAX_REFRESH_HZ=" + strconv.FormatFloat(b.o.maxHz, 'g', -1, 64), "DASHBOARD_FEED=" + b.o.feed}
 	if b.o.views > 100 { // the server's default bound on one dashboard's views
 		env = append(env, "DASHBOARD_MAX_VIEWS="+strconv.Itoa(b.o.views))
 	}
-	p, err := startServer(ctx, b.o.serverBin, b.db.connString, env, b.stderr)
-	if err != nil {
-		return "", nil, err
+	if b.o.proto == protoH2C {
+		env = append(env, "DASHBOARD_H2C=true")
 	}
-	return p.url, p.stop, nil
+	for range max(b.o.servers, 1) {
+		p, err := startServer(ctx, b.o.serverBin, b.db.connString, env, b.stderr)
+		if err != nil {
+			return nil, err
+		}
+		t.procs = append(t.procs, p)
+		t.servers = append(t.servers, p.url)
+		u, _ := url.Parse(p.url)
+		t.clients = append(t.clients, u)
+	}
+	if b.o.nginx {
+		if t.nginx, err = startNginx(ctx, b.o.nginxBin, b.o.nginxConf, t.servers, b.stderr); err != nil {
+			return nil, err
+		}
+		u, _ := url.Parse(t.nginx.url)
+		t.clients = []*url.URL{u}
+		// A worker may get every stream: a client connection and an
+		// upstream one for each.
+		if lim, need := t.nginx.workerFileLimit(), 2*n+100; lim > 0 && lim < need {
+			return nil, fmt.Errorf("nginx's workers may open %d files, %d streams through one worker need about %d", lim, n, need)
+		}
+	}
+	return t, nil
+}
+
+// waitBoard waits until every server, and the address the clients use,
+// serves the bench dashboard.
+func (t *target) waitBoard(ctx context.Context) error {
+	for _, s := range t.servers {
+		if err := waitBoard(ctx, s, benchSlug); err != nil {
+			return err
+		}
+	}
+	if t.nginx != nil {
+		return waitBoard(ctx, t.base(), benchSlug)
+	}
+	return nil
 }
 
 func (b *bench) sources(n int) int {
@@ -377,6 +522,7 @@ func waitBoard(ctx context.Context, base, slug string) error {
 type clients struct {
 	viewers  []*viewer
 	sse      int
+	conns    int // TCP connections the SSE clients opened (h2c: fewer than streams)
 	connErrs atomic.Int64
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
@@ -386,12 +532,8 @@ type clients struct {
 
 // connect opens n SSE clients (at most 256 dialling at once) and m
 // long-poll clients, and returns once every SSE client has its response
-// header or failed.
-func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (*clients, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, err
-	}
+// header or failed. With -proto h2c, k streams share each connection.
+func (b *bench) connect(ctx context.Context, l *ledger, t *target, n, m, k int) (*clients, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	c := &clients{sse: n, cancel: cancel}
 	rd, err := newReaders(cctx, l, runtime.GOMAXPROCS(0), &c.wg)
@@ -401,28 +543,59 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 	src := b.sources(n + m)
 	sem := make(chan struct{}, 256)
 	var connected sync.WaitGroup
-	for i := range n {
-		v := l.newViewer()
-		c.viewers = append(c.viewers, v)
+	done := func(err error) {
+		if err != nil {
+			c.connErrs.Add(1)
+		}
+		<-sem
+		connected.Done()
+	}
+	acquire := func() error {
 		select {
 		case sem <- struct{}{}:
+			return nil
 		case <-ctx.Done():
 			cancel()
 			c.wg.Wait()
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		connected.Add(1)
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			sseClient(cctx, l, v, u, eventsPath(i, b.o.views), dialer(i, src), rd, func(err error) {
-				if err != nil {
-					c.connErrs.Add(1)
+	}
+	for range n {
+		v := l.newViewer()
+		if b.o.drain {
+			v.st = newSSEState()
+		}
+		c.viewers = append(c.viewers, v)
+	}
+	if b.o.proto == protoH2C {
+		k = max(k, 1)
+		for g := 0; g*k < n; g++ {
+			vs := c.viewers[g*k : min(n, (g+1)*k)]
+			paths := make([]string, len(vs))
+			for j := range vs {
+				if err := acquire(); err != nil {
+					return nil, err
 				}
-				<-sem
-				connected.Done()
+				paths[j] = eventsPath(g*k+j, b.o.views)
+				connected.Add(1)
+			}
+			c.conns++
+			// A group's connection, not its streams, has the source
+			// address, so group g uses source g.
+			h2Group(cctx, l, vs, t.clients[g%len(t.clients)], paths, dialer(g, src), &c.wg, done)
+		}
+	} else {
+		for i, v := range c.viewers {
+			if err := acquire(); err != nil {
+				return nil, err
+			}
+			connected.Add(1)
+			c.conns++
+			targets := rotate(t.clients, i)
+			c.wg.Go(func() {
+				sseClient(cctx, l, v, targets, eventsPath(i, b.o.views), dialer(i, src), rd, b.o.drain, done)
 			})
-		}()
+		}
 	}
 	connected.Wait()
 	if m > 0 {
@@ -431,14 +604,19 @@ func (b *bench) connect(ctx context.Context, l *ledger, base string, n, m int) (
 		for j := range m {
 			v := l.newViewer()
 			c.viewers = append(c.viewers, v)
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
+			base := t.clients[j%len(t.clients)].String()
+			c.wg.Go(func() {
 				pollClient(cctx, l, v, base+pollPath(j, b.o.views), hc)
-			}()
+			})
 		}
 	}
 	return c, nil
+}
+
+// rotate is s starting at its element i mod len(s).
+func rotate[T any](s []T, i int) []T {
+	i %= len(s)
+	return append(s[i:len(s):len(s)], s[:i]...)
 }
 
 // stop ends the clients and waits for them; after it their viewers may be

@@ -157,7 +157,8 @@ func setupBench(ctx context.Context, conn *pgx.Conn, views int) (int64, error) {
 type serverProc struct {
 	cmd  *exec.Cmd
 	url  string
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
 }
 
 // buildServer compiles cmd/dashboard into dir; the bench must run inside
@@ -195,8 +196,11 @@ func startServer(ctx context.Context, bin, dbURL string, env []string, stderr io
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting server: %w", err)
 	}
-	p := &serverProc{cmd: cmd, url: "http://" + addr, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &serverProc{cmd: cmd, url: "http://" + addr, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(p.url + "/readyz")
@@ -207,8 +211,8 @@ func startServer(ctx context.Context, bin, dbURL string, env []string, stderr io
 			}
 		}
 		select {
-		case err := <-p.done:
-			return nil, fmt.Errorf("server exited at start: %v", err)
+		case <-p.done:
+			return nil, fmt.Errorf("server exited at start: %v", p.err)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
@@ -232,7 +236,8 @@ func (p *serverProc) stop() {
 	}
 }
 
-// metrics is what the bench reads from the server's /metrics.
+// metrics is what the bench reads from the server's /metrics, or the sum
+// over several servers.
 type metrics struct {
 	queries float64 // dashboard_refresh_queries_total, all labels
 	frames  float64 // dashboard_frames_sent_total
@@ -240,6 +245,16 @@ type metrics struct {
 	rss     float64 // process_resident_memory_bytes
 	cpu     float64 // process_cpu_seconds_total
 	clients float64 // dashboard_sse_clients
+}
+
+// add adds o to m: the figures of several servers.
+func (m *metrics) add(o metrics) {
+	m.queries += o.queries
+	m.frames += o.frames
+	m.slow += o.slow
+	m.rss += o.rss
+	m.cpu += o.cpu
+	m.clients += o.clients
 }
 
 func scrape(ctx context.Context, base string) (metrics, error) {
