@@ -221,7 +221,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if cfg.Logical() {
 		logical = listen.NewLogical(listen.LogicalConfig{
 			ConnConfig:     poolCfg.ConnConfig,
-			Sink:           listen.Sinks{engine, tokens},
+			Sink:           listen.Sinks{tokens, engine},
 			Logger:         logger,
 			Metrics:        listenMetrics,
 			StatusInterval: cfg.ListenerPing,
@@ -231,7 +231,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	} else {
 		listener = listen.New(listen.Config{
 			ConnConfig:   poolCfg.ConnConfig,
-			Sink:         listen.Sinks{engine, tokens},
+			Sink:         listen.Sinks{tokens, engine},
 			Logger:       logger,
 			Metrics:      listenMetrics,
 			PingInterval: cfg.ListenerPing,

@@ -29,6 +29,11 @@ type Store struct {
 
 	set    atomic.Pointer[Set]
 	signal chan struct{}
+	// heard counts the changes of the Store's tables the feed has told it
+	// of (and resyncs); loaded is the count a successful load started
+	// after, so loaded >= heard means the set is as new as every change
+	// heard so far.
+	heard, loaded atomic.Uint64
 
 	mu      sync.Mutex
 	changed chan struct{}
@@ -64,13 +69,45 @@ func (s *Store) TableChanged(table string, _ time.Time) {
 	// a dashboard created, renamed or deleted changes what it opens too.
 	switch table {
 	case TokensTable, playlistsTable, playlistItemsTable, dashboardsTable:
+		s.heard.Add(1)
 		s.wake()
 	}
 }
 
 // Resync reloads after every listener (re)connect: a revocation made while
 // the feed was down must not be missed.
-func (s *Store) Resync() { s.wake() }
+func (s *Store) Resync() {
+	s.heard.Add(1)
+	s.wake()
+}
+
+// Current waits, at most max, until the set has been loaded after every
+// change of the tokens the feed has told of so far, and reports whether it
+// has. The feed hands changes over in commit order, to this Store before
+// the refresh engine, so an answer checked against a current set never
+// carries data committed after a revocation that the answer's token would
+// still pass. A nil Store is always current.
+func (s *Store) Current(ctx context.Context, max time.Duration) bool {
+	if s == nil {
+		return true
+	}
+	want := s.heard.Load()
+	if s.loaded.Load() >= want {
+		return true
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	for s.loaded.Load() < want {
+		select {
+		case <-s.Changed():
+		case <-t.C:
+			return s.loaded.Load() >= want
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
 
 func (s *Store) wake() {
 	select {
@@ -81,11 +118,16 @@ func (s *Store) wake() {
 
 // Load reads the tokens once.
 func (s *Store) Load(ctx context.Context) error {
+	heard := s.heard.Load()
 	set, err := LoadSet(ctx, s.pool)
 	if err != nil {
 		return err
 	}
 	s.set.Store(set)
+	if heard > s.loaded.Load() {
+		// Only Run and the start call Load, one at a time.
+		s.loaded.Store(heard)
+	}
 	s.mu.Lock()
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -380,12 +380,23 @@ func (s *Server) stillAllowed(w http.ResponseWriter, r *http.Request, d *panel.D
 		s.error(w, r, http.StatusGone, "Dashboard deleted", "This dashboard was deleted.")
 		return false
 	}
+	// A revocation heard before the change this answer carries must be
+	// loaded first; a token store that cannot reload gets no data.
+	if !s.tokens.Current(r.Context(), tokensWait) {
+		w.Header().Set("Retry-After", "2")
+		s.error(w, r, http.StatusServiceUnavailable, "Busy", "Access could not be checked; try again shortly.")
+		return false
+	}
 	if _, ok := s.allowed(r, d); !ok {
 		s.notFound(w, r)
 		return false
 	}
 	return true
 }
+
+// tokensWait bounds how long a long-poll's answer waits for the token set
+// to catch up with the changes heard before it.
+const tokensWait = 2 * time.Second
 
 // notModified answers 304 for version v.
 func (s *Server) notModified(w http.ResponseWriter, v hub.Version) {
