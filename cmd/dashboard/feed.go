@@ -23,7 +23,8 @@ var feedSwitchWait = time.Minute
 
 // feedCommand is `dashboard feed [notify|logical]`: it prints the
 // database's change feed mode, or switches it with dashboard.set_feed_mode
-// (migrations/0006_logical_feed.sql).
+// (migrations/0006_logical_feed.sql). `dashboard feed slots [N]` goes to
+// feedSlotsCommand.
 //
 // The switch reaches every session at its next statement. A transaction
 // open across it may have sent its notices the old way, which a server of
@@ -35,7 +36,7 @@ func feedCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, ar
 		return feedSlotsCommand(ctx, cfg, logger, args[1:], stdout)
 	}
 	if len(args) > 1 || len(args) == 1 && args[0] != config.FeedNotify && args[0] != config.FeedLogical {
-		return fmt.Errorf("feed takes notify or logical (or nothing, to print the mode), got %q", args)
+		return fmt.Errorf("feed takes notify or logical (or nothing, to print the mode), or slots [N], got %q", args)
 	}
 	return withConn(ctx, cfg, logger, true, func(conn *pgx.Conn) error {
 		before, err := feedMode(ctx, conn)
