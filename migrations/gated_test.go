@@ -193,14 +193,19 @@ func TestGatedRearmWaitsForSkippers(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("%s %s", iso, end), func(t *testing.T) {
 				t.Parallel()
-				testRearmWaitsForSkipper(t, iso, commit)
+				testRearmWaitsForSkipper(t, iso, commit, 4, 0)
 			})
 		}
 	}
 }
 
-func testRearmWaitsForSkipper(t *testing.T, iso pgx.TxIsoLevel, commit bool) {
+// testRearmWaitsForSkipper runs the episode with the server in slot of
+// slots (set with dashboard.set_feed_slots unless 4, the default).
+func testRearmWaitsForSkipper(t *testing.T, iso pgx.TxIsoLevel, commit bool, slots, slot int) {
 	f := newFeed(t)
+	if slots != 4 {
+		exec(t, f.writer, "SELECT dashboard.set_feed_slots($1)", slots)
+	}
 	exec(t, f.writer, "CREATE TABLE t (id int); SELECT dashboard.watch('t')")
 	f.notifications(t) // the reload from watch
 	observer := connect(t, f.connString)
@@ -225,7 +230,7 @@ func testRearmWaitsForSkipper(t *testing.T, iso pgx.TxIsoLevel, commit bool) {
 	// The server re-arms while W is open.
 	armed := make(chan error, 1)
 	go func() {
-		_, err := f.server.Exec(ctx, "SELECT pg_advisory_lock(dashboard.feed_key(0, 't'::regclass))")
+		_, err := f.server.Exec(ctx, "SELECT pg_advisory_lock(dashboard.feed_key($1, 't'::regclass))", slot)
 		armed <- err
 	}()
 	waitFor(ctx, t, observer, "the server's re-arm waits for its feed key", 1, armed,

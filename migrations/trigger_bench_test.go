@@ -18,6 +18,8 @@ import (
 //	empty-trigger    a PL/pgSQL statement trigger that does nothing: the
 //	                 floor of any trigger of this kind
 //	notify/nobody    notify mode, no server wants the table: four lock tries
+//	notify-nobody-16 the same with 16 feed slots (dashboard.set_feed_slots):
+//	notify-nobody-64 16 or 64 lock tries, held until the commit
 //	notify/wanted    notify mode, a server holds the key: one try, a NOTIFY
 //	logical          logical mode: one WAL message (no slot reads it here)
 //	0006-form        the trigger as 0006 wrote it (SECURITY DEFINER, SET
@@ -78,6 +80,10 @@ func BenchmarkTriggerCost(b *testing.B) {
 			setup:    "CREATE TRIGGER dashboard_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bench FOR EACH STATEMENT EXECUTE FUNCTION bench_empty()",
 			teardown: "DROP TRIGGER dashboard_notify ON bench"},
 		{name: "notify-nobody", setup: "SELECT dashboard.watch('bench')", teardown: "SELECT dashboard.unwatch('bench')"},
+		{name: "notify-nobody-16", setup: "SELECT dashboard.set_feed_slots(16); SELECT dashboard.watch('bench')",
+			teardown: "SELECT dashboard.unwatch('bench'); SELECT dashboard.set_feed_slots(4)"},
+		{name: "notify-nobody-64", setup: "SELECT dashboard.set_feed_slots(64); SELECT dashboard.watch('bench')",
+			teardown: "SELECT dashboard.unwatch('bench'); SELECT dashboard.set_feed_slots(4)"},
 		{name: "notify-wanted", setup: "SELECT dashboard.watch('bench')", teardown: "SELECT dashboard.unwatch('bench')", wanted: true},
 		{name: "logical", setup: "SELECT dashboard.set_feed_mode('logical'); SELECT dashboard.watch('bench')",
 			teardown: "SELECT dashboard.unwatch('bench'); SELECT dashboard.set_feed_mode('notify')"},

@@ -27,6 +27,8 @@ Usage:
   dashboard feed [notify|logical]
                                print or switch the database's change feed mode
                                (servers must run with the same DASHBOARD_FEED)
+  dashboard feed slots [N]     print or set how many servers can watch the
+                               database at once (1-256, default 4)
   dashboard token create DASHBOARD --label TEXT [--ttl DURATION] [--var NAME=VALUE...]
                          [--kiosk] [--theme dark|light] [--view QUERY]
                                a kiosk link; --var fixes a variable for its holders;

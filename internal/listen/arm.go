@@ -36,6 +36,10 @@ import (
 type Arms struct {
 	cfg  ArmsConfig
 	sink Sink
+	// claimHook, if set (tests only), runs before each claim attempt with
+	// the slot count just read, so a test can change the count between
+	// that read and the claim.
+	claimHook func(attempt, slots int)
 
 	arms chan armRequest // arms waiting for an answer
 	wake chan struct{}   // disarms or a keep are waiting in mu
@@ -384,25 +388,73 @@ func (a *Arms) session(ctx context.Context, wanted map[string]bool, resync bool,
 	}
 }
 
-// claim takes the first free feed slot.
+// claimAttempts bounds how often one session starts its claim over after
+// the slot count shrank under it; past it the session fails and the
+// reconnect loop tries again after its backoff.
+const claimAttempts = 3
+
+// claim takes the first free feed slot. The count (dashboard.feed_slots(),
+// set by dashboard.set_feed_slots) is read again once a slot is held: a
+// shrink that committed between the first read and the claim may have
+// removed the slot, and the triggers no longer ask it. Such a slot is given
+// back and the claim starts over. The second read is final for the slot
+// held: a shrink refuses while a slot it removes is held, and holds those
+// slots itself while it runs, so no later shrink can remove it.
+//
+// The count is read only here: a server that holds a slot keeps it across
+// a grow and takes one of the new slots only when it claims again (after a
+// reconnect); servers started after a grow find the new slots at once.
 func (s *armSession) claim(ctx context.Context) error {
-	var slots int
-	if err := s.conn.QueryRow(ctx, "SELECT dashboard.feed_slots()").Scan(&slots); err != nil {
-		return fmt.Errorf("reading feed slots (is the database migrated?): %w", err)
-	}
-	for i := range slots {
-		var ok bool
-		if err := s.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(dashboard.slot_key($1))", i).Scan(&ok); err != nil {
-			return fmt.Errorf("claiming feed slot %d: %w", i, err)
+	for attempt := 0; ; attempt++ {
+		slots, err := s.feedSlots(ctx)
+		if err != nil {
+			return err
 		}
-		if ok {
-			s.slot = i
+		if s.a.claimHook != nil {
+			s.a.claimHook(attempt, slots)
+		}
+		slot := -1
+		for i := range slots {
+			var ok bool
+			if err := s.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(dashboard.slot_key($1))", i).Scan(&ok); err != nil {
+				return fmt.Errorf("claiming feed slot %d: %w", i, err)
+			}
+			if ok {
+				slot = i
+				break
+			}
+		}
+		if slot < 0 {
+			return fmt.Errorf("all %d feed slots are taken: at most %d servers can watch one database at once "+
+				"(the owner of schema dashboard can raise it: dashboard feed slots N)", slots, slots)
+		}
+		now, err := s.feedSlots(ctx)
+		if err != nil {
+			return err
+		}
+		if slot < now {
+			s.slot = slot
 			pid := s.conn.PgConn().PID()
-			s.a.setState(func(st *ArmsState) { st.Slot, st.Err, st.BackendPID = i, nil, pid })
+			s.a.setState(func(st *ArmsState) { st.Slot, st.Err, st.BackendPID = slot, nil, pid })
 			return nil
 		}
+		s.a.cfg.Logger.Info("feed slot count shrank while claiming; giving the slot back", "slot", slot, "feed_slots", now)
+		if _, err := s.conn.Exec(ctx, "SELECT pg_advisory_unlock(dashboard.slot_key($1))", slot); err != nil {
+			return fmt.Errorf("giving back feed slot %d: %w", slot, err)
+		}
+		if attempt+1 >= claimAttempts {
+			return fmt.Errorf("claiming a feed slot: the slot count changed %d times while claiming", claimAttempts)
+		}
 	}
-	return fmt.Errorf("all %d feed slots are taken: at most %d servers can watch one database at once", slots, slots)
+}
+
+// feedSlots reads how many slots the database has now.
+func (s *armSession) feedSlots(ctx context.Context) (int, error) {
+	var slots int
+	if err := s.conn.QueryRow(ctx, "SELECT dashboard.feed_slots()").Scan(&slots); err != nil {
+		return 0, fmt.Errorf("reading feed slots (is the database migrated?): %w", err)
+	}
+	return slots, nil
 }
 
 // applyQueued releases the tables disarmed since last time and those no
