@@ -465,3 +465,19 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestLongPollLongLabel: a token label longer than a row holds (tokens
+// from before 0003 were not checked) is cut, not a failed round.
+func TestLongPollLongLabel(t *testing.T) {
+	t.Parallel()
+	pool, _, ids := migrated(t, "ops")
+	a := New(Config{Pool: pool, TTL: time.Minute})
+	b := New(Config{Pool: pool, TTL: time.Minute})
+	long := strings.Repeat("é", labelLength+50)
+	a.Seen(ids[0], "cpoll-client-0001|10.0.0.1", "10.0.0.1", long, time.Now())
+	rounds(t, a, b)
+	if a.failing || a.denied {
+		t.Fatalf("a round failed: failing %v, denied %v", a.failing, a.denied)
+	}
+	want(t, "on b", b.Dashboard(ids[0]), true, wire.Presence{Watching: 1, Labels: []string{strings.Repeat("é", labelLength)}})
+}
