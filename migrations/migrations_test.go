@@ -1074,7 +1074,7 @@ func TestPresenceTables(t *testing.T) {
 		role string
 		want bool
 	}{{reader, true}, {other, false}} {
-		for _, table := range []string{"dashboard.presence", "dashboard.servers"} {
+		for _, table := range []string{"dashboard.presence", "dashboard.presence_polls", "dashboard.servers"} {
 			for _, priv := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
 				var ok bool
 				if err := conn.QueryRow(t.Context(), "SELECT has_table_privilege($1, $2, $3)", tt.role, table, priv).Scan(&ok); err != nil {
@@ -1100,6 +1100,9 @@ func TestPresenceTables(t *testing.T) {
 		 SELECT '` + server + `', id, 3, '["lobby TV"]', now() + interval '6 s' FROM dashboard.dashboards`,
 		`UPDATE dashboard.presence SET viewers = 4, expires_at = now() + interval '6 s'`,
 		`UPDATE dashboard.servers SET expires_at = now() + interval '6 s'`,
+		`INSERT INTO dashboard.presence_polls (dashboard_id, client, server, label, seen_at)
+		 SELECT id, '\x000102030405060708090a0b0c0d0e0f', '` + server + `', 'lobby TV', now() FROM dashboard.dashboards`,
+		`UPDATE dashboard.presence_polls SET seen_at = now(), server = '` + server + `'`,
 	} {
 		exec(t, f.writer, sql)
 		if got := f.notifications(t); len(got) != 0 {
@@ -1107,7 +1110,7 @@ func TestPresenceTables(t *testing.T) {
 		}
 	}
 	exec(t, f.writer, "RESET ROLE")
-	for _, table := range []string{"dashboard.presence", "dashboard.servers"} {
+	for _, table := range []string{"dashboard.presence", "dashboard.presence_polls", "dashboard.servers"} {
 		if got := triggerMode(t, f.writer, table); got != "" {
 			t.Errorf("trigger_mode(%s): got %q, want none (not watched)", table, got)
 		}
@@ -1115,12 +1118,17 @@ func TestPresenceTables(t *testing.T) {
 	_, err := f.writer.Exec(t.Context(), `INSERT INTO dashboard.presence (server, dashboard_id, viewers, expires_at)
 		SELECT '`+server+`', id, 0, now() FROM dashboard.dashboards ON CONFLICT (server, dashboard_id) DO UPDATE SET viewers = 0`)
 	wantCheckViolation(t, "a presence row of no viewers", err, "presence_viewers_positive")
+	_, err = f.writer.Exec(t.Context(), `INSERT INTO dashboard.presence_polls (dashboard_id, client, server, seen_at)
+		SELECT id, '\x00', '`+server+`', now() FROM dashboard.dashboards`)
+	wantCheckViolation(t, "a long-poll client's row with a short key", err, "presence_polls_client_length")
 	exec(t, f.writer, "DELETE FROM dashboard.dashboards")
-	var left int
-	if err := f.writer.QueryRow(t.Context(), "SELECT count(*) FROM dashboard.presence").Scan(&left); err != nil {
-		t.Fatal(err)
-	}
-	if left != 0 {
-		t.Errorf("after deleting the dashboard: got %d presence rows, want 0", left)
+	for _, table := range []string{"dashboard.presence", "dashboard.presence_polls"} {
+		var left int
+		if err := f.writer.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("after deleting the dashboard: got %d rows of %s, want 0", left, table)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +36,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/livedash/dashboard/internal/access"
 	"github.com/livedash/dashboard/internal/pgtest"
+	"github.com/livedash/dashboard/internal/wire"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -60,9 +65,11 @@ const (
 // that only grows. Every viewer's sequence of shown values must never go
 // down and must reach the final value after each fault: a server killed
 // with SIGKILL mid-stream, another drained with SIGTERM, the standby's
-// replay paused and resumed. Then the servers agree on the version, the
-// per-address stream limit sees the real client address through nginx,
-// and the panel queries per commit do not grow with viewers.
+// replay paused and resumed. Then every viewer shows the exact number
+// watching, counted across the three servers (issue 16, item 5), and the
+// labels of the tokens in use if it holds one; the servers agree on the
+// version, the per-address stream limit sees the real client address
+// through nginx, and the panel queries per commit do not grow with viewers.
 func TestThreeServersBehindNginx(t *testing.T) {
 	nginxBin := findNginx(t)
 	dir := t.TempDir()
@@ -95,6 +102,11 @@ func TestThreeServersBehindNginx(t *testing.T) {
 		INSERT INTO dashboard.dashboards (slug, title, visibility) VALUES ('`+slug+`', 'Counter', 'public') RETURNING id)
 		INSERT INTO dashboard.panels (dashboard_id, slug, title, kind, sql, position, options)
 		SELECT id, 'n', 'N', 'stat', 'SELECT n FROM counter', 0, '{"decimals": 0}' FROM d`)
+	// Two viewers hold a token of the (public) dashboard: they see who
+	// is watching with the tokens' labels; the public sees only the
+	// count. Made before the servers start, so that every server has
+	// them.
+	tv, laptop := createToken(t, db, "lobby TV"), createToken(t, db, "ops laptop")
 
 	var srv [servers]*server
 	for i := range srv {
@@ -141,16 +153,22 @@ func TestThreeServersBehindNginx(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	var viewers []*viewer
 	for i := range sseViewers {
-		v := &viewer{name: fmt.Sprintf("sse%d", i+1), client: ng.client(t, fmt.Sprintf("127.0.1.%d", i+1))}
+		v := newViewer(ctx, fmt.Sprintf("sse%d", i+1), ng.client(t, fmt.Sprintf("127.0.1.%d", i+1)))
+		if i == sseViewers-1 {
+			v.token = tv
+		}
 		viewers = append(viewers, v)
 		wg.Add(1)
-		go func() { defer wg.Done(); v.sse(ctx, ng.url) }()
+		go func() { defer wg.Done(); v.sse(v.ctx, ng.url) }()
 	}
 	for i := range pollViewers {
-		v := &viewer{name: fmt.Sprintf("poll%d", i+1), client: ng.client(t, fmt.Sprintf("127.0.2.%d", i+1))}
+		v := newViewer(ctx, fmt.Sprintf("poll%d", i+1), ng.client(t, fmt.Sprintf("127.0.2.%d", i+1)))
+		if i == 0 {
+			v.token = laptop
+		}
 		viewers = append(viewers, v)
 		wg.Add(1)
-		go func() { defer wg.Done(); v.longPoll(ctx, ng.url) }()
+		go func() { defer wg.Done(); v.longPoll(v.ctx, ng.url) }()
 	}
 	converge(t, "start", viewers, w.value(t))
 
@@ -223,8 +241,26 @@ func TestThreeServersBehindNginx(t *testing.T) {
 	final := w.hold(t)
 	converge(t, "after the standby's pause", viewers, final)
 
-	// Presence (issue 16, item 5) is checked here: every viewer counted
-	// across the three servers.
+	// Who is watching (issue 16, item 5): every viewer, stream or
+	// long-poll, shows the exact count across the three servers once the
+	// faults have settled (a killed server's streams stop counting when
+	// its rows expire); the token holders also see both tokens' labels,
+	// one of a stream and one of a long-poll client, whichever servers
+	// they reached.
+	labels := []string{"lobby TV", "ops laptop"}
+	watching(t, "after the faults", viewers, sseViewers+pollViewers, labels)
+	// Five streams end (a long-poll client counts for 30 s after its last
+	// request, so streams are the ones that leave): every remaining
+	// viewer shows five fewer.
+	for _, v := range viewers[:5] {
+		v.stop()
+	}
+	watching(t, "after five streams ended", viewers[5:], sseViewers+pollViewers-5, labels)
+	for _, v := range viewers {
+		if err := v.presenceFailure(); err != nil {
+			t.Error(err)
+		}
+	}
 
 	// Settled: the same state has the same version on every server.
 	sameETag(t, srv[:], final)
@@ -368,16 +404,66 @@ func openStream(t *testing.T, c *http.Client, url string) *http.Response {
 }
 
 // viewer is one client through nginx. It records the values it showed; a
-// value below the last one is the failure this test exists to catch.
+// value below the last one is the failure this test exists to catch. It
+// also shows who is watching, as a page does.
 type viewer struct {
 	name     string
 	client   *http.Client
+	token    string // a token's secret, sent as the page's cookie; "" for the public
 	last     atomic.Int64
 	connects atomic.Int64
+	ctx      context.Context
+	stop     context.CancelFunc
 
 	mu     sync.Mutex
 	values []int64
 	err    error
+	// Who is watching as last shown (-1 before any), the labels with it,
+	// and the first wrong presence message.
+	watching   int
+	labels     []string
+	presenceOK error
+}
+
+func newViewer(parent context.Context, name string, client *http.Client) *viewer {
+	ctx, stop := context.WithCancel(parent)
+	return &viewer{name: name, client: client, ctx: ctx, stop: stop, watching: -1}
+}
+
+// request is a GET of path as this viewer's page makes it.
+func (v *viewer) request(ctx context.Context, url string) *http.Request {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		panic(err)
+	}
+	if v.token != "" {
+		req.AddCookie(&http.Cookie{Name: "dashboard_token", Value: v.token})
+	}
+	return req
+}
+
+// showWatching records who is watching as the server said it. A public
+// viewer given labels is wrong.
+func (v *viewer) showWatching(p wire.Presence, how string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.token == "" && (len(p.Labels) > 0 || p.More > 0) && v.presenceOK == nil {
+		v.presenceOK = fmt.Errorf("%s (public) got token labels %q (%s); only token holders may see them", v.name, p.Labels, how)
+	}
+	v.watching, v.labels = p.Watching, p.Labels
+}
+
+// shows is who is watching as last shown.
+func (v *viewer) shows() (int, []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.watching, v.labels
+}
+
+func (v *viewer) presenceFailure() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.presenceOK
 }
 
 func (v *viewer) show(n int64, how string) {
@@ -411,10 +497,7 @@ func (v *viewer) sse(ctx context.Context, base string) {
 	lastID := ""
 	for ctx.Err() == nil {
 		v.connects.Add(1)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/d/"+slug+"/events", nil)
-		if err != nil {
-			panic(err)
-		}
+		req := v.request(ctx, base+"/d/"+slug+"/events")
 		req.Header.Set("Accept", "text/event-stream")
 		if lastID != "" {
 			req.Header.Set("Last-Event-ID", lastID)
@@ -438,6 +521,7 @@ func (v *viewer) sse(ctx context.Context, base string) {
 func (v *viewer) read(body io.Reader, lastID string, retry time.Duration) (string, time.Duration) {
 	r := bufio.NewReader(body)
 	var data []string
+	event := ""
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -445,12 +529,27 @@ func (v *viewer) read(body io.Reader, lastID string, retry time.Duration) (strin
 		}
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		if line == "" {
-			if len(data) > 0 {
+			switch {
+			case len(data) == 0:
+			case event == "presence":
+				// The page's presence handler: JSON, drawn outside
+				// every fragment.
+				var p wire.Presence
+				if err := json.Unmarshal([]byte(strings.Join(data, "\n")), &p); err != nil {
+					v.mu.Lock()
+					if v.presenceOK == nil {
+						v.presenceOK = fmt.Errorf("%s: presence event %q: %v", v.name, data, err)
+					}
+					v.mu.Unlock()
+				} else {
+					v.showWatching(p, "presence event")
+				}
+			default:
 				if n, ok := statValue(strings.Join(data, "\n")); ok {
 					v.show(n, "event stream, id "+lastID)
 				}
 			}
-			data = data[:0]
+			data, event = data[:0], ""
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")
@@ -458,6 +557,8 @@ func (v *viewer) read(body io.Reader, lastID string, retry time.Duration) (strin
 		switch field {
 		case "data":
 			data = append(data, value)
+		case "event":
+			event = value
 		case "id":
 			if !strings.Contains(value, "\x00") {
 				lastID = value
@@ -470,23 +571,30 @@ func (v *viewer) read(body io.Reader, lastID string, retry time.Duration) (strin
 	}
 }
 
-// longPoll is the page's long-poll loop: If-None-Match with the last ETag,
-// 200 shows the body, 304 asks again, anything else waits a moment.
+// longPoll is the page's long-poll loop (static/poll.js): If-None-Match
+// with the last ETag, the page's client id and the count it shows; 200
+// shows the body, 304 asks again, anything else waits a moment. Both show
+// who is watching from the headers.
 func (v *viewer) longPoll(ctx context.Context, base string) {
 	etag := ""
+	client := "nginx-test-" + v.name + "-client" // 16 to 64 of [A-Za-z0-9_-]
 	for ctx.Err() == nil {
 		v.connects.Add(1)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/d/"+slug+"/poll?wait=10", nil)
-		if err != nil {
-			panic(err)
-		}
+		req := v.request(ctx, base+"/d/"+slug+"/poll?wait=10")
 		if etag != "" {
 			req.Header.Set("If-None-Match", etag)
+		}
+		req.Header.Set("X-Dashboard-Client", client)
+		if n, _ := v.shows(); n >= 0 {
+			req.Header.Set(wire.WatchingHeader, strconv.Itoa(n))
 		}
 		resp, err := v.client.Do(req)
 		if err == nil {
 			body, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified {
+				v.watchingHeaders(resp.Header)
+			}
 			switch {
 			case rerr != nil:
 			case resp.StatusCode == http.StatusOK:
@@ -504,6 +612,87 @@ func (v *viewer) longPoll(ctx context.Context, base string) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// watchingHeaders shows who is watching from a long-poll answer's headers,
+// as poll.js does.
+func (v *viewer) watchingHeaders(h http.Header) {
+	n, err := strconv.Atoi(h.Get(wire.WatchingHeader))
+	if err != nil {
+		v.mu.Lock()
+		if v.presenceOK == nil {
+			v.presenceOK = fmt.Errorf("%s: long-poll answer with %s %q", v.name, wire.WatchingHeader, h.Get(wire.WatchingHeader))
+		}
+		v.mu.Unlock()
+		return
+	}
+	p := wire.Presence{Watching: n}
+	if raw := h.Get(wire.WatchingLabelsHeader); raw != "" {
+		var l struct {
+			Labels []string `json:"labels"`
+			More   int      `json:"more"`
+		}
+		dec, err := url.PathUnescape(raw)
+		if err == nil {
+			err = json.Unmarshal([]byte(dec), &l)
+		}
+		if err != nil {
+			v.mu.Lock()
+			if v.presenceOK == nil {
+				v.presenceOK = fmt.Errorf("%s: %s %q: %v", v.name, wire.WatchingLabelsHeader, raw, err)
+			}
+			v.mu.Unlock()
+			return
+		}
+		p.Labels, p.More = l.Labels, l.More
+	}
+	v.showWatching(p, "long-poll headers")
+}
+
+// watching waits until every viewer shows want watching, and each token
+// holder the labels; it fails the test with what each shows if they do not
+// within wait.
+func watching(t *testing.T, when string, viewers []*viewer, want int, labels []string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		off := 0
+		var b strings.Builder
+		for _, v := range viewers {
+			n, ls := v.shows()
+			if n != want || v.token != "" && !slices.Equal(ls, labels) {
+				off++
+			}
+			fmt.Fprintf(&b, " %s=%d", v.name, n)
+			if v.token != "" {
+				fmt.Fprintf(&b, "%q", ls)
+			}
+		}
+		if off == 0 {
+			t.Logf("%s: every viewer shows %d watching", when, want)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d viewers do not show %d watching (holders: labels %q) after %v:%s", when, off, want, labels, wait, b.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// createToken makes a token of the dashboard labelled label and returns
+// its secret.
+func createToken(t *testing.T, db, label string) string {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	secret, _, err := access.Create(t.Context(), pool, slug, label, 0, nil)
+	if err != nil {
+		t.Fatalf("creating token %q: %v", label, err)
+	}
+	return secret
 }
 
 // statValue returns the number a stat panel shows in html (digits only:

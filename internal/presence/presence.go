@@ -1,7 +1,9 @@
 // Package presence owns who is watching: this server's viewers of each
 // dashboard (open streams, and long-poll clients seen lately), the rows that
-// share them with the other servers through Postgres (dashboard.presence,
-// with this server's row in dashboard.servers), the loop that writes and
+// share them with the other servers through Postgres (dashboard.presence for
+// streams, one row per server and dashboard; dashboard.presence_polls for
+// long-poll clients, one row per client and dashboard whichever servers it
+// reached; this server's row in dashboard.servers), the loop that writes and
 // reads those rows, and per dashboard the current count and token labels in
 // the form each transport sends them (bytes made by internal/wire).
 //
@@ -12,8 +14,11 @@
 package presence
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +27,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,8 +42,15 @@ const (
 	DefaultPollWindow = 30 * time.Second
 	DefaultShown      = 20
 	// rowLabels is the most labels one server's row holds for one
+	// dashboard, and the most labels of long-poll clients read per
 	// dashboard; beyond it, the labels shown across servers may miss some.
 	rowLabels = 100
+	// labelLength is the most characters of a label a long-poll client's
+	// row holds (access_tokens_label_length; older tokens may be longer).
+	labelLength = 200
+	// sweepEvery is how many rounds pass between two deletions of expired
+	// long-poll clients' rows by one server.
+	sweepEvery = 10
 )
 
 // Config is how a Registry counts and shares.
@@ -84,14 +97,19 @@ type Registry struct {
 	mu     sync.Mutex
 	local  map[int64]*local
 	dashes map[int64]*Dashboard
-	// others are the other servers' unexpired rows as last read, summed
-	// per dashboard; othersUntil is when that read stops being trusted.
+	// others are, as last read and summed per dashboard, the other
+	// servers' unexpired stream rows and every server's (this one's too)
+	// unexpired long-poll clients; othersUntil is when that read stops
+	// being trusted. Until then a count is this server's streams now plus
+	// others; after it, this server's streams and long-poll clients only.
 	others      map[int64]sum
 	othersUntil time.Time
 
 	// Owned by Run.
-	written    map[int64]row // what this server's rows hold in the database
-	rewriteAll bool
+	written    map[int64]row // what this server's stream rows hold in the database
+	rewriteAll bool          // write every row again (the tables were emptied)
+	registered bool          // this server's row in dashboard.servers was written
+	rounds     int
 	denied     bool      // the role may not write the rows (42501)
 	retryAt    time.Time // when a denied or failed write is tried again
 	failing    bool      // the last round failed for another reason
@@ -109,6 +127,18 @@ type poll struct {
 	seen  time.Time
 	label string
 	addr  string
+	// flushed is the seen time last written to its row; a client whose
+	// seen differs is written at the next round.
+	flushed time.Time
+}
+
+// pollRow is a long-poll client's row as a round writes it.
+type pollRow struct {
+	dashboard int64
+	key       string
+	client    []byte // digest of key
+	label     string
+	seen      time.Time
 }
 
 // row is what one server says of one dashboard.
@@ -211,7 +241,7 @@ func (r *Registry) Seen(dashboard int64, key, addr, label string, now time.Time)
 			return
 		}
 	}
-	l.polls[key] = poll{seen: now, label: label, addr: addr}
+	l.polls[key] = poll{seen: now, label: label, addr: addr, flushed: l.polls[key].flushed}
 }
 
 func (r *Registry) localOf(dashboard int64) *local {
@@ -241,15 +271,17 @@ func (r *Registry) Dashboard(dashboard int64) *Dashboard {
 	return d
 }
 
-// count is one dashboard's viewers on this server at now, and its row.
-func (r *Registry) count(l *local, now time.Time) row {
+// count is one dashboard's viewers on this server at now: its open
+// streams, and with polls its long-poll clients seen within PollWindow.
+// Without polls it is the dashboard's row in dashboard.presence.
+func (r *Registry) count(l *local, now time.Time, polls bool) row {
 	labels := make(map[string]bool, len(l.streamLabels))
 	for label := range l.streamLabels {
 		labels[label] = true
 	}
 	n := l.streams
 	for _, p := range l.polls {
-		if now.Sub(p.seen) < r.cfg.PollWindow {
+		if polls && now.Sub(p.seen) < r.cfg.PollWindow {
 			n++
 			if p.label != "" {
 				labels[p.label] = true
@@ -260,18 +292,21 @@ func (r *Registry) count(l *local, now time.Time) row {
 }
 
 // total is every server's viewers of dashboard and their labels, sorted:
-// this server's now and the others' as last read. r.mu is held.
+// this server's streams now plus the other servers' streams and every
+// server's long-poll clients as last read; without a trusted read, this
+// server's streams and long-poll clients only. r.mu is held.
 func (r *Registry) total(dashboard int64, now time.Time) row {
 	var t row
 	labels := make(map[string]bool)
+	shared := now.Before(r.othersUntil)
 	if l := r.local[dashboard]; l != nil {
-		own := r.count(l, now)
+		own := r.count(l, now, !shared)
 		t.viewers = own.viewers
 		for _, label := range own.labels {
 			labels[label] = true
 		}
 	}
-	if now.Before(r.othersUntil) {
+	if shared {
 		o := r.others[dashboard]
 		t.viewers += o.viewers
 		for label := range o.labels {
@@ -308,19 +343,21 @@ func (r *Registry) Run(ctx context.Context) error {
 func (r *Registry) round(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	rows := make(map[int64]row, len(r.local))
+	var polls []pollRow
 	for id, l := range r.local {
-		c := r.count(l, now)
 		for k, p := range l.polls {
 			if now.Sub(p.seen) >= r.cfg.PollWindow {
 				delete(l.polls, k)
+			} else if r.rewriteAll || !p.seen.Equal(p.flushed) {
+				polls = append(polls, pollRow{dashboard: id, key: k, label: p.label, seen: p.seen})
 			}
 		}
-		if c.viewers > 0 {
+		if c := r.count(l, now, false); c.viewers > 0 {
 			if len(c.labels) > rowLabels {
 				c.labels = c.labels[:rowLabels]
 			}
 			rows[id] = c
-		} else if l.streams == 0 && len(l.polls) == 0 {
+		} else if len(l.polls) == 0 {
 			delete(r.local, id)
 		}
 	}
@@ -330,7 +367,7 @@ func (r *Registry) round(ctx context.Context, now time.Time) {
 		r.recount(now)
 		return
 	}
-	others, err := r.exchange(ctx, rows)
+	others, err := r.exchange(ctx, rows, polls, now)
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
@@ -340,13 +377,23 @@ func (r *Registry) round(ctx context.Context, now time.Time) {
 		r.denied, r.failing = false, false
 		r.mu.Lock()
 		r.others, r.othersUntil = others, now.Add(r.cfg.TTL)
+		// The clients written are current in the database unless seen
+		// again meanwhile.
+		for _, p := range polls {
+			if l := r.local[p.dashboard]; l != nil {
+				if c, ok := l.polls[p.key]; ok && c.seen.Equal(p.seen) {
+					c.flushed = c.seen
+					l.polls[p.key] = c
+				}
+			}
+		}
 		r.mu.Unlock()
 	case ctx.Err() != nil:
 	case errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
 		if !r.denied {
 			r.cfg.Logger.Warn("presence: this server's database role may not write dashboard.presence; "+
 				"pages count this server's viewers only. An owner of schema dashboard can run: "+
-				"GRANT SELECT, INSERT, UPDATE, DELETE ON dashboard.presence, dashboard.servers TO <the server's role>",
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON dashboard.presence, dashboard.presence_polls, dashboard.servers TO <the server's role>",
 				"err", err)
 		}
 		r.denied, r.retryAt = true, now.Add(30*time.Second)
@@ -380,12 +427,16 @@ func (r *Registry) recount(now time.Time) {
 }
 
 // exchange is one round trip: this server's row in dashboard.servers, the
-// expiry of its presence rows refreshed, the changed ones written, those
-// at zero deleted, and the other servers' unexpired rows read.
-func (r *Registry) exchange(ctx context.Context, rows map[int64]row) (map[int64]sum, error) {
+// expiry of its stream rows refreshed, the changed ones written, those at
+// zero deleted, the long-poll clients seen since the last round written,
+// now and then the expired clients' rows deleted, and in one read the
+// other servers' unexpired stream rows and every unexpired long-poll
+// client, summed per dashboard.
+func (r *Registry) exchange(ctx context.Context, rows map[int64]row, polls []pollRow, now time.Time) (map[int64]sum, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(r.cfg.Interval, 5*time.Second))
 	defer cancel()
 	ttl := r.cfg.TTL.Seconds()
+	window := r.cfg.PollWindow.Seconds()
 	var ids []int64
 	var viewers []int32
 	var labels []string // each a JSON array
@@ -410,11 +461,34 @@ func (r *Registry) exchange(ctx context.Context, rows map[int64]row) (map[int64]
 		v := int32(p)
 		pid = &v
 	}
+	// Long-poll clients in key order, so that servers writing the same
+	// clients at once lock their rows in the same order. seen_at is on
+	// the database's clock: now there minus how long ago this server saw
+	// the client, so that servers whose clocks differ agree.
+	for i := range polls {
+		d := sha256.Sum256([]byte(polls[i].key))
+		polls[i].client = d[:16]
+	}
+	slices.SortFunc(polls, func(a, b pollRow) int {
+		return cmp.Or(cmp.Compare(a.dashboard, b.dashboard), bytes.Compare(a.client, b.client))
+	})
+	pollIDs := make([]int64, len(polls))
+	clients := make([][]byte, len(polls))
+	pollLabels := make([]string, len(polls))
+	ages := make([]float64, len(polls))
+	for i, p := range polls {
+		pollIDs[i], clients[i], ages[i] = p.dashboard, p.client, max(now.Sub(p.seen).Seconds(), 0)
+		pollLabels[i] = p.label
+		if utf8.RuneCountInString(p.label) > labelLength {
+			pollLabels[i] = string([]rune(p.label)[:labelLength])
+		}
+	}
 
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO dashboard.servers (server, started_at, expires_at, lock_pid, release)
 		VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5)
-		ON CONFLICT (server) DO UPDATE SET expires_at = excluded.expires_at, lock_pid = excluded.lock_pid`,
+		ON CONFLICT (server) DO UPDATE SET expires_at = excluded.expires_at, lock_pid = excluded.lock_pid
+		RETURNING xmax = 0`,
 		r.server, r.started, ttl, pid, r.cfg.Release)
 	b.Queue(`UPDATE dashboard.presence SET expires_at = now() + make_interval(secs => $2) WHERE server = $1`, r.server, ttl)
 	// A dashboard deleted meanwhile is skipped rather than failing the
@@ -428,20 +502,48 @@ func (r *Registry) exchange(ctx context.Context, rows map[int64]row) (map[int64]
 		RETURNING dashboard_id`,
 		r.server, ttl, ids, viewers, labels)
 	b.Queue(`DELETE FROM dashboard.presence WHERE server = $1 AND dashboard_id = ANY($2)`, r.server, gone)
-	b.Queue(`SELECT dashboard_id, viewers, labels FROM dashboard.presence WHERE server <> $1 AND expires_at > now()`, r.server)
+	if len(polls) > 0 {
+		// The latest sighting wins, whichever server writes first.
+		b.Queue(`INSERT INTO dashboard.presence_polls AS p (dashboard_id, client, server, label, seen_at)
+			SELECT u.id, u.client, $1, u.label, now() - make_interval(secs => u.age)
+			FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::float8[]) u(id, client, label, age)
+			WHERE EXISTS (SELECT 1 FROM dashboard.dashboards d WHERE d.id = u.id)
+			ON CONFLICT (dashboard_id, client) DO UPDATE
+			SET server = excluded.server, label = excluded.label, seen_at = excluded.seen_at
+			WHERE p.seen_at < excluded.seen_at`,
+			r.server, pollIDs, clients, pollLabels, ages)
+	}
+	sweep := r.rounds%sweepEvery == 0
+	r.rounds++
+	if sweep {
+		// Rows another server is writing are left to a later sweep, so
+		// that no server waits for another here.
+		b.Queue(`DELETE FROM dashboard.presence_polls WHERE (dashboard_id, client) IN (
+			SELECT dashboard_id, client FROM dashboard.presence_polls
+			WHERE seen_at <= now() - make_interval(secs => $1)
+			FOR UPDATE SKIP LOCKED)`, window)
+	}
+	b.Queue(`SELECT dashboard_id, viewers, labels FROM dashboard.presence WHERE server <> $1 AND expires_at > now()
+		UNION ALL
+		SELECT dashboard_id, count(*)::int,
+			coalesce(to_jsonb((array_agg(DISTINCT label ORDER BY label) FILTER (WHERE label <> ''))[1:$3]), '[]')
+		FROM dashboard.presence_polls WHERE seen_at > now() - make_interval(secs => $2)
+		GROUP BY dashboard_id`, r.server, window, rowLabels)
 	br := r.cfg.Pool.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
+	var inserted bool
+	if err := br.QueryRow().Scan(&inserted); err != nil {
 		return nil, err
 	}
 	tag, err := br.Exec()
 	if err != nil {
 		return nil, err
 	}
-	// Rows this server wrote that were not there to refresh (a crash or a
-	// promotion emptied the unlogged table, or a round failed half way):
-	// write all of them again next round.
-	stale := int(tag.RowsAffected()) < len(r.written)
+	// Rows this server wrote that were not there to refresh, or its
+	// servers row written anew (a crash or a promotion emptied the
+	// unlogged tables, or a round failed half way): write all of them
+	// again next round.
+	stale := int(tag.RowsAffected()) < len(r.written) || inserted && r.registered
 	upserted, _ := br.Query()
 	wrote, err := pgx.CollectRows(upserted, pgx.RowTo[int64])
 	if err != nil {
@@ -449,6 +551,16 @@ func (r *Registry) exchange(ctx context.Context, rows map[int64]row) (map[int64]
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, err
+	}
+	if len(polls) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	if sweep {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
 	}
 	read, _ := br.Query()
 	others := make(map[int64]sum)
@@ -486,11 +598,14 @@ func (r *Registry) exchange(ctx context.Context, rows map[int64]row) (map[int64]
 	}
 	r.written = written
 	r.rewriteAll = stale
+	r.registered = true
 	return others, nil
 }
 
-// goodbye deletes this server's rows, so that its viewers stop counting at
-// once instead of at their expiry.
+// goodbye deletes this server's rows, so that its streams stop counting at
+// once instead of at their expiry. Its long-poll clients' rows stay: such
+// a client counts for PollWindow after it was last seen, whichever server
+// saw it, and asks another server next.
 func (r *Registry) goodbye(ctx context.Context) {
 	if r.denied {
 		return

@@ -106,7 +106,8 @@ func want(t *testing.T, what string, d *Dashboard, labels bool, w wire.Presence)
 // TestCountsAcrossServers: two registries on one database count every
 // viewer of both, streams and long-polls; a token's holder sees the labels
 // of both servers' viewers, the public only the count; a viewer leaving
-// lowers it; a server that stops cleanly takes its viewers with it at once.
+// lowers it; a server that stops cleanly takes its streams with it at once,
+// while its long-poll client counts on (it asks another server next).
 func TestCountsAcrossServers(t *testing.T) {
 	t.Parallel()
 	pool, _, ids := migrated(t, "ops", "sales")
@@ -168,10 +169,11 @@ func TestCountsAcrossServers(t *testing.T) {
 		t.Errorf("a has no viewers left: got %d rows of a, want 0", rowsOfA)
 	}
 
-	// b stops cleanly: its rows go at once.
+	// b stops cleanly: its stream rows go at once, its long-poll client
+	// counts until PollWindow after it was seen.
 	b.goodbye(t.Context())
 	a.round(t.Context(), time.Now())
-	want(t, "after b stopped, on a", da, true, wire.Presence{})
+	want(t, "after b stopped, on a", da, true, wire.Presence{Watching: 1, Labels: []string{"ops laptop"}})
 	var servers int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM dashboard.servers").Scan(&servers); err != nil {
 		t.Fatal(err)
@@ -218,20 +220,127 @@ func TestKilledServerExpires(t *testing.T) {
 
 // TestLongPollWindow: a long-poll client counts for PollWindow after it
 // was last seen, and one address counts as at most PerAddress clients.
+// Expired clients' rows are deleted by a later round.
 func TestLongPollWindow(t *testing.T) {
 	t.Parallel()
 	pool, _, ids := migrated(t, "ops")
-	r := New(Config{Pool: pool, TTL: time.Minute, PerAddress: 2})
+	const window = 2 * time.Second
+	r := New(Config{Pool: pool, TTL: time.Minute, PerAddress: 2, PollWindow: window})
 	now := time.Now()
-	r.Seen(ids[0], "old", "10.0.0.9", "", now.Add(-31*time.Second))
+	r.Seen(ids[0], "old", "10.0.0.9", "", now.Add(-window))
 	for i := range 5 {
 		r.Seen(ids[0], fmt.Sprintf("c%d", i), "10.0.0.1", "", now)
 	}
 	r.Seen(ids[0], "other", "10.0.0.2", "", now)
 	r.round(t.Context(), now)
-	want(t, "two of one address, one of another, none seen 31 s ago", r.Dashboard(ids[0]), false, wire.Presence{Watching: 3})
-	r.round(t.Context(), now.Add(31*time.Second))
-	want(t, "31 s later", r.Dashboard(ids[0]), false, wire.Presence{})
+	want(t, "two of one address, one of another, none seen a window ago", r.Dashboard(ids[0]), false, wire.Presence{Watching: 3})
+	if n := pollRows(t, pool); n != 3 {
+		t.Errorf("long-poll rows: got %d, want 3", n)
+	}
+	d := r.Dashboard(ids[0])
+	eventually(t, "the clients to expire", func() bool {
+		r.round(t.Context(), time.Now())
+		return d.Now(false).Watching == 0
+	})
+	eventually(t, "the expired rows to be deleted", func() bool {
+		r.round(t.Context(), time.Now())
+		return pollRows(t, pool) == 0
+	})
+}
+
+// pollRows counts the rows of dashboard.presence_polls, expired or not.
+func pollRows(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM dashboard.presence_polls").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestLongPollOnceAcrossServers: behind a round-robin load balancer one
+// long-poll client reaches every server in turn; it counts once in every
+// server's total, with its token's label once, and its row names the
+// server that saw it last, whichever server wrote first.
+func TestLongPollOnceAcrossServers(t *testing.T) {
+	t.Parallel()
+	pool, _, ids := migrated(t, "ops")
+	ops := ids[0]
+	a := New(Config{Pool: pool, TTL: time.Minute})
+	b := New(Config{Pool: pool, TTL: time.Minute})
+	c := New(Config{Pool: pool, TTL: time.Minute})
+	now := time.Now()
+	// One client, seen by a, then b, then c, within the window.
+	a.Seen(ops, "cpoll-client-0001|10.0.0.1", "10.0.0.1", "lobby TV", now.Add(-3*time.Second))
+	b.Seen(ops, "cpoll-client-0001|10.0.0.1", "10.0.0.1", "lobby TV", now.Add(-2*time.Second))
+	c.Seen(ops, "cpoll-client-0001|10.0.0.1", "10.0.0.1", "lobby TV", now.Add(-time.Second))
+	// Another client with a token of the same label, and a stream with it.
+	b.Seen(ops, "cpoll-client-0002|10.0.0.2", "10.0.0.2", "lobby TV", now)
+	c.Join(ops, "lobby TV")
+	// The latest sighting is written first: the older ones must not
+	// take the row back.
+	rounds(t, c, b, a)
+	all := wire.Presence{Watching: 3, Labels: []string{"lobby TV"}}
+	for name, r := range map[string]*Registry{"a": a, "b": b, "c": c} {
+		want(t, "server "+name, r.Dashboard(ops), true, all)
+		want(t, "server "+name+", the public", r.Dashboard(ops), false, wire.Presence{Watching: 3})
+	}
+	var owner string
+	if err := pool.QueryRow(t.Context(), "SELECT server::text FROM dashboard.presence_polls WHERE server = $1", c.Server()).Scan(&owner); err != nil {
+		t.Errorf("the client's row does not name c, the server that saw it last: %v", err)
+	}
+	if n := pollRows(t, pool); n != 2 {
+		t.Errorf("long-poll rows: got %d, want 2 (one per client)", n)
+	}
+
+	// The client asks a again: a owns it now; still counted once.
+	a.Seen(ops, "cpoll-client-0001|10.0.0.1", "10.0.0.1", "lobby TV", time.Now())
+	rounds(t, a, b, c)
+	for name, r := range map[string]*Registry{"a": a, "b": b, "c": c} {
+		want(t, "after the client asked a again, server "+name, r.Dashboard(ops), true, all)
+	}
+	rows, _ := pool.Query(t.Context(), "SELECT server::text FROM dashboard.presence_polls ORDER BY seen_at")
+	servers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(servers, []string{b.Server(), a.Server()}) {
+		t.Errorf("owners of the rows, oldest sighting first: got %q, want b's then a's", servers)
+	}
+}
+
+// TestKilledServerLongPolls: the long-poll clients that a killed server
+// saw last stop counting PollWindow after they were seen, as its streams
+// stop at their rows' expiry.
+func TestKilledServerLongPolls(t *testing.T) {
+	t.Parallel()
+	pool, _, ids := migrated(t, "ops")
+	const window = 2 * time.Second
+	a := New(Config{Pool: pool, TTL: time.Minute, PollWindow: window})
+	b := New(Config{Pool: pool, Interval: 100 * time.Millisecond, TTL: time.Second, PollWindow: window, KeepRowsOnStop: true})
+	a.Join(ids[0], "")
+	b.Join(ids[0], "")
+	b.Seen(ids[0], "cpoll-client-0001|10.0.0.1", "10.0.0.1", "", time.Now())
+	b.Seen(ids[0], "cpoll-client-0002|10.0.0.2", "10.0.0.2", "", time.Now())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	d := a.Dashboard(ids[0])
+	eventually(t, "a counts b's stream and long-poll clients", func() bool {
+		a.round(t.Context(), time.Now())
+		return d.Now(false).Watching == 4
+	})
+	cancel() // b is "killed": its rows stay behind
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := pollRows(t, pool); n != 2 {
+		t.Fatalf("b's long-poll clients' rows after it was killed: got %d, want 2", n)
+	}
+	eventually(t, "b's stream and long-poll clients stop counting", func() bool {
+		a.round(t.Context(), time.Now())
+		return d.Now(false).Watching == 1
+	})
 }
 
 // TestLabelsCapped: a page lists Shown labels and says how many more.
@@ -281,11 +390,16 @@ func TestRowsWrittenAgain(t *testing.T) {
 	b := New(Config{Pool: pool, TTL: time.Minute})
 	a.Join(ids[0], "")
 	a.Join(ids[1], "")
+	a.Seen(ids[0], "cpoll-client-0001|10.0.0.1", "10.0.0.1", "", time.Now())
+	a.Seen(ids[1], "cpoll-client-0001|10.0.0.1", "10.0.0.1", "", time.Now())
+	// b has a long-poll client and no stream: it finds the tables
+	// emptied by its servers row, written anew.
+	b.Seen(ids[0], "cpoll-client-0002|10.0.0.2", "10.0.0.2", "", time.Now())
 	rounds(t, a, b)
 	if _, err := pool.Exec(t.Context(), "DELETE FROM dashboard.dashboards WHERE id = $1", ids[1]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(t.Context(), "TRUNCATE dashboard.presence, dashboard.servers"); err != nil {
+	if _, err := pool.Exec(t.Context(), "TRUNCATE dashboard.presence, dashboard.presence_polls, dashboard.servers"); err != nil {
 		t.Fatal(err)
 	}
 	// The first round finds its rows gone, the next writes them again.
@@ -293,7 +407,10 @@ func TestRowsWrittenAgain(t *testing.T) {
 	if a.failing || a.denied {
 		t.Fatalf("a round failed: failing %v, denied %v", a.failing, a.denied)
 	}
-	want(t, "ops on b after the table was emptied", b.Dashboard(ids[0]), false, wire.Presence{Watching: 1})
+	want(t, "ops on b after the tables were emptied", b.Dashboard(ids[0]), false, wire.Presence{Watching: 3})
+	if n := pollRows(t, pool); n != 2 {
+		t.Errorf("long-poll rows after the tables were emptied: got %d, want 2 (the clients of ops)", n)
+	}
 	var servers int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM dashboard.servers").Scan(&servers); err != nil {
 		t.Fatal(err)
@@ -326,11 +443,12 @@ func TestMissingGrant(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	r.Join(ids[0], "")
 	r.Join(ids[0], "")
+	r.Seen(ids[0], "cpoll-client-0001|10.0.0.1", "10.0.0.1", "", time.Now())
 	for range 3 {
 		r.round(t.Context(), time.Now())
 		r.retryAt = time.Time{} // try the database every round
 	}
-	want(t, "without the grant", r.Dashboard(ids[0]), false, wire.Presence{Watching: 2})
+	want(t, "without the grant", r.Dashboard(ids[0]), false, wire.Presence{Watching: 3})
 	if n := strings.Count(logs.String(), "GRANT SELECT, INSERT, UPDATE, DELETE ON dashboard.presence"); n != 1 {
 		t.Errorf("got the GRANT to run logged %d times, want once; logs:\n%s", n, logs)
 	}
@@ -346,4 +464,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestLongPollLongLabel: a token label longer than a row holds (tokens
+// from before 0003 were not checked) is cut, not a failed round.
+func TestLongPollLongLabel(t *testing.T) {
+	t.Parallel()
+	pool, _, ids := migrated(t, "ops")
+	a := New(Config{Pool: pool, TTL: time.Minute})
+	b := New(Config{Pool: pool, TTL: time.Minute})
+	long := strings.Repeat("é", labelLength+50)
+	a.Seen(ids[0], "cpoll-client-0001|10.0.0.1", "10.0.0.1", long, time.Now())
+	rounds(t, a, b)
+	if a.failing || a.denied {
+		t.Fatalf("a round failed: failing %v, denied %v", a.failing, a.denied)
+	}
+	want(t, "on b", b.Dashboard(ids[0]), true, wire.Presence{Watching: 1, Labels: []string{strings.Repeat("é", labelLength)}})
 }
