@@ -256,9 +256,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	// A client that says how many it shows watching (poll.js does) is
 	// answered early, with a 304 that carries the new count, when the
-	// count differs: at most once per presence round.
+	// count differs, but not before it has waited presenceHold: behind a
+	// round-robin proxy each request reaches another server, whose count
+	// may differ from the last one's for a round, and an answer at once
+	// would have the client ask again and again until they agree.
 	pd := s.cfg.Presence.Dashboard(d.ID)
 	shown, showsCount := parseWatching(r.Header.Get(wire.WatchingHeader))
+	hold := time.NewTimer(presenceHold)
+	defer hold.Stop()
+	held := false
 	for {
 		changed := b.Changed()
 		access := s.tokens.Changed()
@@ -282,7 +288,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 			s.metrics.bytes.Add(float64(len(f.Body)))
 			return
 		}
-		if wait == 0 || expired || b.Removed() || present != nil && pd.Now(false).Watching != shown {
+		if wait == 0 || expired || b.Removed() || held && present != nil && pd.Now(false).Watching != shown {
 			break
 		}
 		select {
@@ -293,6 +299,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 			continue
 		case <-present:
+			continue
+		case <-hold.C:
+			held = true
 			continue
 		case <-access:
 			if _, ok := s.allowed(r, d); ok {
@@ -393,6 +402,11 @@ func (s *Server) stillAllowed(w http.ResponseWriter, r *http.Request, d *panel.D
 	}
 	return true
 }
+
+// presenceHold is the least a long-poll waits before it is answered only
+// because the count of who is watching differs from the one its page
+// shows.
+const presenceHold = 5 * time.Second
 
 // tokensWait bounds how long a long-poll's answer waits for the token set
 // to catch up with the changes heard before it.
