@@ -42,6 +42,11 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 		return
 	}
 	p.served[resp] = struct{}{}
+	if !p.watching {
+		p.watching = true
+		p.wg.Add(1)
+		go p.watch()
+	}
 	p.wg.Add(1)
 	p.mu.Unlock()
 	defer func() {
@@ -137,20 +142,24 @@ func (p *Pool) dropped(r *http.Request, err error) {
 var errSlow = errors.New("write timed out")
 
 // response is a stream in Serve as the pool sees it. Its mutex orders the
-// handler's deadlines against Close's hurry, so that a write under way when
-// the pool closes ends within closeWait.
+// handler's write against the pool's watch and Close's hurry, which cut a
+// write that has run past its time.
 type response struct {
 	w    http.ResponseWriter
 	rc   *http.ResponseController
 	quit <-chan struct{}
 
-	mu      sync.Mutex
-	writing bool
+	mu       sync.Mutex
+	writing  bool
+	deadline time.Time // of the write under way
 }
 
-// write writes and flushes p within timeout, or within closeWait once the
-// pool is closing, and leaves no deadline behind: on HTTP/2 a deadline is
-// a timer of the stream's that would reset it even while it is idle.
+// write writes and flushes p, which must be done by timeout from now, or
+// by closeWait once the pool is closing. It sets no deadline itself: on
+// HTTP/2 every SetWriteDeadline is a message to the connection's goroutine
+// (and a deadline left behind is a timer that would reset the stream while
+// it is idle), which tripled that goroutine's work per frame. The pool's
+// watch cuts a write that runs past its time instead (cut), within a tick.
 func (r *response) write(p []byte, timeout time.Duration) error {
 	r.mu.Lock()
 	select {
@@ -159,28 +168,39 @@ func (r *response) write(p []byte, timeout time.Duration) error {
 	default:
 	}
 	deadline := time.Now().Add(timeout)
-	err := r.rc.SetWriteDeadline(deadline)
-	r.writing = err == nil
+	r.writing, r.deadline = true, deadline
 	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	_, err = r.w.Write(p)
+	_, err := r.w.Write(p)
 	if err == nil {
 		err = r.rc.Flush()
 	}
 	r.mu.Lock()
 	r.writing = false
-	if err == nil {
-		err = r.rc.SetWriteDeadline(time.Time{})
-	}
 	r.mu.Unlock()
-	// HTTP/2 reports a stream reset by its own deadline as a closed
-	// stream, not as a timeout: the clock tells.
+	return slow(err, deadline)
+}
+
+// slow marks an error of a write that ran out of time. HTTP/2 reports a
+// stream reset by its own deadline as a closed stream, not as a timeout:
+// the clock tells.
+func slow(err error, deadline time.Time) error {
 	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(deadline)) {
 		return errors.Join(errSlow, err)
 	}
 	return err
+}
+
+// cut ends a write that is past its deadline, by setting the stream's
+// write deadline in the past; it reports whether it did. Called by the
+// pool's watch.
+func (r *response) cut(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.writing || now.Before(r.deadline) {
+		return false
+	}
+	r.rc.SetWriteDeadline(now)
+	return true
 }
 
 // hurry shortens the deadline of a write under way to closeWait. Called by
@@ -189,13 +209,45 @@ func (r *response) hurry() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.writing {
-		r.rc.SetWriteDeadline(time.Now().Add(closeWait))
+		r.deadline = time.Now().Add(closeWait)
+		r.rc.SetWriteDeadline(r.deadline)
 	}
 }
 
 // WriteResponse writes and flushes p to w within timeout and leaves no
 // deadline behind: the opening bytes of a stream for Serve.
 func WriteResponse(w http.ResponseWriter, p []byte, timeout time.Duration) error {
-	r := &response{w: w, rc: http.NewResponseController(w)}
-	return r.write(p, timeout)
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(timeout)
+	err := rc.SetWriteDeadline(deadline)
+	if err == nil {
+		_, err = w.Write(p)
+	}
+	if err == nil {
+		err = rc.Flush()
+	}
+	if err == nil {
+		err = rc.SetWriteDeadline(time.Time{})
+	}
+	return slow(err, deadline)
+}
+
+// watch cuts the writes of streams in Serve that run past their deadline,
+// once a tick, until the pool closes (Close hurries the rest itself).
+func (p *Pool) watch() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.quit:
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			for r := range p.served {
+				r.cut(now)
+			}
+			p.mu.Unlock()
+		}
+	}
 }

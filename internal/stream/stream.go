@@ -122,6 +122,9 @@ type Pool struct {
 	closed bool
 	boards map[*hub.Board]*writers
 	served map[*response]struct{} // the streams in Serve
+	// watching is set once the goroutine that cuts Serve's overdue
+	// writes runs (Pool.watch).
+	watching bool
 }
 
 // writers are the writer goroutines of one dashboard; a nil slot has none
