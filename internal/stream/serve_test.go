@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,5 +287,37 @@ func TestServeCloseDoesNotWaitForSlowClients(t *testing.T) {
 	}
 	if got := value(f.counters.SlowDropped); got != 0 {
 		t.Errorf("a stream ended by Close counted as slow: got %v, want 0", got)
+	}
+}
+
+// TestServeCloseWaitsForDone checks that when Close returns, Done has run
+// for every stream in Serve: the web layer's cleanup (presence, views,
+// limits) must not outlive the pool.
+func TestServeCloseWaitsForDone(t *testing.T) {
+	f := newFixture(t, Config{})
+	h := newH2(t, f)
+	var finished atomic.Int32
+	const n = 5
+	clients := make([]*h2client, n)
+	for i := range clients {
+		clients[i] = h.open(t, func(s *Stream) {
+			done := s.Done
+			s.Done = func() {
+				// Cleanup that takes a while: a Close that does not wait
+				// for it returns first.
+				time.Sleep(50 * time.Millisecond)
+				done()
+				finished.Add(1)
+			}
+		})
+	}
+	// A frame each has read was written by Serve: every stream is in it.
+	seq := f.publish(t, "")
+	for _, c := range clients {
+		c.until(t, "seq-"+strconv.Itoa(seq)+".")
+	}
+	f.pool.Close()
+	if got := finished.Load(); got != n {
+		t.Fatalf("Done ran for %d of %d streams by the time Close returned", got, n)
 	}
 }
