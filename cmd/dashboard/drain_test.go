@@ -28,7 +28,8 @@ import (
 )
 
 // The drain's tests (docs/architecture.md, "Drain"): readiness turns false
-// first, new work is refused with 503 (Connection: close on HTTP/1.1 only),
+// and new work is refused with 503 at the same moment (Connection: close on
+// HTTP/1.1 only),
 // open streams are told to reconnect with delays spread over 0.5-5 s, waiting
 // long-polls answer at once, and the process exits within
 // DASHBOARD_SHUTDOWN_TIMEOUT even with a client that never reads.
