@@ -28,7 +28,8 @@ import (
 )
 
 // The drain's tests (docs/architecture.md, "Drain"): readiness turns false
-// first, new work is refused with 503 (Connection: close on HTTP/1.1 only),
+// and new work is refused with 503 at the same moment (Connection: close on
+// HTTP/1.1 only),
 // open streams are told to reconnect with delays spread over 0.5-5 s, waiting
 // long-polls answer at once, and the process exits within
 // DASHBOARD_SHUTDOWN_TIMEOUT even with a client that never reads.
@@ -76,9 +77,10 @@ func TestDrainRefusesNewWork(t *testing.T) {
 		}
 	}
 
-	// h2c with prior knowledge: the same refusal without Connection, and
-	// the connection stays up (a Connection: close would have become a
-	// GOAWAY): the next request reuses it.
+	// h2c with prior knowledge: the same refusal, and the connection
+	// stays up (a Connection: close would have become a GOAWAY): the next
+	// request reuses it. Go's HTTP/2 strips a Connection header on both
+	// sides, so reuse is what tells.
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	h2 := &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}}
@@ -104,9 +106,6 @@ func TestDrainRefusesNewWork(t *testing.T) {
 		}
 		if resp.StatusCode != want {
 			t.Errorf("h2c %s: got %d, want %d", path, resp.StatusCode, want)
-		}
-		if c := resp.Header.Get("Connection"); c != "" {
-			t.Errorf("h2c %s: Connection %q, want none on HTTP/2", path, c)
 		}
 		if i > 0 && !reused {
 			t.Errorf("h2c %s: a new connection, want the first one still open (no GOAWAY)", path)

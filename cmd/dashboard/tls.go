@@ -1,54 +1,56 @@
 package main
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // certCheckEvery is how often, at most, the certificate files are looked
-// at again: a stat of each per second, on the handshakes that come.
+// at again: a read of each per second, on the handshakes that come.
 const certCheckEvery = time.Second
 
 // certFiles serves the certificate of DASHBOARD_TLS_CERT_FILE and
 // DASHBOARD_TLS_KEY_FILE and follows changes of the files without a
 // restart (a renewal by certbot or cert-manager): a handshake gets the
-// cached certificate, and at most once every certCheckEvery the files'
-// modification times and sizes are compared with those of the pair
-// loaded; when they differ, the pair is read again. A pair that does not
-// load keeps the certificate served so far, and is logged once.
+// certificate served, and at most once every certCheckEvery one handshake
+// reads both files again and compares their SHA-256 with that of the pair
+// served; when it differs, the pair is parsed and served. Contents, not
+// modification times and sizes: a renewal of the same size within the
+// file system's time granularity is noticed too, and the files are small.
+// The other handshakes go on with the certificate served meanwhile, so a
+// slow file system holds up one handshake a second, not all of them. A
+// pair that does not load keeps the certificate served so far, and is
+// logged once.
 type certFiles struct {
 	certFile, keyFile string
 	logger            *slog.Logger
 	now               func() time.Time
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	loaded  [2]fileStamp // of the pair served
-	failed  [2]fileStamp // of the last pair that did not load, logged once
-	checked time.Time
-}
+	cert      atomic.Pointer[tls.Certificate]
+	checked   atomic.Int64 // the last look at the files, in Unix nanoseconds
+	reloading atomic.Bool  // a handshake is looking at the files
 
-// fileStamp is what tells that a file changed.
-type fileStamp struct {
-	mod  time.Time
-	size int64
+	// Only the handshake that set reloading touches these.
+	loaded [sha256.Size]byte // of the pair served
+	failed [sha256.Size]byte // of the last pair that did not load, logged once
 }
 
 // loadCertFiles reads the pair at start; an error names the variables.
 func loadCertFiles(certFile, keyFile string, logger *slog.Logger) (*certFiles, error) {
 	c := &certFiles{certFile: certFile, keyFile: keyFile, logger: logger, now: time.Now}
-	stamps, err := c.stat()
+	certPEM, keyPEM, err := c.read()
 	if err == nil {
-		err = c.load(stamps)
+		err = c.load(certPEM, keyPEM)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("DASHBOARD_TLS_CERT_FILE=%s, DASHBOARD_TLS_KEY_FILE=%s: %w", certFile, keyFile, err)
 	}
-	c.checked = c.now()
+	c.checked.Store(c.now().UnixNano())
 	return c, nil
 }
 
@@ -63,54 +65,79 @@ func (c *certFiles) tlsConfig() *tls.Config {
 }
 
 func (c *certFiles) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := c.now(); now.Sub(c.checked) >= certCheckEvery {
-		c.checked = now
-		c.reload()
+	if c.due() && c.reloading.CompareAndSwap(false, true) {
+		// Asked again: another handshake may have looked in between.
+		if c.due() {
+			c.checked.Store(c.now().UnixNano())
+			c.reload()
+		}
+		c.reloading.Store(false)
 	}
-	return c.cert, nil
+	return c.cert.Load(), nil
 }
 
-// reload reads the pair again if the files changed. Called with mu held.
+// due reports whether the files were last looked at certCheckEvery ago.
+func (c *certFiles) due() bool {
+	return c.now().Sub(time.Unix(0, c.checked.Load())) >= certCheckEvery
+}
+
+// reload reads the pair again and serves it if it changed and loads.
+// Called by one handshake at a time.
 func (c *certFiles) reload() {
-	stamps, err := c.stat()
-	if err == nil && stamps == c.loaded {
-		return
-	}
+	certPEM, keyPEM, err := c.read()
+	var sum [sha256.Size]byte
 	if err == nil {
-		if err = c.load(stamps); err == nil {
-			c.failed = [2]fileStamp{}
-			c.logger.Info("TLS certificate reloaded", "cert_file", c.certFile, "not_after", c.cert.Leaf.NotAfter)
+		sum = pairSum(certPEM, keyPEM)
+		if sum == c.loaded {
 			return
 		}
+		if err = c.load(certPEM, keyPEM); err == nil {
+			c.failed = [sha256.Size]byte{}
+			c.logger.Info("TLS certificate reloaded", "cert_file", c.certFile, "not_after", c.cert.Load().Leaf.NotAfter)
+			return
+		}
+	} else {
+		// A file that cannot be read is told apart by its error.
+		sum = sha256.Sum256([]byte(err.Error()))
 	}
-	if stamps == c.failed && err != nil {
+	if sum == c.failed {
 		return // this pair was logged already
 	}
-	c.failed = stamps
+	c.failed = sum
 	c.logger.Error("TLS certificate files changed but do not load; serving the previous certificate",
 		"cert_file", c.certFile, "key_file", c.keyFile, "err", err)
 }
 
-func (c *certFiles) stat() ([2]fileStamp, error) {
-	var s [2]fileStamp
-	for i, name := range []string{c.certFile, c.keyFile} {
-		fi, err := os.Stat(name)
-		if err != nil {
-			return s, err
-		}
-		s[i] = fileStamp{mod: fi.ModTime(), size: fi.Size()}
+// read reads both files.
+func (c *certFiles) read() (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = os.ReadFile(c.certFile); err != nil {
+		return nil, nil, err
 	}
-	return s, nil
+	if keyPEM, err = os.ReadFile(c.keyFile); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
 }
 
-// load reads the pair and, if it loads, serves it from now on.
-func (c *certFiles) load(stamps [2]fileStamp) error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+// load parses the pair and, if it loads, serves it from now on.
+func (c *certFiles) load(certPEM, keyPEM []byte) error {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return err
 	}
-	c.cert, c.loaded = &cert, stamps
+	c.loaded = pairSum(certPEM, keyPEM)
+	c.cert.Store(&cert)
 	return nil
+}
+
+// pairSum is the SHA-256 of both files, the length of the first in front
+// so that no two pairs run together alike.
+func pairSum(certPEM, keyPEM []byte) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", len(certPEM))
+	h.Write(certPEM)
+	h.Write(keyPEM)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }

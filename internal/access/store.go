@@ -97,16 +97,21 @@ func (s *Store) Current(ctx context.Context, max time.Duration) bool {
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
-	for s.loaded.Load() < want {
+	for {
+		// The channel before the check: a Load that finishes between the
+		// two closes this channel, rather than one taken too late.
+		ch := s.Changed()
+		if s.loaded.Load() >= want {
+			return true
+		}
 		select {
-		case <-s.Changed():
+		case <-ch:
 		case <-t.C:
 			return s.loaded.Load() >= want
 		case <-ctx.Done():
 			return false
 		}
 	}
-	return true
 }
 
 func (s *Store) wake() {

@@ -32,13 +32,13 @@ const closeWait = time.Second
 func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 	resp := &response{w: w, rc: http.NewResponseController(w), quit: p.quit}
 	v := &viewer{Stream: *s, lastWrite: time.Now()}
-	if v.Done != nil {
-		defer v.Done()
-	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		resp.write(wire.Goodbye(), closeWait)
+		if v.Done != nil {
+			v.Done()
+		}
 		return
 	}
 	p.served[resp] = struct{}{}
@@ -53,6 +53,11 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 		p.mu.Lock()
 		delete(p.served, resp)
 		p.mu.Unlock()
+		// Done before wg.Done, as on the hijacked path (end): once Close
+		// returns, every stream's cleanup has run.
+		if v.Done != nil {
+			v.Done()
+		}
 		p.wg.Done()
 	}()
 

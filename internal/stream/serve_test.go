@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,19 +264,31 @@ func TestServeOverHTTP2(t *testing.T) {
 }
 
 // TestServeCloseDoesNotWaitForSlowClients closes the pool while a stream's
-// write to an HTTP/2 client that never reads is stalled on flow control.
+// write to an HTTP/2 client that never reads is stalled on flow control:
+// the client's window for the stream is 64 KiB and the frame 1 MiB, so once
+// the frame's write has begun it cannot end before Close cuts it short.
 func TestServeCloseDoesNotWaitForSlowClients(t *testing.T) {
 	f := newFixture(t, Config{WriteTimeout: time.Hour})
 	h := newH2(t, f)
+	tr := h.client.Transport.(*http.Transport).Clone()
+	tr.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerConnection: 64 << 10, MaxReceiveBufferPerStream: 64 << 10}
+	t.Cleanup(tr.CloseIdleConnections)
 	req, _ := http.NewRequest("GET", h.srv.URL+"/events", nil)
-	slow, err := h.client.Do(req)
+	slow, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.Body.Close()
-	pad := strings.Repeat("x", 1<<20)
-	for range 20 {
-		f.publish(t, pad)
+	if slow.ProtoMajor != 2 {
+		t.Fatalf("got %s, want HTTP/2", slow.Proto)
+	}
+	frames := value(f.counters.Frames)
+	f.publish(t, strings.Repeat("x", 1<<20))
+	for deadline := time.Now().Add(wait); value(f.counters.Frames) == frames || !f.pool.writing(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the frame's write did not begin")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	closed := make(chan struct{})
 	go func() { f.pool.Close(); close(closed) }()
@@ -286,5 +299,52 @@ func TestServeCloseDoesNotWaitForSlowClients(t *testing.T) {
 	}
 	if got := value(f.counters.SlowDropped); got != 0 {
 		t.Errorf("a stream ended by Close counted as slow: got %v, want 0", got)
+	}
+}
+
+// writing reports whether a stream in Serve is in the middle of a write.
+func (p *Pool) writing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for r := range p.served {
+		r.mu.Lock()
+		w := r.writing
+		r.mu.Unlock()
+		if w {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServeCloseWaitsForDone checks that when Close returns, Done has run
+// for every stream in Serve: the web layer's cleanup (presence, views,
+// limits) must not outlive the pool.
+func TestServeCloseWaitsForDone(t *testing.T) {
+	f := newFixture(t, Config{})
+	h := newH2(t, f)
+	var finished atomic.Int32
+	const n = 5
+	clients := make([]*h2client, n)
+	for i := range clients {
+		clients[i] = h.open(t, func(s *Stream) {
+			done := s.Done
+			s.Done = func() {
+				// Cleanup that takes a while: a Close that does not wait
+				// for it returns first.
+				time.Sleep(50 * time.Millisecond)
+				done()
+				finished.Add(1)
+			}
+		})
+	}
+	// A frame each has read was written by Serve: every stream is in it.
+	seq := f.publish(t, "")
+	for _, c := range clients {
+		c.until(t, "seq-"+strconv.Itoa(seq)+".")
+	}
+	f.pool.Close()
+	if got := finished.Load(); got != n {
+		t.Fatalf("Done ran for %d of %d streams by the time Close returned", got, n)
 	}
 }

@@ -14,13 +14,13 @@ import (
 // Release is this build's release identity: 16 hex digits of a SHA-256
 // over what a page depends on when it applies what a server sends it: the
 // embedded assets' content-hashed names (static.Digest: scripts, the
-// stylesheet, htmx), the templates that draw the page and its fragments
-// (views.TemplateDigest) and the wire format's version (wire.Format). The
-// same build gives the same value on every server, whatever its host,
-// time or configuration; a change to any asset, to any template or a bump
-// of wire.Format gives another. Go code that changes neither (the refresh
-// engine, the feed, the database side) keeps the release, so such an
-// upgrade reloads no page.
+// stylesheet, htmx), the templates and Go code of internal/views that
+// draw the page and its fragments (views.TemplateDigest) and the wire
+// format's version (wire.Format). The same build gives the same value on
+// every server, whatever its host, time or configuration; a change to any
+// asset, to internal/views or a bump of wire.Format gives another. Go code
+// elsewhere (the refresh engine, the feed, the database side) keeps the
+// release, so such an upgrade reloads no page.
 //
 // The page carries it (data-release on #live), the stream's opening
 // heartbeat and the long-poll's X-Dashboard-Release header tell the page

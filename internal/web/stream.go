@@ -124,12 +124,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// the count (with the token labels, for a token's holder) whenever
 	// that changes.
 	if pd := s.cfg.Presence.Dashboard(d.ID); pd != nil {
-		label := ""
-		if grant.ID != 0 {
-			label = grant.Label
-		}
+		label, labels := presenceOf(grant)
 		leavePresence := s.cfg.Presence.Join(d.ID, label)
-		st.Presence, st.Labels = pd, grant.ID != 0
+		st.Presence, st.Labels = pd, labels
 		st.Done = func() { leavePresence(); done() }
 	}
 	s.metrics.streamsOpened.WithLabelValues(r.Proto).Inc()
@@ -336,11 +333,19 @@ func (s *Server) pollSeen(r *http.Request, d *panel.Dashboard, grant access.Gran
 	if id := r.Header.Get(clientHeader); validClientID(id) {
 		key = "c" + id + "|" + addr
 	}
-	label := ""
-	if grant.ID != 0 {
-		label = grant.Label
-	}
+	label, _ := presenceOf(grant)
 	s.cfg.Presence.Seen(d.ID, key, addr, label, time.Now())
+}
+
+// presenceOf is the one rule of token labels in "who is watching": a
+// client that came with a token counts under the token's label and is
+// shown the labels of the others; one without (a public dashboard opened
+// by its address) counts without a label and is shown the count only.
+func presenceOf(grant access.Grant) (label string, seesLabels bool) {
+	if grant.ID == 0 {
+		return "", false
+	}
+	return grant.Label, true
 }
 
 // parseWatching reads the count a long-poll client shows (the
@@ -375,7 +380,7 @@ func (s *Server) watching(w http.ResponseWriter, d *panel.Dashboard, grant acces
 	}
 	h := w.Header()
 	h.Set(wire.WatchingHeader, strconv.Itoa(pd.Now(false).Watching))
-	if grant.ID != 0 {
+	if _, labels := presenceOf(grant); labels {
 		h.Set(wire.WatchingLabelsHeader, pd.LabelsHeader())
 	}
 }

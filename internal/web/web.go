@@ -477,7 +477,8 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, panelSlug
 		Playlist: s.playlistStep(r, d),
 	}
 	if pd := s.cfg.Presence.Dashboard(d.ID); pd != nil {
-		w := pd.Now(grant.ID != 0)
+		_, labels := presenceOf(grant)
+		w := pd.Now(labels)
 		p.Watching = &views.Watching{Count: w.Watching, Labels: w.Labels, More: w.More}
 	}
 	if panelSlug != "" {
