@@ -35,7 +35,8 @@ func (p *Pool) Serve(w http.ResponseWriter, r *http.Request, s *Stream) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		resp.write(wire.Goodbye(), closeWait)
+		// Not watched (the pool is closed): the write's own deadline.
+		WriteResponse(w, wire.Goodbye(), closeWait)
 		if v.Done != nil {
 			v.Done()
 		}
