@@ -3,14 +3,13 @@ package refresh
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,28 +65,6 @@ const standbyIdleCheck = 5 * time.Second
 // standbyCheckTimeout bounds one check of a standby.
 const standbyCheckTimeout = 2 * time.Second
 
-// lsn is a WAL position (pg_lsn).
-type lsn uint64
-
-// parseLSN reads pg_lsn's text form, two hexadecimal numbers "hi/lo".
-func parseLSN(s string) (lsn, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("WAL position %q: want hi/lo", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("WAL position %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("WAL position %q: %w", s, err)
-	}
-	return lsn(h<<32 | l), nil
-}
-
-func (l lsn) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
-
 // standbyState is what the engine knows of a standby.
 type standbyState int
 
@@ -129,13 +106,13 @@ type standby struct {
 
 	mu       sync.Mutex
 	state    standbyState
-	replayed lsn // as of the last check
+	replayed pglogrepl.LSN // as of the last check
 	waiters  map[*replayWaiter]struct{}
 }
 
 // replayWaiter is a query waiting until the standby has replayed target.
 type replayWaiter struct {
-	target lsn
+	target pglogrepl.LSN
 	done   chan error // buffered; nil: replayed
 }
 
@@ -176,7 +153,7 @@ func (s *standby) usable() (bool, string) {
 // await returns nil once the standby has replayed target, or an error
 // saying why the query must go to the primary instead: errStandbyLag past
 // bound, errStandbyDown, errStandbyPromoted, or ctx's error.
-func (s *standby) await(ctx context.Context, target lsn, bound time.Duration) error {
+func (s *standby) await(ctx context.Context, target pglogrepl.LSN, bound time.Duration) error {
 	s.mu.Lock()
 	switch {
 	case s.state == standbyDown:
@@ -265,7 +242,7 @@ func (s *standby) check(ctx context.Context) {
 		s.setState(standbyUsable, nil)
 		s.replayed = 0
 		if replay != nil {
-			if l, err := parseLSN(*replay); err == nil {
+			if l, err := pglogrepl.ParseLSN(*replay); err == nil {
 				// The latest, not the highest seen: a standby restarted
 				// from an older copy replays from further back.
 				s.replayed = l
@@ -347,11 +324,11 @@ type positions struct {
 
 type positionRead struct {
 	done chan struct{}
-	pos  lsn
+	pos  pglogrepl.LSN
 	err  error
 }
 
-func (p *positions) read(ctx context.Context) (lsn, error) {
+func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
 	p.mu.Lock()
 	if r := p.next; r != nil {
 		p.mu.Unlock()
@@ -380,7 +357,7 @@ func (p *positions) read(ctx context.Context) (lsn, error) {
 	r.err = p.pool.QueryRow(rctx, "SELECT pg_current_wal_lsn()::text").Scan(&text)
 	cancel()
 	if r.err == nil {
-		r.pos, r.err = parseLSN(text)
+		r.pos, r.err = pglogrepl.ParseLSN(text)
 	}
 	close(r.done)
 	p.mu.Lock()
@@ -398,7 +375,7 @@ func (p *positions) read(ctx context.Context) (lsn, error) {
 // replayed pos, or the primary (s nil).
 type readTarget struct {
 	s   *standby
-	pos lsn
+	pos pglogrepl.LSN
 }
 
 // pickStandby chooses where a query runs. With standbys it reads the

@@ -9,35 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-func TestParseLSN(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want lsn
-		ok   bool
-	}{
-		{"0/0", 0, true},
-		{"0/3000058", 0x3000058, true},
-		{"16/B374D848", 0x16_B374D848, true},
-		{"FFFFFFFF/FFFFFFFF", 0xFFFFFFFF_FFFFFFFF, true},
-		{"", 0, false},
-		{"3000058", 0, false},
-		{"1/2/3", 0, false},
-		{"x/1", 0, false},
-		{"100000000/0", 0, false}, // each half is 32 bits
-	} {
-		got, err := parseLSN(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseLSN(%q): got %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
-		}
-		if tt.ok && got.String() != tt.in {
-			t.Errorf("lsn(%q).String(): got %s", tt.in, got)
-		}
-	}
-	if a, b := lsn(0x1_00000000), lsn(0xFFFFFFFF); a <= b {
-		t.Errorf("1/0 must be after 0/FFFFFFFF")
-	}
-}
-
 // TestStandbyFailure: which failures on a standby send the query to the
 // primary, and which are the query's own.
 func TestStandbyFailure(t *testing.T) {
