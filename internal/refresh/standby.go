@@ -335,11 +335,13 @@ func (s *standby) markDown(err error) {
 // bound: until a check sees it past target, queries skip it without
 // waiting (a paused or far-behind standby would otherwise hold each of
 // them, and with them the engine's query slots, for the whole bound), and
-// the queries waiting on it now go to the primary too.
+// the queries waiting on it now go to the primary too. The loop checks it
+// at once, and then every standbyLagCheck.
 func (s *standby) markLagging(target pglogrepl.LSN) {
 	s.mu.Lock()
 	s.markLaggingLocked(target)
 	s.mu.Unlock()
+	s.poke()
 }
 
 func (s *standby) markLaggingLocked(target pglogrepl.LSN) {

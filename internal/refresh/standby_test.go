@@ -711,9 +711,10 @@ func TestStandbyLaggingSkipped(t *testing.T) {
 	if got := f.replayWaits(t); got != waits {
 		t.Errorf("queries that waited for the lagging standby: got %d, want none", got-waits)
 	}
-	// The commit's round and the fresh round: 12 panels each.
-	if got := f.fallbacks(t, "lag"); got < lag+24 {
-		t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want at least %v", got, lag+24)
+	// At least the commit's round, 12 panels (the fresh round may be
+	// those same queries, if they started after it was asked for).
+	if got := f.fallbacks(t, "lag"); got < lag+12 {
+		t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want at least %v", got, lag+12)
 	}
 
 	f.standby.ResumeReplay(t)
