@@ -136,9 +136,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err != nil {
 		return err
 	}
+	// Like the primary's pool: past the deadline a standby's connections
+	// are left to the process's exit.
 	defer func() {
 		for _, p := range standbys {
-			p.Close()
+			within(stopBy, p.Close)
 		}
 	}()
 

@@ -86,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"db"}),
 		standbyFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dashboard", Name: "standby_fallbacks_total",
-			Help: "Panel and variable queries meant for a standby that ran on the primary, by reason: lag (not replayed within DASHBOARD_STANDBY_MAX_WAIT), down, promoted, conflict (cancelled by replay), recovery (SQL a standby cannot run), position (the primary's WAL position unreadable).",
+			Help: "Panel and variable queries meant for a standby that ran on the primary, by reason: lag (not replayed within DASHBOARD_STANDBY_MAX_WAIT, or lagging since), down, promoted, conflict (cancelled by replay), recovery (SQL a standby cannot run), position (the primary's WAL position unreadable).",
 		}, []string{"reason"}),
 		replayWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dashboard", Name: "standby_replay_wait_seconds",
@@ -95,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		standbys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "dashboard", Name: "standbys",
-			Help: "Standbys of DASHBOARD_READ_DATABASE_URL by state: usable, down (unreachable, retried) or promoted (not in recovery, not used).",
+			Help: "Standbys of DASHBOARD_READ_DATABASE_URL by state: usable, lagging (missed a position within DASHBOARD_STANDBY_MAX_WAIT, skipped until it has replayed it), down (unreachable, retried) or promoted (not in recovery, not used).",
 		}, []string{"state"}),
 	}
 	for _, o := range []string{"changed", "unchanged", "error"} {

@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,22 +20,25 @@ import (
 // Reads from hot standbys (docs/architecture.md, "Reads from standbys").
 //
 // A panel or variable query goes to a standby only once that standby has
-// replayed the primary's WAL position read after the query was due: after
-// the notification arrived and after Arms armed the query's tables, so the
-// position covers the commit that was notified and every writer that
-// skipped its notification. The position is read on the primary by one
+// replayed the primary's WAL insert position read after the query was due:
+// after the notification arrived and after Arms armed the query's tables,
+// so the position covers the commit that was notified (even one of a
+// writer with synchronous_commit=off, not yet written out) and every writer
+// that skipped its notification. The position is read on the primary by one
 // shared read for all the queries that ask at about the same time
 // (positions), and each standby has one poll loop (standby.run) that
 // releases every query waiting on it; a query does not wait past
-// Config.StandbyMaxWait. Whatever goes wrong on a standby (lag, down,
-// promoted, a recovery conflict) sends the query to the primary, counted
-// by dashboard_standby_fallbacks_total{reason}; the panel never shows it.
+// Config.StandbyMaxWait, and a standby that made one wait that long is
+// skipped until it has replayed what it missed. Whatever goes wrong on a
+// standby (lag, down, promoted, a recovery conflict) sends the query to the
+// primary, counted by dashboard_standby_fallbacks_total{reason}; the panel
+// never shows it.
 
 // Fallback reasons: the fixed label words of
 // dashboard_standby_fallbacks_total.
 const (
 	// fallbackLag: the standby had not replayed the position within
-	// StandbyMaxWait.
+	// StandbyMaxWait, or it is lagging since an earlier query's did not.
 	fallbackLag = "lag"
 	// fallbackDown: the standby could not be reached, or failed the query
 	// for a reason that is not the query's.
@@ -66,42 +69,65 @@ const standbyIdleCheck = 5 * time.Second
 // standbyCheckTimeout bounds one check of a standby.
 const standbyCheckTimeout = 2 * time.Second
 
-// lsn is a WAL position (pg_lsn).
-type lsn uint64
+// standbyLagCheck is how often a standby judged lagging is checked, to
+// see whether it has caught up with the position it missed.
+const standbyLagCheck = 50 * time.Millisecond
 
-// parseLSN reads pg_lsn's text form, two hexadecimal numbers "hi/lo".
-func parseLSN(s string) (lsn, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("WAL position %q: want hi/lo", s)
+// The sizes of a WAL page header (PostgreSQL's SizeOfXLogShortPHD), and of
+// the long header that opens the first page of each WAL segment
+// (SizeOfXLogLongPHD).
+const (
+	walShortPageHeader = 24
+	walLongPageHeader  = 40
+)
+
+// walEnd turns the primary's insert position (pg_current_wal_insert_lsn())
+// into the end of the WAL inserted so far, the position a standby's
+// pg_last_wal_replay_lsn() reaches once it has replayed all of it.
+//
+// The two differ only at a page boundary. PostgreSQL counts inserted WAL
+// in bytes without page headers, and turns that count into an LSN in two
+// ways: the insert position as the place where the next record would
+// start (XLogBytePosToRecPtr: past the header of the page it would start
+// on), and a record's end as where its last byte ends
+// (XLogBytePosToEndRecPtr: at the page boundary itself). Replay reports
+// the latter. So when the inserted WAL ends exactly at a page boundary
+// (a record filled its page to the last byte, or an XLOG_SWITCH ended its
+// segment), the insert position is the boundary plus the next page's
+// header, and replay stops at the boundary until more WAL comes. The
+// insert position's offset in its page is at least the header's size, so
+// exactly the header's size means nothing of the page is used yet: the
+// long header at the start of a segment (offset 40 in the segment), the
+// short one on any other page (offset 24 in the page; 24 cannot be a
+// segment offset, as the first page's header is 40 long). Any other
+// offset is inside a page, where both ways agree.
+func walEnd(insert pglogrepl.LSN, blockSize, segmentSize uint64) pglogrepl.LSN {
+	switch {
+	case segmentSize > 0 && uint64(insert)%segmentSize == walLongPageHeader:
+		return insert - walLongPageHeader
+	case blockSize > 0 && uint64(insert)%blockSize == walShortPageHeader:
+		return insert - walShortPageHeader
 	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("WAL position %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("WAL position %q: %w", s, err)
-	}
-	return lsn(h<<32 | l), nil
+	return insert
 }
-
-func (l lsn) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
 
 // standbyState is what the engine knows of a standby.
 type standbyState int
 
 const (
 	standbyUsable   standbyState = iota
+	standbyLagging               // missed a position within the bound: skipped until it has replayed it
 	standbyDown                  // unreachable: retried every Config.RetryDelay
 	standbyPromoted              // not in recovery: rechecked every standbyIdleCheck
 )
 
-var standbyStates = []standbyState{standbyUsable, standbyDown, standbyPromoted}
+var standbyStates = []standbyState{standbyUsable, standbyLagging, standbyDown, standbyPromoted}
 
 // String is the state's label in dashboard_standbys.
 func (st standbyState) String() string {
 	switch st {
+	case standbyLagging:
+		return "lagging"
 	case standbyDown:
 		return "down"
 	case standbyPromoted:
@@ -129,13 +155,14 @@ type standby struct {
 
 	mu       sync.Mutex
 	state    standbyState
-	replayed lsn // as of the last check
+	replayed pglogrepl.LSN // as of the last check
+	behind   pglogrepl.LSN // while lagging: the position it missed
 	waiters  map[*replayWaiter]struct{}
 }
 
 // replayWaiter is a query waiting until the standby has replayed target.
 type replayWaiter struct {
-	target lsn
+	target pglogrepl.LSN
 	done   chan error // buffered; nil: replayed
 }
 
@@ -165,6 +192,8 @@ func (s *standby) usable() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
+	case standbyLagging:
+		return false, fallbackLag
 	case standbyDown:
 		return false, fallbackDown
 	case standbyPromoted:
@@ -175,10 +204,15 @@ func (s *standby) usable() (bool, string) {
 
 // await returns nil once the standby has replayed target, or an error
 // saying why the query must go to the primary instead: errStandbyLag past
-// bound, errStandbyDown, errStandbyPromoted, or ctx's error.
-func (s *standby) await(ctx context.Context, target lsn, bound time.Duration) error {
+// bound or when the standby is lagging, errStandbyDown,
+// errStandbyPromoted, or ctx's error. A wait that ends past bound marks
+// the standby lagging (markLagging).
+func (s *standby) await(ctx context.Context, target pglogrepl.LSN, bound time.Duration) error {
 	s.mu.Lock()
 	switch {
+	case s.state == standbyLagging:
+		s.mu.Unlock()
+		return errStandbyLag
 	case s.state == standbyDown:
 		s.mu.Unlock()
 		return errStandbyDown
@@ -207,11 +241,14 @@ func (s *standby) await(ctx context.Context, target lsn, bound time.Duration) er
 	}
 	s.mu.Lock()
 	delete(s.waiters, w)
-	s.mu.Unlock()
 	select {
 	case err = <-w.done: // answered meanwhile
 	default:
+		if err == errStandbyLag {
+			s.markLaggingLocked(target)
+		}
 	}
+	s.mu.Unlock()
 	return err
 }
 
@@ -233,6 +270,8 @@ func (s *standby) run(ctx context.Context) {
 		s.mu.Lock()
 		next := standbyIdleCheck
 		switch {
+		case s.state == standbyLagging:
+			next = standbyLagCheck
 		case s.state == standbyDown:
 			next = s.retry
 		case s.state == standbyUsable && len(s.waiters) > 0:
@@ -262,14 +301,16 @@ func (s *standby) check(ctx context.Context) {
 	case !inRecovery:
 		s.setState(standbyPromoted, nil)
 	default:
-		s.setState(standbyUsable, nil)
 		s.replayed = 0
 		if replay != nil {
-			if l, err := parseLSN(*replay); err == nil {
+			if l, err := pglogrepl.ParseLSN(*replay); err == nil {
 				// The latest, not the highest seen: a standby restarted
 				// from an older copy replays from further back.
 				s.replayed = l
 			}
+		}
+		if s.state != standbyLagging || s.replayed >= s.behind {
+			s.setState(standbyUsable, nil)
 		}
 		for w := range s.waiters {
 			if w.target <= s.replayed {
@@ -290,6 +331,29 @@ func (s *standby) markDown(err error) {
 	s.poke()
 }
 
+// markLagging records that the standby had not replayed target within the
+// bound: until a check sees it past target, queries skip it without
+// waiting (a paused or far-behind standby would otherwise hold each of
+// them, and with them the engine's query slots, for the whole bound), and
+// the queries waiting on it now go to the primary too. The loop checks it
+// at once, and then every standbyLagCheck.
+func (s *standby) markLagging(target pglogrepl.LSN) {
+	s.mu.Lock()
+	s.markLaggingLocked(target)
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *standby) markLaggingLocked(target pglogrepl.LSN) {
+	switch s.state {
+	case standbyUsable:
+		s.behind = target
+		s.setState(standbyLagging, nil)
+	case standbyLagging:
+		s.behind = max(s.behind, target)
+	}
+}
+
 // markPromoted records that a query found the standby out of recovery.
 func (s *standby) markPromoted() {
 	s.mu.Lock()
@@ -302,19 +366,30 @@ func (s *standby) markPromoted() {
 func (s *standby) setState(state standbyState, err error) {
 	if state != s.state {
 		switch state {
+		case standbyLagging:
+			// Counted and shown by the metrics: a standby that lags
+			// about the bound would come and go several times a second.
+			s.logger.Debug("standby lags; its queries go to the primary until it has replayed the position it missed",
+				"standby", s.name, "position", s.behind)
 		case standbyDown:
 			s.logger.Warn("standby unreachable; its queries go to the primary until it answers", "standby", s.name, "err", err)
 		case standbyPromoted:
 			s.logger.Error("standby is not in recovery (promoted?); its data may have left the primary's, so queries go to the primary until it follows again",
 				"standby", s.name)
 		case standbyUsable:
-			s.logger.Info("standby in use again", "standby", s.name)
+			if s.state == standbyLagging {
+				s.logger.Debug("standby caught up", "standby", s.name)
+			} else {
+				s.logger.Info("standby in use again", "standby", s.name)
+			}
 		}
 		s.gauge.WithLabelValues(s.state.String()).Dec()
 		s.gauge.WithLabelValues(state.String()).Inc()
 		s.state = state
 	}
 	switch state {
+	case standbyLagging:
+		s.failLocked(errStandbyLag)
 	case standbyDown:
 		s.failLocked(errStandbyDown)
 	case standbyPromoted:
@@ -335,9 +410,18 @@ func (s *standby) failLocked(err error) {
 	}
 }
 
-// positions reads the primary's current WAL position. A caller gets a read
-// that started after it asked, and callers that ask while one read runs
-// share the next one: one query for a whole round of panels.
+// positions reads the end of the WAL inserted on the primary so far. A
+// caller gets a read that started after it asked, and callers that ask
+// while one read runs share the next one: one query for a whole round of
+// panels.
+//
+// The insert position, not pg_current_wal_lsn(): that one is how far WAL
+// has been written out, and the commit record of a writer with
+// synchronous_commit=off is inserted, and its notification delivered,
+// before the WAL writer writes it (up to wal_writer_delay later). A
+// standby that had replayed the written position could run the query
+// without the notified commit. The standby receives the commit once it is
+// flushed, so waiting for the insert position waits for that flush too.
 type positions struct {
 	pool    *pgxpool.Pool
 	mu      sync.Mutex
@@ -347,11 +431,11 @@ type positions struct {
 
 type positionRead struct {
 	done chan struct{}
-	pos  lsn
+	pos  pglogrepl.LSN
 	err  error
 }
 
-func (p *positions) read(ctx context.Context) (lsn, error) {
+func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
 	p.mu.Lock()
 	if r := p.next; r != nil {
 		p.mu.Unlock()
@@ -376,11 +460,21 @@ func (p *positions) read(ctx context.Context) (lsn, error) {
 	p.next, p.running = nil, r
 	p.mu.Unlock()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), standbyCheckTimeout)
-	var text string
-	r.err = p.pool.QueryRow(rctx, "SELECT pg_current_wal_lsn()::text").Scan(&text)
+	var (
+		text                   string
+		blockSize, segmentSize int64
+	)
+	r.err = p.pool.QueryRow(rctx, `SELECT pg_current_wal_insert_lsn()::text,
+		current_setting('wal_block_size')::int8, pg_size_bytes(current_setting('wal_segment_size'))`).
+		Scan(&text, &blockSize, &segmentSize)
 	cancel()
 	if r.err == nil {
-		r.pos, r.err = parseLSN(text)
+		var insert pglogrepl.LSN
+		insert, r.err = pglogrepl.ParseLSN(text)
+		if r.err != nil {
+			r.err = fmt.Errorf("reading the primary's WAL position %q: %w", text, r.err)
+		}
+		r.pos = walEnd(insert, uint64(blockSize), uint64(segmentSize))
 	}
 	close(r.done)
 	p.mu.Lock()
@@ -398,13 +492,14 @@ func (p *positions) read(ctx context.Context) (lsn, error) {
 // replayed pos, or the primary (s nil).
 type readTarget struct {
 	s   *standby
-	pos lsn
+	pos pglogrepl.LSN
 }
 
 // pickStandby chooses where a query runs. With standbys it reads the
 // primary's position, takes the standbys in turn (round robin, skipping
-// those down or promoted) and waits for the chosen one to replay the
-// position. A fallback to the primary is counted. The error is ctx's only.
+// those lagging, down or promoted) and waits for the chosen one to replay
+// the position. A fallback to the primary is counted. The error is ctx's
+// only.
 func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
 	if len(e.standbys) == 0 {
 		return readTarget{}, nil
@@ -445,6 +540,8 @@ func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
 	case ctx.Err() != nil:
 		return readTarget{}, ctx.Err()
 	case errors.Is(err, errStandbyLag):
+		// await marked the standby lagging: the queries after this one
+		// skip it at once.
 		e.fallback(fallbackLag)
 	case errors.Is(err, errStandbyPromoted):
 		e.fallback(fallbackPromoted)
@@ -543,6 +640,8 @@ func (e *Engine) readOnly(ctx context.Context, dashboard int64, fn func(pgx.Tx) 
 			return true, err
 		}
 		switch reason {
+		case fallbackLag:
+			target.s.markLagging(target.pos)
 		case fallbackDown:
 			target.s.markDown(err)
 		case fallbackPromoted:

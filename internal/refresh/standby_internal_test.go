@@ -6,35 +6,36 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-func TestParseLSN(t *testing.T) {
+// TestWalEnd: an insert position just past a page header is the end of
+// the WAL before that page; any other is its own end.
+func TestWalEnd(t *testing.T) {
+	const page, seg = 8192, 16 << 20
 	for _, tt := range []struct {
-		in   string
-		want lsn
-		ok   bool
+		in, want string
+		seg      uint64
 	}{
-		{"0/0", 0, true},
-		{"0/3000058", 0x3000058, true},
-		{"16/B374D848", 0x16_B374D848, true},
-		{"FFFFFFFF/FFFFFFFF", 0xFFFFFFFF_FFFFFFFF, true},
-		{"", 0, false},
-		{"3000058", 0, false},
-		{"1/2/3", 0, false},
-		{"x/1", 0, false},
-		{"100000000/0", 0, false}, // each half is 32 bits
+		{"0/1516800", "0/1516800", seg}, // inside a page
+		{"0/3000058", "0/3000058", seg}, // inside a segment's first page
+		{"0/3000028", "0/3000000", seg}, // past the long header: an XLOG_SWITCH ended the segment before
+		{"1/28", "1/0", seg},            // the same, at 4 GiB
+		{"0/3002018", "0/3002000", seg}, // past a short header: a record filled the page before
+		{"16/B374E018", "16/B374E000", seg},
+		{"0/3002028", "0/3002028", seg},   // 40 into a page that is not a segment's first: inside it
+		{"0/3002010", "0/3002010", seg},   // not a header's end
+		{"0/300028", "0/300000", 1 << 20}, // another segment size
+		{"0/328", "0/328", 1 << 20},
 	} {
-		got, err := parseLSN(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseLSN(%q): got %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		in, err := pglogrepl.ParseLSN(tt.in)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if tt.ok && got.String() != tt.in {
-			t.Errorf("lsn(%q).String(): got %s", tt.in, got)
+		if got := walEnd(in, page, tt.seg).String(); got != tt.want {
+			t.Errorf("walEnd(%s, %d, %d): got %s, want %s", tt.in, page, tt.seg, got, tt.want)
 		}
-	}
-	if a, b := lsn(0x1_00000000), lsn(0xFFFFFFFF); a <= b {
-		t.Errorf("1/0 must be after 0/FFFFFFFF")
 	}
 }
 

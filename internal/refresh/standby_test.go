@@ -2,9 +2,12 @@ package refresh_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -508,4 +511,215 @@ func TestStandbyVariableOptions(t *testing.T) {
 		t.Errorf("options with replay paused after a commit: got %q, want [primary:1]", got)
 	}
 	f.standby.ResumeReplay(t)
+}
+
+// replayWaits is how many queries have waited for a standby's replay
+// (the count of dashboard_standby_replay_wait_seconds).
+func (h *harness) replayWaits(t testing.TB) uint64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "dashboard_standby_replay_wait_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("metric dashboard_standby_replay_wait_seconds not registered")
+	return 0
+}
+
+// setPrimary sets a server setting of the package's server (ALTER SYSTEM,
+// then a reload) and resets it at cleanup. The standby tests do not run
+// in parallel, so no other test of the package runs meanwhile.
+func setPrimary(t *testing.T, name, value string) {
+	t.Helper()
+	admin := pgtest.Server(t).ConnString("postgres")
+	run := func(ctx context.Context, sql ...string) error {
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		for _, s := range sql {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := run(ctx, "ALTER SYSTEM RESET "+name, "SELECT pg_reload_conf()"); err != nil {
+			t.Errorf("resetting %s on the test server: %v", name, err)
+		}
+	})
+	if err := run(t.Context(), fmt.Sprintf("ALTER SYSTEM SET %s = '%s'", name, value), "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A writer with synchronous_commit=off: its commit record is inserted, and
+// its notification delivered, before the WAL writer writes it out, up to
+// wal_writer_delay (here 5 s) later. The panel must show that commit. With
+// the position of the WAL written out (pg_current_wal_lsn()) the query ran
+// at once on the standby, which did not have the commit yet, and the panel
+// kept the old count; with the insert position it waits until the standby
+// has replayed the commit (the bound is longer than the WAL writer's
+// delay), and runs there.
+func TestStandbyAsyncCommit(t *testing.T) {
+	f := newStandbyFixture(t, "", 20*time.Second)
+	defer f.acquire(t, f.dash)()
+	f.untilStandby(t)
+	setPrimary(t, "wal_writer_delay", "5s")
+
+	w, err := pgx.Connect(t.Context(), f.db.connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	if _, err := w.Exec(t.Context(), "SET synchronous_commit = off"); err != nil {
+		t.Fatal(err)
+	}
+	scalar := func(sql string) string {
+		t.Helper()
+		var v string
+		if err := w.QueryRow(t.Context(), sql).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return v
+	}
+	lagBefore := f.fallbacks(t, "lag")
+	// Only a commit the WAL writer has not written when the engine reads
+	// the position tells the positions apart; a sleeping WAL writer is
+	// woken by an async commit and writes it at once. So each try first
+	// commits asynchronously and waits until the WAL writer has flushed
+	// that: from then on it is awake and sleeps a whole delay.
+	for try := 1; ; try++ {
+		scalar("SELECT pg_current_xact_id()::text")
+		primed := scalar("SELECT pg_current_wal_insert_lsn()::text")
+		deadline := time.Now().Add(waitTimeout)
+		for scalar("SELECT (pg_current_wal_flush_lsn() >= '"+primed+"')::text") != "true" {
+			if time.Now().After(deadline) {
+				t.Fatalf("the WAL writer did not flush %s within %v", primed, waitTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := w.Exec(t.Context(), "INSERT INTO t DEFAULT VALUES"); err != nil {
+			t.Fatal(err)
+		}
+		unwritten := scalar("SELECT (pg_current_wal_lsn() < pg_current_wal_insert_lsn())::text") == "true"
+		n := f.db.count(t, "t")
+		f.waitShown(t, n)
+		if unwritten {
+			// No query of the commit's round (finished before the fresh
+			// one) nor of the fresh round went to the primary.
+			if got := f.whereSettled(t, n); got != "standby" {
+				t.Errorf("the where panel ran on the %s, want the standby (after the WAL writer's flush)", got)
+			}
+			break
+		}
+		if try == 3 {
+			t.Fatalf("the async commit was written out at once in %d tries: the test shows nothing", try)
+		}
+		t.Logf("try %d: the async commit was written out at once; again", try)
+	}
+	if got := f.fallbacks(t, "lag"); got != lagBefore {
+		t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want still %v", got, lagBefore)
+	}
+}
+
+// After pg_switch_wal the primary's insert position is the next segment's
+// start plus the segment's long page header, where no record ends: the
+// standby's replay stops at the segment's start until more WAL comes. A
+// round with no WAL after the switch must still run on the standby, not
+// wait out the bound and go to the primary.
+func TestStandbyAtSegmentStart(t *testing.T) {
+	f := newStandbyFixture(t, "", 5*time.Second)
+	defer f.acquire(t, f.dash)()
+	f.untilStandby(t)
+	seg, err := strconv.ParseUint(scalarOn(t, f.db.connString, "SELECT pg_size_bytes(current_setting('wal_segment_size'))::text"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try := 1; ; try++ {
+		n := f.insert(t) // WAL to switch from
+		f.waitShown(t, n)
+		scalarOn(t, f.db.connString, "SELECT pg_switch_wal()::text")
+		insert := scalarOn(t, f.db.connString, "SELECT pg_current_wal_insert_lsn()::text")
+		pos, err := pglogrepl.ParseLSN(insert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(pos)%seg == 40 {
+			start := (pos - 40).String()
+			deadline := time.Now().Add(waitTimeout)
+			for scalarOn(t, f.standbyURL, "SELECT pg_last_wal_replay_lsn()::text") != start {
+				if time.Now().After(deadline) {
+					t.Fatalf("the standby did not replay up to %s within %v", start, waitTimeout)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			lag := f.fallbacks(t, "lag")
+			where := f.whereSettled(t, n)
+			if scalarOn(t, f.db.connString, "SELECT pg_current_wal_insert_lsn()::text") == insert {
+				if where != "standby" {
+					t.Errorf("at a segment's start the where panel ran on the %s, want the standby", where)
+				}
+				if got := f.fallbacks(t, "lag"); got != lag {
+					t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want still %v", got, lag)
+				}
+				return
+			}
+		}
+		// Some other WAL came: the insert position left the header.
+		if try == 5 {
+			t.Fatalf("WAL kept coming after pg_switch_wal in %d tries: the test shows nothing", try)
+		}
+		t.Logf("try %d: WAL came after pg_switch_wal; again", try)
+	}
+}
+
+// A standby whose replay is paused makes the queries of one round wait
+// out the bound; from then on it is known to lag, and every query goes to
+// the primary at once (counted as lag) without waiting for it, until it
+// has replayed the position it missed.
+func TestStandbyLaggingSkipped(t *testing.T) {
+	var extra [][2]string
+	for i := range 10 {
+		extra = append(extra, [2]string{fmt.Sprintf("p%d", i), "SELECT count(*) AS n FROM t"})
+	}
+	f := newStandbysFixture(t, "", 200*time.Millisecond, 1, extra...)
+	defer f.acquire(t, f.dash)()
+	f.untilStandby(t)
+
+	f.standby.PauseReplay(t)
+	n := f.insert(t)
+	if got := f.whereSettled(t, n); got != "primary" {
+		t.Errorf("with replay paused the where panel ran on the %s, want the primary", got)
+	}
+	if got := f.labelled(t, "dashboard_standbys", "state", "lagging"); got != 1 {
+		t.Errorf("dashboard_standbys{state=lagging} after a wait timed out: got %v, want 1", got)
+	}
+	waits, lag := f.replayWaits(t), f.fallbacks(t, "lag")
+	n = f.insert(t)
+	if got := f.whereSettled(t, n); got != "primary" {
+		t.Errorf("with replay paused the where panel ran on the %s, want the primary", got)
+	}
+	if got := f.replayWaits(t); got != waits {
+		t.Errorf("queries that waited for the lagging standby: got %d, want none", got-waits)
+	}
+	// At least the commit's round, 12 panels (the fresh round may be
+	// those same queries, if they started after it was asked for).
+	if got := f.fallbacks(t, "lag"); got < lag+12 {
+		t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want at least %v", got, lag+12)
+	}
+
+	f.standby.ResumeReplay(t)
+	f.untilStandby(t)
+	if got := f.labelled(t, "dashboard_standbys", "state", "lagging"); got != 0 {
+		t.Errorf("dashboard_standbys{state=lagging} once caught up: got %v, want 0", got)
+	}
 }
