@@ -450,6 +450,59 @@ func TestBrowserLongPollBusy(t *testing.T) {
 	waitStatus(t, ctx, "polling")
 }
 
+// TestBrowserStreamBusy: the same for the stream. The server's one stream
+// slot is taken (DASHBOARD_MAX_STREAMS 1); each first request of the
+// page's stream is refused with 503 and a Retry-After, and app.js opens
+// the next one no sooner than that plus 0.5 s, 1 s, 2 s, while the
+// long-poll stands in. Once the slot is free the page is live again.
+func TestBrowserStreamBusy(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxStreams = 1
+	s := startServer(t, cfg, false)
+	setupCounts(t, s, "sbusy", 1, "a")
+	held := openSSE(t, nil, s.URL+"/d/sbusy/events")
+	if held.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the stream taking the one slot: got %d", held.resp.StatusCode)
+	}
+	p := newSwitchProxy(t, s.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/sbusy")
+	waitStat(t, ctx, "a", "1")
+
+	const refusals = 3
+	refused := func() []proxied {
+		var out []proxied
+		for _, r := range p.responsesSeen() {
+			if r.status == http.StatusServiceUnavailable {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	eventually(t, "the stream refused and asked for again", func() bool {
+		return len(refused()) >= refusals && len(p.requestsFor("/d/sbusy/events")) > refusals
+	})
+	events := p.requestsFor("/d/sbusy/events")
+	for i, r := range refused()[:refusals] {
+		if r.retry < 1 {
+			t.Fatalf("refusal %d: Retry-After %d, want one of at least 1 s", i+1, r.retry)
+		}
+		least := time.Duration(r.retry)*time.Second + (500*time.Millisecond)<<i
+		if waited := events[i+1].at.Sub(r.at); waited < least {
+			t.Errorf("refusal %d (Retry-After %d s): the page asked again after %v, want at least %v", i+1, r.retry, waited, least)
+		} else {
+			t.Logf("refusal %d (Retry-After %d s): asked again after %v", i+1, r.retry, waited)
+		}
+	}
+	waitStatus(t, ctx, "polling")
+
+	held.close()
+	eventually(t, "the stream slot free", func() bool { return promValue(t, s, "dashboard_sse_clients") == 0 })
+	waitStatus(t, ctx, "live")
+	insert(t, s, "a")
+	waitStat(t, ctx, "a", "2")
+}
+
 // TestBrowserRollingUpgrade: two servers of different releases on one
 // database, behind the proxy. A page drawn by A (release "a") meets B when
 // the proxy switches: it reloads exactly once, is then live on B and
