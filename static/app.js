@@ -392,7 +392,7 @@
       if (!isLive(e) || mode !== 'sse' || !first) return;
       first = null;
       const res = e.type === 'htmx:after:request' ? e.detail?.ctx?.response : null;
-      failed('request failed', !!res && answeredBadly(res.status ?? 0));
+      failed('request failed', e.type === 'htmx:after:request' && answeredBadly(res?.status ?? 0));
       fallback('request failed');
       reopen(res && refusal(res.status) ? refusedPause(res.headers) : undefined);
     };
