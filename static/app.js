@@ -42,11 +42,15 @@
 //
 // A draining server sends each stream a goodbye (a retry drawn from 0.5-5 s
 // and the reconnect event): that pause is honoured exactly, so the pages of
-// one server come back spread out. A 503 is "try again soon", never an
-// answer that moves the page to the slow probes. The opening heartbeat's
-// data is the server's release; a page drawn by another one reloads once
-// (poll.js, checkRelease; docs/architecture.md, "Drain" and "Rolling
-// upgrade").
+// one server come back spread out. A 503 (or 429) never moves the page to
+// the slow probes: marked X-Dashboard-Draining, a first request's is
+// tried again after the drain's 0.5-5 s spread; otherwise the server is
+// busy, and the next attempt waits its Retry-After plus a backoff that
+// doubles on consecutive ones up to 30 s (poll.js, busyDelay). A
+// reconnect's 503 shows hx-sse no headers: it is taken for busy, without
+// a Retry-After. The opening heartbeat's data is the server's release; a
+// page drawn by another one reloads at most once per release (poll.js,
+// checkRelease; docs/architecture.md, "Drain" and "Rolling upgrade").
 //
 // How the stream is closed: removing the hx-sse:connect attribute and calling
 // htmx.process(live, true) makes htmx tear the element down, which runs
@@ -130,6 +134,8 @@
     let attempts = 0; // consecutive attempts that did not deliver
     let refused = 0; // of those, the ones the server answered without a working stream
     let rearm = null; // timer for a new first request
+    let busy = 0; // consecutive attempts a busy server refused (503 or 429, no drain)
+    let baseDelay = null; // hx-sse's reconnectDelay before a busy pause replaced it
     let closing = false; // this script is closing the stream
 
     const isLive = (e) => e.target === live;
@@ -204,12 +210,13 @@
       announce('sse', 'open');
     }
 
-    // reopen schedules open after the backoff, with jitter, so that many
-    // pages that lost the same server do not come back in step.
-    function reopen() {
+    // reopen schedules open after pause (ms), or else after the backoff,
+    // with jitter, so that many pages that lost the same server do not come
+    // back in step.
+    function reopen(pause) {
       if (mode !== 'sse' || rearm) return;
       const d = backoff();
-      rearm = setTimeout(open, d / 2 + Math.random() * d / 2);
+      rearm = setTimeout(open, pause ?? d / 2 + Math.random() * d / 2);
     }
 
     // drop ends the current stream's response; hx-sse then reconnects after
@@ -236,10 +243,13 @@
         // The stream ended or an attempt failed; hx-sse has chosen its
         // pause and waits, then tries again. The pause after this one
         // follows what failed so far, with hx-sse's jitter (a goodbye
-        // turned it off for the pause it chose).
+        // turned it off for the pause it chose, a busy server's answer
+        // replaced its base delay).
         if (c.config) {
           c.config.reconnectMaxDelay = backoff();
           c.config.reconnectJitter = JITTER;
+          if (baseDelay !== null) c.config.reconnectDelay = baseDelay;
+          baseDelay = null;
         }
         conn = null;
         delivering = false;
@@ -255,6 +265,7 @@
         return;
       }
       if (c?.config) c.config.reconnectMaxDelay = backoff();
+      busy = 0;
       conn = c;
       first = null;
       openedAt = now();
@@ -331,14 +342,38 @@
       announce('none', 'gone');
     });
 
-    // A 503 is a server that drains or is busy: "try again soon", like an
-    // unreachable one, so it never moves the page to the slow probes.
-    const answeredBadly = (status) => status != null && status !== 503;
+    // A 503 or 429 is a server that drains or is busy: it is there and
+    // will serve again, so it never moves the page to the slow probes; the
+    // pause before the next attempt is refusedPause's.
+    const refusal = (status) => status === 503 || status === 429;
+    const answeredBadly = (status) => status != null && !refusal(status);
+
+    // refusedPause is the pause after a refusal whose headers are known
+    // (null: not known): the drain's spread when it is marked as a drain's,
+    // else the busy server's backoff, which grows with each refusal in a row.
+    function refusedPause(headers) {
+      if (headers?.get('X-Dashboard-Draining') === '1') return poll.refusedDelay(true);
+      busy++;
+      return poll.refusedDelay(false, headers?.get('Retry-After') ?? '', busy);
+    }
 
     live.addEventListener('htmx:sse:error', (e) => {
       if (!isLive(e) || mode !== 'sse') return;
       conn = null;
-      failed('stream error', answeredBadly(e.detail?.status));
+      const status = e.detail?.status;
+      const c = e.detail?.connection;
+      if (refusal(status) && c?.config) {
+        // hx-sse tries again after min(reconnectDelay * 2^n,
+        // reconnectMaxDelay), computed from the config when it loops after
+        // this event: both set to the pause make it exactly that, jitter
+        // included. before:connection puts the base delay back.
+        const d = refusedPause(null);
+        if (baseDelay === null) baseDelay = c.config.reconnectDelay;
+        c.config.reconnectDelay = d;
+        c.config.reconnectMaxDelay = d;
+        c.config.reconnectJitter = 0;
+      }
+      failed('stream error', answeredBadly(status));
     });
 
     // hx-sse fires close when its loop ends for good; it will not reconnect,
@@ -356,9 +391,10 @@
     const requestFailed = (e) => {
       if (!isLive(e) || mode !== 'sse' || !first) return;
       first = null;
-      failed('request failed', e.type === 'htmx:after:request' && answeredBadly(e.detail?.ctx?.response?.status ?? 0));
+      const res = e.type === 'htmx:after:request' ? e.detail?.ctx?.response : null;
+      failed('request failed', e.type === 'htmx:after:request' && answeredBadly(res?.status ?? 0));
       fallback('request failed');
-      reopen();
+      reopen(res && refusal(res.status) ? refusedPause(res.headers) : undefined);
     };
     live.addEventListener('htmx:after:request', requestFailed);
     live.addEventListener('htmx:error', requestFailed);

@@ -13,18 +13,25 @@
  * If-None-Match: "<version>". 304: nothing changed, ask again at once.
  * 200: the body is a sequence of <hx-partial hx-target="#panel-x"
  * hx-swap="outerHTML">...</hx-partial>, and ETag is the new version.
- * An answer marked X-Dashboard-Draining (the server shuts down and answered
- * early), or a 503 (a server that drains or is busy): ask again after a
- * delay drawn from 0.5-5 s, so that the pages of a draining server come to
- * the others spread out, not in one burst.
+ * An answer marked X-Dashboard-Draining: 1 (the server shuts down and
+ * answered early, or refused with 503): ask again after a delay drawn from
+ * 0.5-5 s, so that the pages of a draining server come to the others
+ * spread out, not in one burst.
+ * A 503 or 429 without that mark (a busy server: a limit was reached, or
+ * access could not be checked): back off for its Retry-After (up to 30 s)
+ * plus 1 s doubling to 30 s on consecutive ones, with jitter (busyDelay),
+ * so that an overloaded server is not asked again by every page every few
+ * seconds.
  * Anything else: back off 1 s doubling to 30 s, with jitter.
  *
  * Release (docs/architecture.md, "Rolling upgrade"): #live's data-release
  * is the release that drew the page; X-Dashboard-Release on an answer (and
  * the stream's opening heartbeat, through app.js) is the server's. When
- * they differ the page reloads, at most once a minute (a sessionStorage
- * mark), so that two releases side by side never make a reload loop:
- * within the minute it carries on with the full-state fragments.
+ * they differ the page reloads, unless this tab already reloaded for or
+ * from that release (a bounded record in sessionStorage), and at most once
+ * a minute: so a rolling upgrade from one release to another reloads a
+ * page at most once, however long it lasts and whichever server answers
+ * the reload; otherwise it carries on with the full-state fragments.
  *
  * Status (#status, data-state and text): "polling" while the long-poll gets
  * answers, "stale" when none came for longer than a held poll may take
@@ -51,7 +58,9 @@
   var STALE_MARGIN = 5000; // ms past wait without an answer before "stale"
   var DRAIN_MIN = 500; // ms, the shortest pause after a drain's answer
   var DRAIN_MAX = 5000; // ms, the longest
-  var RELOAD_EVERY = 60000; // ms, at most one reload for a release per page
+  var RELOAD_EVERY = 60000; // ms, at least this between two reloads for a release
+  var RELOAD_KEEP = 8; // releases the record of reloads remembers, the latest
+  var MAX_RETRY_AFTER = 30000; // ms, the most of a busy server's Retry-After honoured
 
   // What the status label says in each state.
   var LABELS = {
@@ -74,7 +83,8 @@
     seq: 0, // bumped to invalidate the callbacks of an abandoned request
     timer: null,
     guard: null,
-    failures: 0
+    failures: 0,
+    busy: 0 // consecutive answers of a busy server (503 or 429, no drain)
   };
   var answeredAt = now(); // when the long-poll last got an answer
   var changedAt = initialChange(); // when the data on screen last changed
@@ -583,15 +593,112 @@
     return Math.round(DRAIN_MIN + Math.random() * (DRAIN_MAX - DRAIN_MIN));
   }
 
+  // retryAfterMs reads a Retry-After header (seconds, or an HTTP date) as
+  // ms from now, at most MAX_RETRY_AFTER; 0 when it is missing or not
+  // understood.
+  function retryAfterMs(header) {
+    var v = String(header || '').replace(/^\s+|\s+$/g, '');
+    var ms = 0;
+    if (/^\d+$/.test(v)) {
+      ms = Number(v) * 1000;
+    } else if (v) {
+      var at = Date.parse(v);
+      ms = isNaN(at) ? 0 : at - now();
+    }
+    if (!(ms > 0)) {
+      return 0;
+    }
+    return Math.min(ms, MAX_RETRY_AFTER);
+  }
+
+  // busyDelay is the pause after the n-th consecutive answer of a busy
+  // server (a 503 or 429 without X-Dashboard-Draining) whose Retry-After
+  // is retryAfter: that long (up to MAX_RETRY_AFTER), plus MIN_BACKOFF
+  // doubling with n up to MAX_BACKOFF, of which the upper half is random
+  // (equal jitter). So the n+1-th pause is never shorter than the n-th
+  // until the cap.
+  function busyDelay(retryAfter, n) {
+    n = n >= 1 ? n : 1;
+    var g = Math.min(MAX_BACKOFF, MIN_BACKOFF * Math.pow(2, Math.min(n - 1, 10)));
+    return Math.round(retryAfterMs(retryAfter) + g / 2 + Math.random() * (g / 2));
+  }
+
+  // refusedDelay is the pause after a refusal (503 or 429): the drain's
+  // spread when the answer is marked as a drain's, whatever its
+  // Retry-After, else busyDelay for the n-th consecutive busy answer.
+  function refusedDelay(draining, retryAfter, n) {
+    return draining ? drainDelay() : busyDelay(retryAfter, n);
+  }
+
   function reloadKey() {
     return 'dashboard.releaseReload:' + window.location.pathname;
   }
 
+  // readReloads returns the record of this tab's reloads for a release on
+  // this path: {releases: [...], at: ms}, the releases it reloaded for or
+  // from (the latest RELOAD_KEEP) and when it last reloaded. A missing or
+  // unreadable record is empty; the bare time an earlier script stored is
+  // kept as at.
+  function readReloads(store) {
+    var rec = { releases: [], at: 0 };
+    var raw = store.getItem(reloadKey());
+    if (!raw) {
+      return rec;
+    }
+    try {
+      var v = JSON.parse(raw);
+      if (typeof v === 'number') {
+        rec.at = v;
+      } else if (v && typeof v === 'object') {
+        rec.at = Number(v.at) || 0;
+        if (v.releases && v.releases.length) {
+          for (var i = 0; i < v.releases.length; i++) {
+            if (typeof v.releases[i] === 'string') {
+              rec.releases.push(v.releases[i]);
+            }
+          }
+        }
+      }
+    } catch (e) {
+      // a mangled record is an empty one
+    }
+    return rec;
+  }
+
+  function remember(rec, release) {
+    for (var i = 0; i < rec.releases.length; i++) {
+      if (rec.releases[i] === release) {
+        rec.releases.splice(i, 1);
+        break;
+      }
+    }
+    rec.releases.push(release);
+    while (rec.releases.length > RELOAD_KEEP) {
+      rec.releases.shift();
+    }
+  }
+
+  // reloadEvery is RELOAD_EVERY, or #live's data-reload-every (ms) when
+  // present: the server never writes it; a test sets it to stand for the
+  // minute having passed.
+  function reloadEvery(el) {
+    var v = el && el.getAttribute('data-reload-every');
+    if (v !== null && v !== '' && v !== undefined && !isNaN(Number(v)) && Number(v) >= 0) {
+      return Number(v);
+    }
+    return RELOAD_EVERY;
+  }
+
   // checkRelease compares the release a server says it runs with the one
   // that drew the page. When they differ it reloads the page, unless this
-  // page reloaded for that reason within RELOAD_EVERY (or the browser
-  // keeps no sessionStorage, which could not stop a loop); then it
-  // carries on. It reports whether the page is reloading.
+  // tab already reloaded on this path for that release or from it (the
+  // record keeps the target and the release it came from), or did so for
+  // any release within RELOAD_EVERY, or the browser keeps no
+  // sessionStorage (which could not stop a loop); then it carries on. So
+  // a page meets each release at most once as a reason to reload: a
+  // reload answered by a server of the old release does not lead to
+  // another one when the new release shows up again, however much later.
+  // It reports whether the page is reloading.
   function checkRelease(release) {
     var el = live();
     var mine = (el && el.getAttribute('data-release')) || '';
@@ -601,11 +708,19 @@
     var t = now();
     try {
       var store = window.sessionStorage;
-      var last = Number(store.getItem(reloadKey()) || 0);
-      if (last > 0 && t - last < RELOAD_EVERY && t >= last) {
+      var rec = readReloads(store);
+      for (var i = 0; i < rec.releases.length; i++) {
+        if (rec.releases[i] === release) {
+          return false;
+        }
+      }
+      if (rec.at > 0 && t >= rec.at && t - rec.at < reloadEvery(el)) {
         return false;
       }
-      store.setItem(reloadKey(), String(t));
+      remember(rec, mine);
+      remember(rec, release);
+      rec.at = t;
+      store.setItem(reloadKey(), JSON.stringify(rec));
     } catch (e) {
       return false;
     }
@@ -622,13 +737,18 @@
     }
     if (status === 200 || status === 304) {
       watchingFromHeaders(xhr);
+      poller.busy = 0;
     }
-    if (status === 503 || draining && status !== 200 && status !== 304) {
-      // A draining or busy server: not a failure that grows the backoff.
+    if (status === 503 || status === 429 || draining && status !== 200 && status !== 304) {
+      // A draining server (the spread) or a busy one (its Retry-After and
+      // a growing backoff): not a failure of the network, and the next
+      // request asks for an answer at once.
+      var busy = !draining && (status === 503 || status === 429);
+      poller.busy = busy ? poller.busy + 1 : 0;
       answeredAt = now();
       poller.quick = true;
       setStatus('reconnecting');
-      schedule(drainDelay());
+      schedule(refusedDelay(!busy, xhr.getResponseHeader('Retry-After'), poller.busy));
       return;
     }
     if (status === 200) {
@@ -707,6 +827,7 @@
     }
     poller.running = true;
     poller.failures = 0;
+    poller.busy = 0;
     answeredAt = now();
     poller.quick = !!opts.standIn;
     if (!opts.standIn) {
@@ -743,6 +864,8 @@
     parseETag: parseETag,
     checkRelease: checkRelease,
     drainDelay: drainDelay,
+    busyDelay: busyDelay,
+    refusedDelay: refusedDelay,
     applyPartials: applyPartials,
     showWatching: showWatching,
     watchingText: watchingText

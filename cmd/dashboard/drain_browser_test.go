@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,27 +26,30 @@ import (
 
 // switchProxy forwards every connection to the server it points at when
 // the connection is made, and records what passes: each request line a
-// client sends and each goodbye (a retry field followed by the reconnect
-// event) a server sends, with the time it passed.
+// client sends, each response head and each goodbye (a retry field
+// followed by the reconnect event) a server sends, with the time it passed.
 type switchProxy struct {
 	URL string
 	ln  net.Listener
 	wg  sync.WaitGroup
 
-	mu       sync.Mutex
-	target   string
-	conns    map[net.Conn]bool
-	requests []proxied
-	goodbyes []proxied
-	closed   bool
+	mu        sync.Mutex
+	target    string
+	conns     map[net.Conn]bool
+	requests  []proxied
+	responses []proxied
+	goodbyes  []proxied
+	closed    bool
 }
 
-// proxied is one request line (path set) or goodbye (retry set) that
-// passed the proxy.
+// proxied is one request line (path set), response head (status set,
+// retry the Retry-After in seconds, -1 without one) or goodbye (retry set,
+// in ms) that passed the proxy.
 type proxied struct {
 	at     time.Time
 	target string
 	path   string
+	status int
 	retry  int
 }
 
@@ -84,6 +90,13 @@ func (p *switchProxy) requestsFor(prefix string) []proxied {
 		}
 	}
 	return out
+}
+
+// responsesSeen returns the response heads that passed, in order.
+func (p *switchProxy) responsesSeen() []proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]proxied(nil), p.responses...)
 }
 
 func (p *switchProxy) goodbyesSeen() []proxied {
@@ -136,6 +149,9 @@ func (p *switchProxy) accept() {
 var (
 	requestLine = regexp.MustCompile(`(?m)^(?:GET|HEAD) (\S+) HTTP/1\.1\r$`)
 	goodbye     = regexp.MustCompile(`retry: (\d+)\nevent: reconnect\n`)
+	// A response head as net/http writes it: in one piece.
+	responseHead = regexp.MustCompile(`(?s)HTTP/1\.1 (\d{3}) .*?\r\n\r\n`)
+	retryAfter   = regexp.MustCompile(`(?mi)^Retry-After: (\d+)\r$`)
 )
 
 // pipe copies from one side to the other until either closes, and records
@@ -161,7 +177,17 @@ func (p *switchProxy) pipe(from, to net.Conn, target string, up bool) {
 				for _, m := range requestLine.FindAllSubmatch(chunk, -1) {
 					p.requests = append(p.requests, proxied{at: now, target: target, path: string(m[1])})
 				}
-			} else if bytes.Contains(chunk, []byte("event: reconnect")) {
+			} else {
+				for _, m := range responseHead.FindAllSubmatch(chunk, -1) {
+					r := proxied{at: now, target: target, retry: -1}
+					r.status, _ = strconv.Atoi(string(m[1]))
+					if ra := retryAfter.FindSubmatch(m[0]); ra != nil {
+						r.retry, _ = strconv.Atoi(string(ra[1]))
+					}
+					p.responses = append(p.responses, r)
+				}
+			}
+			if !up && bytes.Contains(chunk, []byte("event: reconnect")) {
 				for _, m := range goodbye.FindAllSubmatch(chunk, -1) {
 					ms, _ := strconv.Atoi(string(m[1]))
 					p.goodbyes = append(p.goodbyes, proxied{at: now, target: target, retry: ms})
@@ -288,12 +314,207 @@ func TestBrowserDrainLongPoll(t *testing.T) {
 	}
 }
 
+// TestBrowserLongPollRefusedPause: the pause poll.js (and app.js through it)
+// takes after a refusal, drawn many times in the page itself. A 503
+// marked X-Dashboard-Draining gets the drain's spread, 0.5-5 s, whatever
+// its Retry-After and however many came before. Any other (a busy server)
+// waits its Retry-After plus 1 s doubling with each refusal in a row, of
+// which the upper half is random, up to 30 s: so every pause is at least
+// the Retry-After, and each one is at least as long as any before it
+// until the cap.
+func TestBrowserLongPollRefusedPause(t *testing.T) {
+	cfg := testConfig(t)
+	s := startServer(t, cfg, false)
+	setupCounts(t, s, "refused", 1, "a")
+	ctx := newBrowser(t)
+	navigate(t, ctx, s, "/d/refused?transport=poll")
+	waitStatus(t, ctx, "polling")
+
+	draw := func(draining bool, retryAfter string, n, times int) []int {
+		t.Helper()
+		return eval[[]int](t, ctx, fmt.Sprintf(`Array.from({length: %d}, () => window.DashboardPoll.refusedDelay(%t, %s, %d))`,
+			times, draining, strconv.Quote(retryAfter), n))
+	}
+
+	var tenths [10]int
+	for _, d := range draw(true, "30", 9, 1000) {
+		if d < 500 || d > 5000 {
+			t.Fatalf("a drain's pause %d ms, want inside [500, 5000] (its Retry-After and the refusals before do not count)", d)
+		}
+		tenths[min(9, (d-500)*10/4500)]++
+	}
+	for i, c := range tenths {
+		if c == 0 {
+			t.Errorf("no drain's pause in tenth %d of 0.5-5 s among 1000 draws: %v", i, tenths)
+		}
+	}
+
+	longest := 0
+	for n := 1; n <= 8; n++ {
+		g := min(30000, 1000<<(n-1))
+		lo, hi := 3000+g/2, 3000+g
+		got := draw(false, "3", n, 200)
+		first, last := slices.Min(got), slices.Max(got)
+		if first < lo || last > hi {
+			t.Errorf("busy refusal %d in a row with Retry-After 3: pauses %d-%d ms, want inside [%d, %d]", n, first, last, lo, hi)
+		}
+		if 1000<<(n-1) <= 30000 && first < longest { // once capped, the ranges overlap
+			t.Errorf("busy refusal %d in a row: a pause of %d ms, shorter than one of %d ms after the refusal before", n, first, longest)
+		}
+		if first == last {
+			t.Errorf("busy refusal %d in a row: every pause %d ms, want jitter", n, first)
+		}
+		longest = max(longest, last)
+	}
+
+	// Retry-After as the server may write it, or not.
+	for _, tt := range []struct {
+		retryAfter string
+		lo, hi     int
+	}{
+		{"", 500, 1000},
+		{"soon", 500, 1000},
+		{"-4", 500, 1000},
+		{" 2 ", 2500, 3000},
+		{"86400", 30500, 31000}, // honoured up to 30 s
+	} {
+		for _, d := range draw(false, tt.retryAfter, 1, 50) {
+			if d < tt.lo || d > tt.hi {
+				t.Errorf("first busy refusal with Retry-After %q: pause %d ms, want inside [%d, %d]", tt.retryAfter, d, tt.lo, tt.hi)
+				break
+			}
+		}
+	}
+	// An HTTP date 20 s ahead (whole seconds: up to 1 s less, and the
+	// evaluation takes a moment).
+	d := eval[int](t, ctx, `window.DashboardPoll.refusedDelay(false, new Date(Date.now() + 20000).toUTCString(), 1)`)
+	if d < 18500 || d > 21000 {
+		t.Errorf("first busy refusal with Retry-After an HTTP date 20 s ahead: pause %d ms, want about 20.5 s", d)
+	}
+}
+
+// TestBrowserLongPollBusy: a server whose only long-poll slot is taken
+// (DASHBOARD_MAX_LONGPOLLS 1) refuses the page's long-polls with 503 and
+// a Retry-After, not marked as a drain's. The page asks again no sooner
+// than that Retry-After plus a backoff that doubles with each refusal in
+// a row (0.5 s, 1 s, 2 s at the least), and once the slot is free it is
+// polling again and shows new data. Lower bounds only: setTimeout never
+// fires early, and the page gets each answer after the proxy passed it.
+func TestBrowserLongPollBusy(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxLongPoll = 1
+	s := startServer(t, cfg, false)
+	setupCounts(t, s, "busy", 1, "a")
+	holder := pollInBackground(s, "busy", currentVersion(t, s, "busy"), 55)
+	eventually(t, "the one long-poll slot taken", func() bool { return promValue(t, s, "dashboard_longpoll_waiting") == 1 })
+	p := newSwitchProxy(t, s.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/busy?transport=poll")
+	waitStat(t, ctx, "a", "1")
+
+	const refusals = 3
+	refused := func() []proxied {
+		var out []proxied
+		for _, r := range p.responsesSeen() {
+			if r.status == http.StatusServiceUnavailable {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	eventually(t, "the page refused and asking again", func() bool {
+		return len(refused()) >= refusals && len(p.requestsFor("/d/busy/poll")) > refusals
+	})
+	polls := p.requestsFor("/d/busy/poll")
+	for i, r := range refused()[:refusals] {
+		if r.retry < 1 {
+			t.Fatalf("refusal %d: Retry-After %d, want one of at least 1 s", i+1, r.retry)
+		}
+		least := time.Duration(r.retry)*time.Second + (500*time.Millisecond)<<i
+		next := polls[i+1]
+		if waited := next.at.Sub(r.at); waited < least {
+			t.Errorf("refusal %d (Retry-After %d s): the page asked again after %v, want at least %v", i+1, r.retry, waited, least)
+		} else {
+			t.Logf("refusal %d (Retry-After %d s): asked again after %v", i+1, r.retry, waited)
+		}
+	}
+	if got := eval[string](t, ctx, `document.getElementById('status').getAttribute('data-state')`); got != "reconnecting" {
+		t.Errorf("status while refused: %q, want reconnecting", got)
+	}
+
+	insert(t, s, "a")
+	if got := <-holder; got != http.StatusOK {
+		t.Fatalf("the long-poll holding the slot: got %d, want 200", got)
+	}
+	waitStat(t, ctx, "a", "2")
+	waitStatus(t, ctx, "polling")
+}
+
+// TestBrowserStreamBusy: the same for the stream. The server's one stream
+// slot is taken (DASHBOARD_MAX_STREAMS 1); each first request of the
+// page's stream is refused with 503 and a Retry-After, and app.js opens
+// the next one no sooner than that plus 0.5 s, 1 s, 2 s, while the
+// long-poll stands in. Once the slot is free the page is live again.
+func TestBrowserStreamBusy(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxStreams = 1
+	s := startServer(t, cfg, false)
+	setupCounts(t, s, "sbusy", 1, "a")
+	held := openSSE(t, nil, s.URL+"/d/sbusy/events")
+	if held.resp.StatusCode != http.StatusOK {
+		t.Fatalf("the stream taking the one slot: got %d", held.resp.StatusCode)
+	}
+	p := newSwitchProxy(t, s.addr)
+	ctx := newBrowser(t)
+	navigateURL(t, ctx, p.URL+"/d/sbusy")
+	waitStat(t, ctx, "a", "1")
+
+	const refusals = 3
+	refused := func() []proxied {
+		var out []proxied
+		for _, r := range p.responsesSeen() {
+			if r.status == http.StatusServiceUnavailable {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	eventually(t, "the stream refused and asked for again", func() bool {
+		return len(refused()) >= refusals && len(p.requestsFor("/d/sbusy/events")) > refusals
+	})
+	events := p.requestsFor("/d/sbusy/events")
+	for i, r := range refused()[:refusals] {
+		if r.retry < 1 {
+			t.Fatalf("refusal %d: Retry-After %d, want one of at least 1 s", i+1, r.retry)
+		}
+		least := time.Duration(r.retry)*time.Second + (500*time.Millisecond)<<i
+		if waited := events[i+1].at.Sub(r.at); waited < least {
+			t.Errorf("refusal %d (Retry-After %d s): the page asked again after %v, want at least %v", i+1, r.retry, waited, least)
+		} else {
+			t.Logf("refusal %d (Retry-After %d s): asked again after %v", i+1, r.retry, waited)
+		}
+	}
+	waitStatus(t, ctx, "polling")
+
+	held.close()
+	eventually(t, "the stream slot free", func() bool { return promValue(t, s, "dashboard_sse_clients") == 0 })
+	waitStatus(t, ctx, "live")
+	insert(t, s, "a")
+	waitStat(t, ctx, "a", "2")
+}
+
 // TestBrowserRollingUpgrade: two servers of different releases on one
 // database, behind the proxy. A page drawn by A (release "a") meets B when
 // the proxy switches: it reloads exactly once, is then live on B and
 // shows B's updates. Switched back to A and then to B within the minute,
 // it does not reload again (no loop between two releases): it carries on
-// with the full state each server sends.
+// with the full state each server sends. Then the page is loaded from A
+// again (as when the round robin answers the reload with another server
+// of the old release) and meets B once more after the minute between
+// reloads has passed (#live's data-reload-every set to 0 stands for that,
+// with no waiting): still no reload, since this tab reloaded for B
+// already. A third release C, which the tab has not met, reloads it once
+// more.
 func TestBrowserRollingUpgrade(t *testing.T) {
 	t.Run("sse", func(t *testing.T) { rollingUpgrade(t, "") })
 	t.Run("poll", func(t *testing.T) { rollingUpgrade(t, "?transport=poll") })
@@ -304,11 +525,13 @@ func TestBrowserRollingUpgrade(t *testing.T) {
 // X-Dashboard-Release).
 func rollingUpgrade(t *testing.T, query string) {
 	cfg := testConfig(t)
-	const relA, relB = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+	const relA, relB, relC = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"
 	a := startRelease(t, cfg, relA)
 	setupCounts(t, a, "upgrade", 1, "a")
 	b := startRelease(t, cfg, relB)
 	awaitDashboard(t, b, "upgrade")
+	c := startRelease(t, cfg, relC)
+	awaitDashboard(t, c, "upgrade")
 	p := newSwitchProxy(t, a.addr)
 	ctx := newBrowser(t)
 	navigateURL(t, ctx, p.URL+"/d/upgrade"+query)
@@ -350,6 +573,36 @@ func rollingUpgrade(t *testing.T, query string) {
 	}
 	if got := eval[string](t, ctx, release); got != relB {
 		t.Errorf("data-release: got %q, want B's %q (the page drawn after the one reload)", got, relB)
+	}
+
+	// The page drawn by A again, in the same tab, and the minute between
+	// reloads over: meeting B is no reason to reload any more.
+	minuteOver := `document.getElementById('live').setAttribute('data-reload-every', '0'), true`
+	p.point(a.addr, true)
+	navigateURL(t, ctx, p.URL+"/d/upgrade"+query)
+	waitThroughReload(t, ctx, "the page drawn by A again", release+` === `+strconv.Quote(relA))
+	waitStatus(t, ctx, live)
+	eval[bool](t, ctx, minuteOver)
+	p.point(b.addr, true)
+	insert(t, b, "a")
+	waitStat(t, ctx, "a", "5")
+	waitStatus(t, ctx, live)
+	if got := pages(); got != 3 {
+		t.Fatalf("page loads after B came back past the minute: got %d, want 3 (the first, one reload, ours from A)", got)
+	}
+	if got := eval[string](t, ctx, release); got != relA {
+		t.Errorf("data-release: got %q, want still A's %q (no reload for B again)", got, relA)
+	}
+
+	// A release the tab has not met reloads it, once.
+	eval[bool](t, ctx, minuteOver)
+	p.point(c.addr, true)
+	insert(t, c, "a")
+	waitThroughReload(t, ctx, "the page reloaded from C", release+` === `+strconv.Quote(relC))
+	waitStatus(t, ctx, live)
+	waitStat(t, ctx, "a", "6")
+	if got := pages(); got != 4 {
+		t.Errorf("page loads after C: got %d, want 4 (one reload for C)", got)
 	}
 }
 

@@ -397,7 +397,9 @@ func (s *Server) stillAllowed(w http.ResponseWriter, r *http.Request, d *panel.D
 	// A revocation heard before the change this answer carries must be
 	// loaded first; a token store that cannot reload gets no data.
 	if !s.tokens.Current(r.Context(), tokensWait) {
-		w.Header().Set("Retry-After", "2")
+		// The token set catches up within tokensWait, or the database is
+		// in trouble: ask again after that long (error keeps it).
+		w.Header().Set("Retry-After", strconv.Itoa(int(tokensWait/time.Second)))
 		s.error(w, r, http.StatusServiceUnavailable, "Busy", "Access could not be checked; try again shortly.")
 		return false
 	}

@@ -595,9 +595,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 
 // error is the one place that turns a failure into a response: an HTML page
 // for browsers, plain text for stream and poll clients. It never shows
-// internal details.
+// internal details. A 503 or 429 carries Retry-After: the one the caller
+// set, or else 1-5 s drawn at random, so that refused clients do not come
+// back in step.
 func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, title, message string) {
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", strconv.Itoa(1+rand.IntN(5)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
