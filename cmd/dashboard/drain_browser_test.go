@@ -422,9 +422,16 @@ func TestBrowserLongPollBusy(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, "the page refused and asking again", func() bool {
-		return len(refused()) >= refusals && len(p.requestsFor("/d/busy/poll")) > refusals
-	})
+	// Three refusals take up to 3 × 5 s of Retry-After (the server draws
+	// 1-5 s) plus 0.5 + 1 + 2 s of backoff and its random upper half:
+	// more than contractWait.
+	deadline := time.Now().Add(3*contractWait + 30*time.Second)
+	for len(refused()) < refusals || len(p.requestsFor("/d/busy/poll")) <= refusals {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for the page refused %d times and asking again: got %d refusals", refusals, len(refused()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	polls := p.requestsFor("/d/busy/poll")
 	for i, r := range refused()[:refusals] {
 		if r.retry < 1 {
@@ -479,9 +486,15 @@ func TestBrowserStreamBusy(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, "the stream refused and asked for again", func() bool {
-		return len(refused()) >= refusals && len(p.requestsFor("/d/sbusy/events")) > refusals
-	})
+	// As in TestBrowserLongPollBusy: three refusals may take more than
+	// contractWait.
+	deadline := time.Now().Add(3*contractWait + 30*time.Second)
+	for len(refused()) < refusals || len(p.requestsFor("/d/sbusy/events")) <= refusals {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for the stream refused %d times and asked for again: got %d refusals", refusals, len(refused()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	events := p.requestsFor("/d/sbusy/events")
 	for i, r := range refused()[:refusals] {
 		if r.retry < 1 {

@@ -30,11 +30,10 @@ func newH2(t *testing.T, f *fixture) *h2 {
 	t.Helper()
 	h := &h2{f: f}
 	h.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		if err := WriteResponse(w, wire.Opening(1000), f.pool.cfg.WriteTimeout); err != nil {
-			return
-		}
+		// The stream's version and set-up are taken before the opening
+		// goes out: the test publishes and opens the next stream as soon
+		// as it has read the opening, and a version taken after that
+		// publish would already be the new one (seen under load).
 		s := &Stream{Board: f.board, Have: f.board.Version(), Known: true, Until: time.Now().Add(time.Hour)}
 		done := make(chan struct{})
 		s.Done = func() { close(done) }
@@ -43,6 +42,12 @@ func newH2(t *testing.T, f *fixture) *h2 {
 			h.setup(s)
 		}
 		h.mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		if err := WriteResponse(w, wire.Opening(1000), f.pool.cfg.WriteTimeout); err != nil {
+			s.Done()
+			return
+		}
 		f.pool.Serve(w, r, s)
 		select {
 		case <-done:
