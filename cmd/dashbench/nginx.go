@@ -14,14 +14,12 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -142,11 +140,9 @@ func findNginx(bin string) (string, error) {
 
 // nginxProc is an nginx the bench started in front of its servers.
 type nginxProc struct {
-	cmd  *exec.Cmd
-	url  string
-	dir  string
-	done chan struct{}
-	err  error
+	*process
+	url string
+	dir string
 }
 
 // startNginx renders confFile (empty: the module's
@@ -175,7 +171,7 @@ func startNginx(ctx context.Context, bin, confFile string, upstreams []string, s
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p := &nginxProc{dir: dir, done: make(chan struct{})}
+	p := &nginxProc{dir: dir}
 	fail := func(err error) (*nginxProc, error) {
 		os.RemoveAll(dir)
 		return nil, err
@@ -209,52 +205,28 @@ func startNginx(ctx context.Context, bin, confFile string, upstreams []string, s
 	if out, err := exec.CommandContext(ctx, bin, append([]string{"-t", "-q"}, args...)...).CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("nginx -t on the rendered configuration (%s): %v\n%s", dir, err, out))
 	}
-	p.cmd = exec.Command(bin, append(args, "-g", "daemon off;")...)
-	p.cmd.Stdout, p.cmd.Stderr = stderr, stderr
-	if err := p.cmd.Start(); err != nil {
+	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if p.process, err = startProcess(cmd); err != nil {
 		return fail(fmt.Errorf("starting nginx: %w", err))
 	}
 	p.url = "http://" + addr
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
+	if err := p.awaitOK(ctx, p.url+"/healthz", 15*time.Second); err != nil {
+		if _, exited := err.(errExited); exited {
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("nginx exited at start: %v\n%s", p.err, log)
-		case <-ctx.Done():
-			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+			return nil, fmt.Errorf("nginx %w\n%s", err, log)
 		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, errors.New("nginx does not answer /healthz within 15s")
-		}
+		p.stop()
+		return nil, fmt.Errorf("nginx: %w", err)
 	}
+	return p, nil
 }
 
 // stop ends nginx (SIGTERM is its fast shutdown; SIGKILL after 10 s) and
 // removes its folder.
 func (p *nginxProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.process.stop(10 * time.Second)
 	os.RemoveAll(p.dir)
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -155,10 +153,8 @@ func setupBench(ctx context.Context, conn *pgx.Conn, views int) (int64, error) {
 // serverProc is a dashboard server started by the bench as its own process,
 // so that its memory, CPU and open files are its own.
 type serverProc struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
+	*process
+	url string
 }
 
 // buildServer compiles cmd/dashboard into dir; the bench must run inside
@@ -193,48 +189,22 @@ func startServer(ctx context.Context, bin, dbURL string, env []string, stderr io
 	)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Start(); err != nil {
+	proc, err := startProcess(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("starting server: %w", err)
 	}
-	p := &serverProc{cmd: cmd, url: "http://" + addr, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("server exited at start: %v", p.err)
-		case <-ctx.Done():
+	p := &serverProc{process: proc, url: "http://" + addr}
+	if err := p.awaitOK(ctx, p.url+"/readyz", 60*time.Second); err != nil {
+		if _, exited := err.(errExited); !exited {
 			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, errors.New("server not ready within 60s")
-		}
+		return nil, fmt.Errorf("server: %w", err)
 	}
+	return p, nil
 }
 
 // stop ends the server it started (SIGTERM, then SIGKILL after 20 s).
-func (p *serverProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *serverProc) stop() { p.process.stop(20 * time.Second) }
 
 // metrics is what the bench reads from the server's /metrics, or the sum
 // over several servers.
