@@ -168,12 +168,17 @@ type response struct {
 // watch cuts a write that runs past its time instead (cut), within a tick.
 func (r *response) write(p []byte, timeout time.Duration) error {
 	r.mu.Lock()
+	deadline := time.Now().Add(timeout)
 	select {
 	case <-r.quit:
-		timeout = min(timeout, closeWait)
+		// Closing: the watch has stopped, and Close hurries only the
+		// writes under way when it ran. This write (the goodbye of a
+		// stream that was idle, or a frame that came with the close)
+		// gets a deadline of its own: the stream ends after it anyway.
+		deadline = time.Now().Add(min(timeout, closeWait))
+		r.rc.SetWriteDeadline(deadline)
 	default:
 	}
-	deadline := time.Now().Add(timeout)
 	r.writing, r.deadline = true, deadline
 	r.mu.Unlock()
 	_, err := r.w.Write(p)

@@ -3,8 +3,10 @@ package stream
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,4 +354,91 @@ func TestServeCloseWaitsForDone(t *testing.T) {
 	if got := finished.Load(); got != n {
 		t.Fatalf("Done ran for %d of %d streams by the time Close returned", got, n)
 	}
+}
+
+// stallWriter is a ResponseWriter whose Write blocks until its write
+// deadline has passed, as an HTTP/2 stream does whose peer has stopped
+// reading (a dead TCP connection): only a deadline ends the write.
+type stallWriter struct {
+	header http.Header
+	mu     sync.Mutex
+	dl     time.Time
+	set    chan struct{} // a deadline was set
+}
+
+func (w *stallWriter) Header() http.Header { return w.header }
+func (w *stallWriter) WriteHeader(int)     {}
+func (w *stallWriter) Flush()              {}
+
+func (w *stallWriter) SetWriteDeadline(t time.Time) error {
+	w.mu.Lock()
+	w.dl = t
+	w.mu.Unlock()
+	select {
+	case w.set <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	for give := time.After(2 * wait); ; {
+		w.mu.Lock()
+		dl := w.dl
+		w.mu.Unlock()
+		if !dl.IsZero() && !time.Now().Before(dl) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		var fire <-chan time.Time
+		if !dl.IsZero() {
+			fire = time.After(time.Until(dl))
+		}
+		select {
+		case <-w.set:
+		case <-fire:
+		case <-give:
+			return 0, errors.New("stallWriter: no deadline ever came")
+		}
+	}
+}
+
+// TestServeCloseEndsStalledGoodbye: a stream that was idle when the pool
+// closed writes its goodbye after Close has hurried the writes under way
+// and the watch has stopped; a client that cannot take it must not hold
+// Close past closeWait (it held it until the write gave up).
+func TestServeCloseEndsStalledGoodbye(t *testing.T) {
+	f := newFixture(t, Config{})
+	w := &stallWriter{header: http.Header{}, set: make(chan struct{}, 1)}
+	r := httptest.NewRequest("GET", "/events", nil)
+	s := &Stream{Board: f.board, Have: f.board.Version(), Known: true, Until: time.Now().Add(time.Hour)}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		f.pool.Serve(w, r, s)
+	}()
+	// The stream is idle in Serve once the pool lists it.
+	deadline := time.Now().Add(wait)
+	for {
+		f.pool.mu.Lock()
+		n := len(f.pool.served)
+		f.pool.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never reached Serve's loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		f.pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatalf("Close still waiting after %v for a goodbye the client cannot take (closeWait %v)", wait, closeWait)
+	}
+	<-served
 }
