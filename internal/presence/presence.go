@@ -508,6 +508,9 @@ func (r *Registry) exchange(ctx context.Context, rows map[int64]row, polls []pol
 			SELECT u.id, u.client, $1, u.label, now() - make_interval(secs => u.age)
 			FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::float8[]) u(id, client, label, age)
 			WHERE EXISTS (SELECT 1 FROM dashboard.dashboards d WHERE d.id = u.id)
+			-- Key order, whatever plan the EXISTS gets: servers that write
+			-- the same clients lock them in the same order (no deadlock).
+			ORDER BY u.id, u.client
 			ON CONFLICT (dashboard_id, client) DO UPDATE
 			SET server = excluded.server, label = excluded.label, seen_at = excluded.seen_at
 			WHERE p.seen_at < excluded.seen_at`,
