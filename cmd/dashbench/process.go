@@ -39,8 +39,13 @@ func (e errExited) Error() string { return fmt.Sprintf("exited at start: %v", e.
 // stop the process.
 func (p *process) awaitOK(ctx context.Context, url string, within time.Duration) error {
 	deadline := time.Now().Add(within)
+	client := &http.Client{Timeout: 2 * time.Second} // a program that accepts and never answers
 	for {
-		resp, err := http.Get(url)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
