@@ -468,6 +468,23 @@ func TestCertFilesReloadRules(t *testing.T) {
 	if n := strings.Count(logs.String(), "do not load"); n != 1 {
 		t.Fatalf("broken pair logged %d times, want once:\n%s", n, logs.String())
 	}
+	// A pair that is broken for one check only (a renewal that wrote the
+	// certificate, not yet the key) is not logged.
+	paths.write(t, second)
+	advance(certCheckEvery)
+	serial()
+	logged := strings.Count(logs.String(), "do not load")
+	if err := os.WriteFile(paths.key, []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	advance(certCheckEvery)
+	serial()
+	paths.write(t, second)
+	advance(certCheckEvery)
+	serial()
+	if n := strings.Count(logs.String(), "do not load") - logged; n != 0 {
+		t.Fatalf("a pair broken for one check logged %d times, want none:\n%s", n, logs.String())
+	}
 	// Fixed again: served, and a later break is logged again.
 	paths.write(t, first)
 	advance(certCheckEvery)

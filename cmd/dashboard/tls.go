@@ -38,6 +38,10 @@ type certFiles struct {
 	// Only the handshake that set reloading touches these.
 	loaded [sha256.Size]byte // of the pair served
 	failed [sha256.Size]byte // of the last pair that did not load, logged once
+	// seen is a pair that did not load at the last check and is not
+	// logged yet: a renewal that writes the certificate before the key
+	// shows such a pair for a moment, and the next check loads it.
+	seen [sha256.Size]byte
 }
 
 // loadCertFiles reads the pair at start; an error names the variables.
@@ -89,10 +93,11 @@ func (c *certFiles) reload() {
 	if err == nil {
 		sum = pairSum(certPEM, keyPEM)
 		if sum == c.loaded {
+			c.seen = [sha256.Size]byte{}
 			return
 		}
 		if err = c.load(certPEM, keyPEM); err == nil {
-			c.failed = [sha256.Size]byte{}
+			c.failed, c.seen = [sha256.Size]byte{}, [sha256.Size]byte{}
 			c.logger.Info("TLS certificate reloaded", "cert_file", c.certFile, "not_after", c.cert.Load().Leaf.NotAfter)
 			return
 		}
@@ -102,6 +107,10 @@ func (c *certFiles) reload() {
 	}
 	if sum == c.failed {
 		return // this pair was logged already
+	}
+	if sum != c.seen {
+		c.seen = sum // logged if it is still there at the next check
+		return
 	}
 	c.failed = sum
 	c.logger.Error("TLS certificate files changed but do not load; serving the previous certificate",
