@@ -27,11 +27,12 @@
  * Release (docs/architecture.md, "Rolling upgrade"): #live's data-release
  * is the release that drew the page; X-Dashboard-Release on an answer (and
  * the stream's opening heartbeat, through app.js) is the server's. When
- * they differ the page reloads, unless this tab already reloaded for or
- * from that release (a bounded record in sessionStorage), and at most once
- * a minute: so a rolling upgrade from one release to another reloads a
- * page at most once, however long it lasts and whichever server answers
- * the reload; otherwise it carries on with the full-state fragments.
+ * they differ the page reloads, unless this tab already reloaded from the
+ * page's release to that one (a bounded record of pairs in sessionStorage),
+ * and at most once a minute: so a rolling upgrade from one release to
+ * another reloads a page at most once, however long it lasts and whichever
+ * server answers the reload, and a rollback reloads it once more, back;
+ * otherwise it carries on with the full-state fragments.
  *
  * Status (#status, data-state and text): "polling" while the long-poll gets
  * answers, "stale" when none came for longer than a held poll may take
@@ -59,7 +60,7 @@
   var DRAIN_MIN = 500; // ms, the shortest pause after a drain's answer
   var DRAIN_MAX = 5000; // ms, the longest
   var RELOAD_EVERY = 60000; // ms, at least this between two reloads for a release
-  var RELOAD_KEEP = 8; // releases the record of reloads remembers, the latest
+  var RELOAD_KEEP = 8; // reloads (from -> to) the record remembers, the latest
   var MAX_RETRY_AFTER = 30000; // ms, the most of a busy server's Retry-After honoured
 
   // What the status label says in each state.
@@ -635,12 +636,13 @@
   }
 
   // readReloads returns the record of this tab's reloads for a release on
-  // this path: {releases: [...], at: ms}, the releases it reloaded for or
-  // from (the latest RELOAD_KEEP) and when it last reloaded. A missing or
-  // unreadable record is empty; the bare time an earlier script stored is
-  // kept as at.
+  // this path: {pairs: [[from, to], ...], at: ms}, each reload as the
+  // release that drew the page and the release it reloaded for (the latest
+  // RELOAD_KEEP), and when it last reloaded. A missing or unreadable record
+  // is empty; an earlier script's record (a list of releases, or the bare
+  // time) has no pairs and keeps its time as at.
   function readReloads(store) {
-    var rec = { releases: [], at: 0 };
+    var rec = { pairs: [], at: 0 };
     var raw = store.getItem(reloadKey());
     if (!raw) {
       return rec;
@@ -651,10 +653,12 @@
         rec.at = v;
       } else if (v && typeof v === 'object') {
         rec.at = Number(v.at) || 0;
-        if (v.releases && v.releases.length) {
-          for (var i = 0; i < v.releases.length; i++) {
-            if (typeof v.releases[i] === 'string') {
-              rec.releases.push(v.releases[i]);
+        var pairs = v.pairs;
+        if (pairs && pairs.length) {
+          for (var i = 0; i < pairs.length; i++) {
+            var pr = pairs[i];
+            if (pr && pr.length === 2 && typeof pr[0] === 'string' && typeof pr[1] === 'string') {
+              rec.pairs.push([pr[0], pr[1]]);
             }
           }
         }
@@ -665,16 +669,29 @@
     return rec;
   }
 
-  function remember(rec, release) {
-    for (var i = 0; i < rec.releases.length; i++) {
-      if (rec.releases[i] === release) {
-        rec.releases.splice(i, 1);
+  // tried reports whether the record holds a reload from release from to
+  // release to.
+  function tried(rec, from, to) {
+    for (var i = 0; i < rec.pairs.length; i++) {
+      if (rec.pairs[i][0] === from && rec.pairs[i][1] === to) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // remember adds the reload from -> to to the record as its latest pair,
+  // keeping the latest RELOAD_KEEP.
+  function remember(rec, from, to) {
+    for (var i = 0; i < rec.pairs.length; i++) {
+      if (rec.pairs[i][0] === from && rec.pairs[i][1] === to) {
+        rec.pairs.splice(i, 1);
         break;
       }
     }
-    rec.releases.push(release);
-    while (rec.releases.length > RELOAD_KEEP) {
-      rec.releases.shift();
+    rec.pairs.push([from, to]);
+    while (rec.pairs.length > RELOAD_KEEP) {
+      rec.pairs.shift();
     }
   }
 
@@ -691,13 +708,13 @@
 
   // checkRelease compares the release a server says it runs with the one
   // that drew the page. When they differ it reloads the page, unless this
-  // tab already reloaded on this path for that release or from it (the
-  // record keeps the target and the release it came from), or did so for
-  // any release within RELOAD_EVERY, or the browser keeps no
-  // sessionStorage (which could not stop a loop); then it carries on. So
-  // a page meets each release at most once as a reason to reload: a
-  // reload answered by a server of the old release does not lead to
-  // another one when the new release shows up again, however much later.
+  // tab already reloaded on this path from the page's release to that one
+  // (the record keeps each reload as the pair from -> to), or reloaded at
+  // all within RELOAD_EVERY, or the browser keeps no sessionStorage (which
+  // could not stop a loop); then it carries on. So a page reloads at most
+  // once for each pair of releases: a reload for B answered by a server of
+  // A draws a page of A that does not reload for B again, however much
+  // later; a page of B that meets A after a rollback reloads once, into A.
   // It reports whether the page is reloading.
   function checkRelease(release) {
     var el = live();
@@ -709,16 +726,13 @@
     try {
       var store = window.sessionStorage;
       var rec = readReloads(store);
-      for (var i = 0; i < rec.releases.length; i++) {
-        if (rec.releases[i] === release) {
-          return false;
-        }
+      if (tried(rec, mine, release)) {
+        return false;
       }
       if (rec.at > 0 && t >= rec.at && t - rec.at < reloadEvery(el)) {
         return false;
       }
-      remember(rec, mine);
-      remember(rec, release);
+      remember(rec, mine, release);
       rec.at = t;
       store.setItem(reloadKey(), JSON.stringify(rec));
     } catch (e) {

@@ -517,17 +517,21 @@ func TestBrowserStreamBusy(t *testing.T) {
 }
 
 // TestBrowserRollingUpgrade: two servers of different releases on one
-// database, behind the proxy. A page drawn by A (release "a") meets B when
-// the proxy switches: it reloads exactly once, is then live on B and
-// shows B's updates. Switched back to A and then to B within the minute,
+// database, behind the proxy. A page drawn by A (release "a"), with an
+// earlier script's record naming A and B in its sessionStorage (read as
+// no pairs), meets B when the proxy switches: it reloads exactly once, is
+// then live on B and shows B's updates. Switched back to A and then to B within the minute,
 // it does not reload again (no loop between two releases): it carries on
 // with the full state each server sends. Then the page is loaded from A
 // again (as when the round robin answers the reload with another server
 // of the old release) and meets B once more after the minute between
 // reloads has passed (#live's data-reload-every set to 0 stands for that,
 // with no waiting): still no reload, since this tab reloaded for B
-// already. A third release C, which the tab has not met, reloads it once
-// more.
+// already (pair A -> B). A third release C, which the tab has not met,
+// reloads it once more. Then the rollbacks: the page drawn by C meets B
+// (pair C -> B, new): one reload; drawn by B, it meets A (pair B -> A,
+// new): one reload, then live on A; switched to B, A, C and A again past
+// the minute, it reloads no more (A -> B and A -> C already tried).
 func TestBrowserRollingUpgrade(t *testing.T) {
 	t.Run("sse", func(t *testing.T) { rollingUpgrade(t, "") })
 	t.Run("poll", func(t *testing.T) { rollingUpgrade(t, "?transport=poll") })
@@ -559,6 +563,12 @@ func rollingUpgrade(t *testing.T, query string) {
 		t.Fatalf("data-release: got %q, want A's %q", got, relA)
 	}
 	pages := func() int { return len(p.requestsFor("/d/upgrade")) - len(p.requestsFor("/d/upgrade/")) }
+
+	// An earlier script's record (the releases reloaded for and from)
+	// holds no pairs: it stops nothing.
+	oldRecord := `sessionStorage.setItem('dashboard.releaseReload:/d/upgrade', JSON.stringify({releases: [` +
+		strconv.Quote(relA) + `, ` + strconv.Quote(relB) + `], at: 1})), true`
+	eval[bool](t, ctx, oldRecord)
 
 	// A long-poll in flight may be sent again on a new connection by the
 	// browser itself and then waits on B: the commit ends the wait, and
@@ -616,6 +626,44 @@ func rollingUpgrade(t *testing.T, query string) {
 	waitStat(t, ctx, "a", "6")
 	if got := pages(); got != 4 {
 		t.Errorf("page loads after C: got %d, want 4 (one reload for C)", got)
+	}
+
+	// Rollbacks: C is rolled back to B, then B to A. The page drawn by C
+	// meets B (pair C -> B, new): one reload, into B. That page, drawn by
+	// B, meets A (pair B -> A, new): one reload, then live on A.
+	eval[bool](t, ctx, minuteOver)
+	p.point(b.addr, true)
+	insert(t, b, "a")
+	waitThroughReload(t, ctx, "the page rolled back to B", release+` === `+strconv.Quote(relB))
+	waitStatus(t, ctx, live)
+	waitStat(t, ctx, "a", "7")
+	if got := pages(); got != 5 {
+		t.Fatalf("page loads after the rollback to B: got %d, want 5 (one reload, into B)", got)
+	}
+	eval[bool](t, ctx, minuteOver)
+	p.point(a.addr, true)
+	insert(t, a, "a")
+	waitThroughReload(t, ctx, "the page rolled back to A", release+` === `+strconv.Quote(relA))
+	waitStatus(t, ctx, live)
+	waitStat(t, ctx, "a", "8")
+	if got := pages(); got != 6 {
+		t.Fatalf("page loads after the rollback to A: got %d, want 6 (one reload, into A)", got)
+	}
+
+	// No loop: the page, drawn by A, the minute over, meets B and C again
+	// (A -> B and A -> C already tried) and A between them: no reload.
+	for i, s := range []*testServer{b, a, c, a} {
+		eval[bool](t, ctx, minuteOver)
+		p.point(s.addr, true)
+		insert(t, s, "a")
+		waitStat(t, ctx, "a", strconv.Itoa(9+i))
+		waitStatus(t, ctx, live)
+	}
+	if got := pages(); got != 6 {
+		t.Errorf("page loads after switching among A, B and C past the minute: got %d, want still 6", got)
+	}
+	if got := eval[string](t, ctx, release); got != relA {
+		t.Errorf("data-release: got %q, want still A's %q", got, relA)
 	}
 }
 
