@@ -86,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"db"}),
 		standbyFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dashboard", Name: "standby_fallbacks_total",
-			Help: "Panel and variable queries meant for a standby that ran on the primary, by reason: lag (not replayed within DASHBOARD_STANDBY_MAX_WAIT, or lagging since), down, promoted, conflict (cancelled by replay), recovery (SQL a standby cannot run), position (the primary's WAL position unreadable).",
+			Help: "Panel and variable queries meant for a standby that ran on the primary, by reason: lag (not replayed within DASHBOARD_STANDBY_MAX_WAIT, or lagging since), down, promoted, conflict (cancelled by replay), recovery (SQL a standby cannot run), position (the primary's WAL position unreadable), unflushed (not replayed within DASHBOARD_STANDBY_MAX_WAIT, but the standby had all the primary had flushed: not lagging).",
 		}, []string{"reason"}),
 		replayWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dashboard", Name: "standby_replay_wait_seconds",

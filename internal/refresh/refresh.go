@@ -130,6 +130,7 @@ type Engine struct {
 	standbys    []*standby
 	nextStandby atomic.Uint64 // round robin over standbys
 	positions   positions     // the primary's WAL position, shared reads
+	nudger      nudger        // makes the primary flush WAL a standby waits for
 
 	// Inputs from other goroutines, guarded by mu.
 	mu     sync.Mutex
@@ -240,6 +241,7 @@ func New(cfg Config) *Engine {
 	}
 	e.run = e.query
 	e.positions.pool = cfg.Pool
+	e.nudger.pool, e.nudger.logger = cfg.Pool, cfg.Logger
 	for _, pool := range cfg.Standbys {
 		e.standbys = append(e.standbys, newStandby(pool, cfg.Logger, cfg.RetryDelay, cfg.Metrics.standbys))
 	}
@@ -306,7 +308,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		g.Go(func() error { s.run(ctx); return nil })
 	}
 	g.Go(func() error { e.loop(ctx); return nil })
-	return g.Wait()
+	err := g.Wait()
+	e.nudger.wait()
+	return err
 }
 
 func (e *Engine) loop(ctx context.Context) {

@@ -29,7 +29,8 @@ import (
 // (positions), and each standby has one poll loop (standby.run) that
 // releases every query waiting on it; a query does not wait past
 // Config.StandbyMaxWait, and a standby that made one wait that long is
-// skipped until it has replayed what it missed. Whatever goes wrong on a
+// skipped until it has replayed what it missed, unless it had replayed all
+// the primary had flushed (then the primary is nudged to flush: nudger). Whatever goes wrong on a
 // standby (lag, down, promoted, a recovery conflict) sends the query to the
 // primary, counted by dashboard_standby_fallbacks_total{reason}; the panel
 // never shows it.
@@ -53,9 +54,14 @@ const (
 	fallbackRecovery = "recovery"
 	// fallbackPosition: the primary's WAL position could not be read.
 	fallbackPosition = "position"
+	// fallbackUnflushed: the standby had not replayed the position within
+	// StandbyMaxWait, but had replayed everything the primary had flushed
+	// when the position was read: the rest waits for a flush on the
+	// primary, not for the standby (which is not marked lagging).
+	fallbackUnflushed = "unflushed"
 )
 
-var fallbackReasons = []string{fallbackLag, fallbackDown, fallbackPromoted, fallbackConflict, fallbackRecovery, fallbackPosition}
+var fallbackReasons = []string{fallbackLag, fallbackDown, fallbackPromoted, fallbackConflict, fallbackRecovery, fallbackPosition, fallbackUnflushed}
 
 // standbyPoll is how often a standby's replay position is read while
 // queries wait for it. Replay on a healthy standby takes about a
@@ -68,6 +74,9 @@ const standbyIdleCheck = 5 * time.Second
 
 // standbyCheckTimeout bounds one check of a standby.
 const standbyCheckTimeout = 2 * time.Second
+
+// nudgeTimeout bounds one nudge of the primary to flush its WAL.
+const nudgeTimeout = 2 * time.Second
 
 // standbyLagCheck is how often a standby judged lagging is checked, to
 // see whether it has caught up with the position it missed.
@@ -140,6 +149,9 @@ var (
 	errStandbyDown     = errors.New("standby unreachable")
 	errStandbyPromoted = errors.New("standby is not in recovery")
 	errStandbyLag      = errors.New("standby has not replayed the position")
+	// errUnflushed: the wait ran out, but the standby had replayed all the
+	// primary had flushed; it is not lagging.
+	errUnflushed = errors.New("the primary has not flushed the position")
 )
 
 // standby is one hot standby: its pool, its state, and the queries waiting
@@ -204,10 +216,12 @@ func (s *standby) usable() (bool, string) {
 
 // await returns nil once the standby has replayed target, or an error
 // saying why the query must go to the primary instead: errStandbyLag past
-// bound or when the standby is lagging, errStandbyDown,
-// errStandbyPromoted, or ctx's error. A wait that ends past bound marks
-// the standby lagging (markLagging).
-func (s *standby) await(ctx context.Context, target pglogrepl.LSN, bound time.Duration) error {
+// bound or when the standby is lagging, errUnflushed past bound when the
+// standby had replayed flushed (the primary's flush position, read with
+// target), errStandbyDown, errStandbyPromoted, or ctx's error. A wait
+// that ends past bound with the standby short of flushed marks it lagging
+// (markLagging).
+func (s *standby) await(ctx context.Context, target, flushed pglogrepl.LSN, bound time.Duration) error {
 	s.mu.Lock()
 	switch {
 	case s.state == standbyLagging:
@@ -245,7 +259,15 @@ func (s *standby) await(ctx context.Context, target pglogrepl.LSN, bound time.Du
 	case err = <-w.done: // answered meanwhile
 	default:
 		if err == errStandbyLag {
-			s.markLaggingLocked(target)
+			if s.state == standbyUsable && s.replayed >= flushed {
+				// The standby has all the primary sent it: what it lacks
+				// is WAL the primary has not flushed yet (an open
+				// transaction's, a prune record's), which no standby
+				// receives before the next flush.
+				err = errUnflushed
+			} else {
+				s.markLaggingLocked(target)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -410,10 +432,11 @@ func (s *standby) failLocked(err error) {
 	}
 }
 
-// positions reads the end of the WAL inserted on the primary so far. A
-// caller gets a read that started after it asked, and callers that ask
-// while one read runs share the next one: one query for a whole round of
-// panels.
+// positions reads the end of the WAL inserted on the primary so far, and
+// how far the primary has flushed its WAL (pg_current_wal_flush_lsn(), in
+// the same statement). A caller gets a read that started after it asked,
+// and callers that ask while one read runs share the next one: one query
+// for a whole round of panels.
 //
 // The insert position, not pg_current_wal_lsn(): that one is how far WAL
 // has been written out, and the commit record of a writer with
@@ -422,6 +445,13 @@ func (s *standby) failLocked(err error) {
 // standby that had replayed the written position could run the query
 // without the notified commit. The standby receives the commit once it is
 // flushed, so waiting for the insert position waits for that flush too.
+//
+// The flush position tells a standby that lags from a primary that has not
+// flushed: WAL that is not a commit (an open transaction's rows, the prune
+// records of SELECTs, other databases' work) may stay in a partial page,
+// unflushed and so unsent, until the next commit, a full page or the
+// background writer's running-transactions record (about 15 s). A standby
+// that has replayed the flush position has everything it could have.
 type positions struct {
 	pool    *pgxpool.Pool
 	mu      sync.Mutex
@@ -430,20 +460,23 @@ type positions struct {
 }
 
 type positionRead struct {
-	done chan struct{}
-	pos  pglogrepl.LSN
-	err  error
+	done  chan struct{}
+	pos   pglogrepl.LSN // walEnd of the insert position
+	flush pglogrepl.LSN // the flush position
+	err   error
 }
 
-func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
+// read returns the end of the inserted WAL (walEnd of the insert position)
+// and the flush position, read in one statement.
+func (p *positions) read(ctx context.Context) (pos, flush pglogrepl.LSN, err error) {
 	p.mu.Lock()
 	if r := p.next; r != nil {
 		p.mu.Unlock()
 		select {
 		case <-r.done:
-			return r.pos, r.err
+			return r.pos, r.flush, r.err
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 	}
 	r := &positionRead{done: make(chan struct{})}
@@ -461,12 +494,12 @@ func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
 	p.mu.Unlock()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), standbyCheckTimeout)
 	var (
-		text                   string
+		text, flushText        string
 		blockSize, segmentSize int64
 	)
-	r.err = p.pool.QueryRow(rctx, `SELECT pg_current_wal_insert_lsn()::text,
+	r.err = p.pool.QueryRow(rctx, `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text,
 		current_setting('wal_block_size')::int8, pg_size_bytes(current_setting('wal_segment_size'))`).
-		Scan(&text, &blockSize, &segmentSize)
+		Scan(&text, &flushText, &blockSize, &segmentSize)
 	cancel()
 	if r.err == nil {
 		var insert pglogrepl.LSN
@@ -476,6 +509,12 @@ func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
 		}
 		r.pos = walEnd(insert, uint64(blockSize), uint64(segmentSize))
 	}
+	if r.err == nil {
+		r.flush, r.err = pglogrepl.ParseLSN(flushText)
+		if r.err != nil {
+			r.err = fmt.Errorf("reading the primary's WAL flush position %q: %w", flushText, r.err)
+		}
+	}
 	close(r.done)
 	p.mu.Lock()
 	if p.running == r {
@@ -483,9 +522,9 @@ func (p *positions) read(ctx context.Context) (pglogrepl.LSN, error) {
 	}
 	p.mu.Unlock()
 	if ctx.Err() != nil {
-		return 0, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
-	return r.pos, r.err
+	return r.pos, r.flush, r.err
 }
 
 // readTarget is where one read-only query runs: a standby that has
@@ -523,7 +562,7 @@ func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
 		e.fallback(reason)
 		return readTarget{}, nil
 	}
-	pos, err := e.positions.read(ctx)
+	pos, flushed, err := e.positions.read(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return readTarget{}, ctx.Err()
@@ -532,13 +571,19 @@ func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
 		return readTarget{}, nil
 	}
 	began := time.Now()
-	err = s.await(ctx, pos, e.cfg.StandbyMaxWait)
+	err = s.await(ctx, pos, flushed, e.cfg.StandbyMaxWait)
 	e.cfg.Metrics.replayWait.Observe(time.Since(began).Seconds())
 	switch {
 	case err == nil:
 		return readTarget{s: s, pos: pos}, nil
 	case ctx.Err() != nil:
 		return readTarget{}, ctx.Err()
+	case errors.Is(err, errUnflushed):
+		// The standby is fine; the primary holds WAL back. This query
+		// goes to the primary, and a nudge makes the primary flush, so
+		// that the next ones need not wait out the bound too.
+		e.fallback(fallbackUnflushed)
+		e.nudger.nudge(ctx, e.cfg.StandbyMaxWait)
 	case errors.Is(err, errStandbyLag):
 		// await marked the standby lagging: the queries after this one
 		// skip it at once.
@@ -549,6 +594,78 @@ func (e *Engine) pickStandby(ctx context.Context) (readTarget, error) {
 		e.fallback(fallbackDown)
 	}
 	return readTarget{}, nil
+}
+
+// nudger makes the primary flush its WAL when a standby waited for WAL the
+// primary had not flushed (errUnflushed): a tiny transaction commits, and
+// its commit flushes the WAL up to its commit record, with every earlier
+// record in it (XLogFlush); the walsenders then send it.
+// synchronous_commit is local for it, so it never waits for a synchronous
+// standby. One nudge at a time per engine, and at most one per
+// StandbyMaxWait; a failure is logged once per new message and costs
+// nothing else.
+type nudger struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	running chan struct{} // closed when the nudge in flight ends; nil when none
+	last    time.Time     // when the latest nudge started
+	lastErr string        // the latest failure's message; "" after a success
+}
+
+// nudgeSQL runs as one simple-protocol query: one round trip.
+//
+// A commit flushes at once only if its transaction has a transaction ID
+// and wrote WAL before the commit record (RecordTransactionCommit:
+// wrote_xlog); a transaction that only took an ID (pg_current_xact_id())
+// commits asynchronously, and its commit is flushed by the WAL writer up
+// to wal_writer_delay later. A transactional logical decoding message
+// does both: it takes an ID and writes a record of a few bytes. Its prefix
+// is not the logical feed's (listen.MessagePrefix), which ignores it.
+const nudgeSQL = "BEGIN; SET LOCAL synchronous_commit = local; " +
+	"SELECT pg_catalog.pg_logical_emit_message(true, 'dashboard_flush', ''); COMMIT"
+
+// nudge starts a nudge in the background unless one is in flight or one
+// started less than every ago. It does not wait for it.
+func (n *nudger) nudge(ctx context.Context, every time.Duration) {
+	if n.pool == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.running != nil || (!n.last.IsZero() && time.Since(n.last) < every) {
+		return
+	}
+	done := make(chan struct{})
+	n.running, n.last = done, time.Now()
+	go func() {
+		defer close(done)
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nudgeTimeout)
+		_, err := n.pool.Exec(nctx, nudgeSQL)
+		cancel()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.running = nil
+		switch {
+		case err == nil:
+			n.lastErr = ""
+		case err.Error() != n.lastErr:
+			n.lastErr = err.Error()
+			n.logger.Warn("could not make the primary flush its WAL for the standbys; their queries may go to the primary until it flushes",
+				"err", err)
+		}
+	}()
+}
+
+// wait waits for the nudge in flight, if any.
+func (n *nudger) wait() {
+	n.mu.Lock()
+	done := n.running
+	n.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 func (e *Engine) fallback(reason string) {

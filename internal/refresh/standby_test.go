@@ -723,3 +723,80 @@ func TestStandbyLaggingSkipped(t *testing.T) {
 		t.Errorf("dashboard_standbys{state=lagging} once caught up: got %v, want 0", got)
 	}
 }
+
+// WAL that is not a commit (here the rows of a transaction left open on
+// the primary) stays in a partial page, unflushed and so unsent to the
+// standby, until the next commit, a full page or the background writer's
+// running-transactions record (about 15 s). A query that waits for the
+// insert position then runs out the bound although the standby has all
+// the primary flushed: it goes to the primary, counted as unflushed, the
+// standby is not marked lagging, and the primary is nudged to flush. The
+// next commit's queries run on the standby again, without a fallback.
+// Marking the standby lagging instead sent them to the primary (lag) too.
+func TestStandbyUnflushedNotLagging(t *testing.T) {
+	f := newStandbyFixture(t, "", 300*time.Millisecond)
+	defer f.acquire(t, f.dash)()
+	f.db.exec(t, "CREATE TABLE other (n int)")
+	f.untilStandby(t)
+
+	open, err := pgx.Connect(t.Context(), f.db.connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { open.Close(context.Background()) })
+	if _, err := open.Exec(t.Context(), "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	lag, unflushed := f.fallbacks(t, "lag"), f.fallbacks(t, "unflushed")
+	for try := 1; ; try++ {
+		// The commit flushes everything inserted before it, the open
+		// transaction's earlier rows too; the rows inserted after it stay
+		// unflushed while the primary is otherwise quiet.
+		n := f.insert(t)
+		f.waitShown(t, n)
+		if _, err := open.Exec(t.Context(), "INSERT INTO other SELECT generate_series(1, 3)"); err != nil {
+			t.Fatal(err)
+		}
+		if got := scalarOn(t, f.db.connString, "SELECT (pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn())::text"); got != "true" {
+			t.Fatalf("the open transaction's rows were flushed at once: the test shows nothing")
+		}
+		// A round that starts now reads a position the primary has not
+		// flushed; the panel shows the commit from the primary.
+		where := f.whereSettled(t, n)
+		if got := f.fallbacks(t, "lag"); got != lag {
+			t.Fatalf("standby_fallbacks_total{reason=lag}: got %v, want still %v (the standby had all the primary flushed)", got, lag)
+		}
+		if f.fallbacks(t, "unflushed") > unflushed {
+			if where != "primary" {
+				t.Errorf("with the position unflushed the where panel ran on the %s, want the primary", where)
+			}
+			break
+		}
+		// The WAL was flushed before the round's wait ran out (the
+		// background writer's record came meanwhile).
+		if try == 3 {
+			t.Fatalf("no query waited for unflushed WAL in %d tries: the test shows nothing", try)
+		}
+		t.Logf("try %d: the primary flushed meanwhile; again", try)
+	}
+	if got := f.labelled(t, "dashboard_standbys", "state", "lagging"); got != 0 {
+		t.Errorf("dashboard_standbys{state=lagging} after a wait for unflushed WAL: got %v, want 0", got)
+	}
+
+	// The next commit's queries run on the standby: no fallback.
+	unflushed = f.fallbacks(t, "unflushed")
+	onStandby := f.labelled(t, "dashboard_panel_queries_total", "db", "standby")
+	n := f.insert(t)
+	if got := f.whereSettled(t, n); got != "standby" {
+		t.Errorf("after the wait for unflushed WAL the where panel ran on the %s, want the standby", got)
+	}
+	if got := f.labelled(t, "dashboard_panel_queries_total", "db", "standby"); got <= onStandby {
+		t.Errorf("panel_queries_total{db=standby}: got %v, want more than %v", got, onStandby)
+	}
+	if got := f.fallbacks(t, "lag"); got != lag {
+		t.Errorf("standby_fallbacks_total{reason=lag}: got %v, want still %v", got, lag)
+	}
+	if got := f.fallbacks(t, "unflushed"); got != unflushed {
+		t.Errorf("standby_fallbacks_total{reason=unflushed}: got %v, want still %v", got, unflushed)
+	}
+}
