@@ -412,6 +412,24 @@ func TestBrowserLongPollBusy(t *testing.T) {
 	navigateURL(t, ctx, p.URL+"/d/busy?transport=poll")
 	waitStat(t, ctx, "a", "1")
 
+	checkBusyBackoff(t, p, "/d/busy/poll")
+	if got := eval[string](t, ctx, `document.getElementById('status').getAttribute('data-state')`); got != "reconnecting" {
+		t.Errorf("status while refused: %q, want reconnecting", got)
+	}
+
+	insert(t, s, "a")
+	if got := <-holder; got != http.StatusOK {
+		t.Fatalf("the long-poll holding the slot: got %d, want 200", got)
+	}
+	waitStat(t, ctx, "a", "2")
+	waitStatus(t, ctx, "polling")
+}
+
+// checkBusyBackoff waits until the page's requests for path were refused
+// three times with 503 and asked for again, and checks that each came no
+// sooner than the refusal's Retry-After plus 0.5 s, 1 s, 2 s.
+func checkBusyBackoff(t *testing.T, p *switchProxy, path string) {
+	t.Helper()
 	const refusals = 3
 	refused := func() []proxied {
 		var out []proxied
@@ -426,35 +444,24 @@ func TestBrowserLongPollBusy(t *testing.T) {
 	// 1-5 s) plus 0.5 + 1 + 2 s of backoff and its random upper half:
 	// more than contractWait.
 	deadline := time.Now().Add(3*contractWait + 30*time.Second)
-	for len(refused()) < refusals || len(p.requestsFor("/d/busy/poll")) <= refusals {
+	for len(refused()) < refusals || len(p.requestsFor(path)) <= refusals {
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for the page refused %d times and asking again: got %d refusals", refusals, len(refused()))
+			t.Fatalf("waiting for %s refused %d times and asked for again: got %d refusals", path, refusals, len(refused()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	polls := p.requestsFor("/d/busy/poll")
+	asked := p.requestsFor(path)
 	for i, r := range refused()[:refusals] {
 		if r.retry < 1 {
 			t.Fatalf("refusal %d: Retry-After %d, want one of at least 1 s", i+1, r.retry)
 		}
 		least := time.Duration(r.retry)*time.Second + (500*time.Millisecond)<<i
-		next := polls[i+1]
-		if waited := next.at.Sub(r.at); waited < least {
+		if waited := asked[i+1].at.Sub(r.at); waited < least {
 			t.Errorf("refusal %d (Retry-After %d s): the page asked again after %v, want at least %v", i+1, r.retry, waited, least)
 		} else {
 			t.Logf("refusal %d (Retry-After %d s): asked again after %v", i+1, r.retry, waited)
 		}
 	}
-	if got := eval[string](t, ctx, `document.getElementById('status').getAttribute('data-state')`); got != "reconnecting" {
-		t.Errorf("status while refused: %q, want reconnecting", got)
-	}
-
-	insert(t, s, "a")
-	if got := <-holder; got != http.StatusOK {
-		t.Fatalf("the long-poll holding the slot: got %d, want 200", got)
-	}
-	waitStat(t, ctx, "a", "2")
-	waitStatus(t, ctx, "polling")
 }
 
 // TestBrowserStreamBusy: the same for the stream. The server's one stream
@@ -476,37 +483,7 @@ func TestBrowserStreamBusy(t *testing.T) {
 	navigateURL(t, ctx, p.URL+"/d/sbusy")
 	waitStat(t, ctx, "a", "1")
 
-	const refusals = 3
-	refused := func() []proxied {
-		var out []proxied
-		for _, r := range p.responsesSeen() {
-			if r.status == http.StatusServiceUnavailable {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
-	// As in TestBrowserLongPollBusy: three refusals may take more than
-	// contractWait.
-	deadline := time.Now().Add(3*contractWait + 30*time.Second)
-	for len(refused()) < refusals || len(p.requestsFor("/d/sbusy/events")) <= refusals {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for the stream refused %d times and asked for again: got %d refusals", refusals, len(refused()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	events := p.requestsFor("/d/sbusy/events")
-	for i, r := range refused()[:refusals] {
-		if r.retry < 1 {
-			t.Fatalf("refusal %d: Retry-After %d, want one of at least 1 s", i+1, r.retry)
-		}
-		least := time.Duration(r.retry)*time.Second + (500*time.Millisecond)<<i
-		if waited := events[i+1].at.Sub(r.at); waited < least {
-			t.Errorf("refusal %d (Retry-After %d s): the page asked again after %v, want at least %v", i+1, r.retry, waited, least)
-		} else {
-			t.Logf("refusal %d (Retry-After %d s): asked again after %v", i+1, r.retry, waited)
-		}
-	}
+	checkBusyBackoff(t, p, "/d/sbusy/events")
 	waitStatus(t, ctx, "polling")
 
 	held.close()
