@@ -325,25 +325,11 @@ func optionsText(o panel.Options) string {
 func (p *Plan) Write(w io.Writer) error {
 	ew := &errWriter{w: w}
 	for _, d := range p.Dashboards {
-		where := ""
-		if d.File != "" {
-			where = " (" + d.File + ")"
-		}
-		switch d.Op {
-		case Add:
-			ew.printf("+ dashboard %s%s\n", d.Slug, where)
-		case Remove:
-			ew.printf("- dashboard %s%s: not in the folder\n", d.Slug, where)
-		case Change:
-			ew.printf("~ dashboard %s%s\n", d.Slug, where)
-		case Keep:
-			if d.Want == nil {
-				ew.printf("  dashboard %s%s: not in the folder; kept (--prune would remove it)\n", d.Slug, where)
-			}
-		}
+		from := ""
 		if d.Drift {
-			ew.printf("! dashboard %s: drift: its rows were edited since they were applied from %s\n", d.Slug, d.Have.Source.File)
+			from = d.Have.Source.File
 		}
+		writeHead(ew, "dashboard", d.Slug, d.File, d.Op, d.Want == nil, d.Drift, from)
 		writeFields(ew, "    ", d.Fields)
 		for _, pc := range d.Panels {
 			switch pc.Op {
@@ -428,5 +414,30 @@ type errWriter struct {
 func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+// writeHead prints the line of one dashboard or playlist (what) in a plan:
+// its operation, the file it comes from, whether a kept one is absent
+// from the folder, and drift from the rows applied from file from.
+func writeHead(ew *errWriter, what, slug, file string, op Op, absent, drift bool, from string) {
+	where := ""
+	if file != "" {
+		where = " (" + file + ")"
+	}
+	switch op {
+	case Add:
+		ew.printf("+ %s %s%s\n", what, slug, where)
+	case Remove:
+		ew.printf("- %s %s%s: not in the folder\n", what, slug, where)
+	case Change:
+		ew.printf("~ %s %s%s\n", what, slug, where)
+	case Keep:
+		if absent {
+			ew.printf("  %s %s%s: not in the folder; kept (--prune would remove it)\n", what, slug, where)
+		}
+	}
+	if drift {
+		ew.printf("! %s %s: drift: its rows were edited since they were applied from %s\n", what, slug, from)
 	}
 }

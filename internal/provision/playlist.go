@@ -444,25 +444,11 @@ func itemsText(items []catalog.PlaylistItem) string {
 // the dashboards'.
 func writePlaylists(ew *errWriter, changes []PlaylistChange) {
 	for _, c := range changes {
-		where := ""
-		if c.File != "" {
-			where = " (" + c.File + ")"
-		}
-		switch c.Op {
-		case Add:
-			ew.printf("+ playlist %s%s\n", c.Slug, where)
-		case Remove:
-			ew.printf("- playlist %s%s: not in the folder\n", c.Slug, where)
-		case Change:
-			ew.printf("~ playlist %s%s\n", c.Slug, where)
-		case Keep:
-			if c.Want == nil {
-				ew.printf("  playlist %s%s: not in the folder; kept (--prune would remove it)\n", c.Slug, where)
-			}
-		}
+		from := ""
 		if c.Drift {
-			ew.printf("! playlist %s: drift: its rows were edited since they were applied from %s\n", c.Slug, c.Have.Source.File)
+			from = c.Have.Source.File
 		}
+		writeHead(ew, "playlist", c.Slug, c.File, c.Op, c.Want == nil, c.Drift, from)
 		writeFields(ew, "    ", c.Fields)
 	}
 }
